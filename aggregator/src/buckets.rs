@@ -1,0 +1,421 @@
+//! The pure core: folding visits into hourly buckets, merging bucket sets,
+//! closing hours, and turning buckets into Arrow record batches.
+//!
+//! Nothing here does I/O or reads the clock; time comes in as `now`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use chrono::{DateTime, NaiveDate};
+use datasketches::hll::{HllSketch, HllType, HllUnion};
+use footfall_schemas::Visit;
+use footfall_schemas::tables::Table;
+
+use crate::error::Error;
+
+const SECONDS_PER_HOUR: i64 = 3600;
+
+/// The sketches' storage type: 4 bits a register, the smallest image, and
+/// the type every DataSketches library reads.
+pub const HLL_TYPE: HllType = HllType::Hll4;
+
+/// Counts and a sketch of one (site, hour, page).
+#[derive(Clone)]
+pub struct PageBucket {
+    /// Page views.
+    pub views: i64,
+    /// Views that landed from elsewhere (no referrer, or another site's).
+    pub entries: i64,
+    /// Distinct visitor keys; starts in DataSketches' list mode, a few bytes
+    /// for a few visitors, and grows only as needed.
+    pub visitors: HllSketch,
+}
+
+impl std::fmt::Debug for PageBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageBucket")
+            .field("views", &self.views)
+            .field("entries", &self.entries)
+            .field("visitors_estimate", &self.visitors.estimate())
+            .finish()
+    }
+}
+
+/// page -> bucket, for one site and hour. Keys are looked up by `&str`, so a
+/// page already seen this hour costs no allocation.
+type Pages = HashMap<Box<str>, PageBucket>;
+/// site -> pages, for one hour.
+type Sites = HashMap<Box<str>, Pages>;
+
+/// Open aggregates, keyed by hour (Unix seconds of its start), site and page.
+///
+/// Hours are the outer key, in order, so closing every hour before `now` is a
+/// split of the map, not a scan.
+#[derive(Debug, Clone)]
+pub struct Buckets {
+    lg_k: u8,
+    hours: BTreeMap<i64, Sites>,
+}
+
+impl Buckets {
+    /// An empty set whose sketches use `lg_k` (4..=21).
+    pub fn new(lg_k: u8) -> Result<Self, Error> {
+        HllSketch::new(lg_k, HLL_TYPE).map_err(|e| Error::LgK {
+            lg_k,
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            lg_k,
+            hours: BTreeMap::new(),
+        })
+    }
+
+    /// The sketches' `lg_k`.
+    pub fn lg_k(&self) -> u8 {
+        self.lg_k
+    }
+
+    /// True when no bucket is open.
+    pub fn is_empty(&self) -> bool {
+        self.hours.is_empty()
+    }
+
+    /// How many (site, hour, page) buckets are open.
+    pub fn len(&self) -> usize {
+        self.hours
+            .values()
+            .flat_map(|sites| sites.values())
+            .map(HashMap::len)
+            .sum()
+    }
+
+    /// Counts one visit: a view, an entry if it landed, its visitor key in
+    /// the sketch.
+    pub fn fold(&mut self, visit: &Visit) {
+        let hour = visit.time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        let sites = self.hours.entry(hour).or_default();
+        let pages = match sites.get_mut(&*visit.site) {
+            Some(pages) => pages,
+            None => sites.entry(visit.site.clone()).or_default(),
+        };
+        let bucket = match pages.get_mut(&*visit.page) {
+            Some(bucket) => bucket,
+            None => pages
+                .entry(visit.page.clone())
+                .or_insert_with(|| PageBucket::empty(self.lg_k)),
+        };
+        bucket.views += 1;
+        bucket.entries += i64::from(visit.entry);
+        bucket.visitors.update(visit.visitor.sketch_input());
+    }
+
+    /// Adds every bucket of `other` into `self`: counts are summed, sketches
+    /// unioned. Folding a stream equals merging the folds of its parts.
+    pub fn merge(&mut self, other: Buckets) {
+        debug_assert_eq!(self.lg_k, other.lg_k);
+        for (hour, sites) in other.hours {
+            let mine = self.hours.entry(hour).or_default();
+            for (site, pages) in sites {
+                let my_pages = mine.entry(site).or_default();
+                for (page, bucket) in pages {
+                    match my_pages.get_mut(&page) {
+                        Some(b) => b.absorb(&bucket, self.lg_k),
+                        None => {
+                            my_pages.insert(page, bucket);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when some open hour ended before `now`.
+    pub fn has_closed(&self, now: i64) -> bool {
+        self.hours
+            .keys()
+            .next()
+            .is_some_and(|&h| h + SECONDS_PER_HOUR <= now)
+    }
+
+    /// Removes and returns the buckets of every hour that ended by `now`.
+    pub fn take_closed(&mut self, now: i64) -> Buckets {
+        let current_hour = now.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        let open = self.hours.split_off(&current_hour);
+        Buckets {
+            lg_k: self.lg_k,
+            hours: std::mem::replace(&mut self.hours, open),
+        }
+    }
+
+    /// Removes and returns every bucket (for a stop).
+    pub fn take_all(&mut self) -> Buckets {
+        Buckets {
+            lg_k: self.lg_k,
+            hours: std::mem::take(&mut self.hours),
+        }
+    }
+
+    /// Splits the buckets by UTC date: each date is one file's worth.
+    pub fn split_by_date(self) -> BTreeMap<NaiveDate, Buckets> {
+        let mut out: BTreeMap<NaiveDate, Buckets> = BTreeMap::new();
+        for (hour, sites) in self.hours {
+            out.entry(date_of(hour))
+                .or_insert_with(|| Buckets {
+                    lg_k: self.lg_k,
+                    hours: BTreeMap::new(),
+                })
+                .hours
+                .insert(hour, sites);
+        }
+        out
+    }
+
+    /// Iterates (site, hour, page, bucket) in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64, &str, &PageBucket)> {
+        self.hours.iter().flat_map(|(&hour, sites)| {
+            sites.iter().flat_map(move |(site, pages)| {
+                pages
+                    .iter()
+                    .map(move |(page, b)| (&**site, hour, &**page, b))
+            })
+        })
+    }
+
+    /// The `pages` table rows of these buckets, sorted by (site, hour, page)
+    /// so that row-group statistics let engines skip what a query does not
+    /// need.
+    pub fn to_record_batch(&self) -> Result<RecordBatch, Error> {
+        let mut rows: Vec<_> = self.iter().collect();
+        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        let sketches: Vec<Vec<u8>> = rows.iter().map(|r| r.3.visitors.serialize()).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1 * 1_000_000))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.views))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.entries))),
+            Arc::new(BinaryArray::from_iter_values(sketches.iter())),
+        ];
+        RecordBatch::try_new(Table::Pages.schema(self.lg_k), columns).map_err(Error::Arrow)
+    }
+}
+
+impl PageBucket {
+    fn empty(lg_k: u8) -> Self {
+        Self {
+            views: 0,
+            entries: 0,
+            visitors: HllSketch::new(lg_k, HLL_TYPE).expect("lg_k was checked by Buckets::new"),
+        }
+    }
+
+    fn absorb(&mut self, other: &PageBucket, lg_k: u8) {
+        self.views += other.views;
+        self.entries += other.entries;
+        let mut union = HllUnion::new(lg_k).expect("lg_k was checked by Buckets::new");
+        union.update(&self.visitors);
+        union.update(&other.visitors);
+        self.visitors = union.to_sketch(HLL_TYPE);
+    }
+}
+
+/// The UTC date an hour (Unix seconds) falls on.
+pub fn date_of(hour: i64) -> NaiveDate {
+    DateTime::from_timestamp(hour, 0)
+        .map(|t| t.date_naive())
+        .unwrap_or(NaiveDate::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use footfall_schemas::VisitorKey;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_764_079_200; // 2025-11-25T14:00:00Z
+
+    fn visit(site: &str, time: i64, page: &str, entry: bool, visitor: u64) -> Visit {
+        Visit {
+            site: site.into(),
+            time,
+            page: page.into(),
+            referrer: None,
+            entry,
+            visitor: VisitorKey::from_hash(visitor),
+        }
+    }
+
+    /// What a reader computes for a key: the estimate of the union of every
+    /// row's sketch, as DuckDB, Spark or `footfall report` would.
+    fn union_estimate<'a>(lg_k: u8, sketches: impl IntoIterator<Item = &'a HllSketch>) -> f64 {
+        let mut u = HllUnion::new(lg_k).unwrap();
+        for s in sketches {
+            u.update(s);
+        }
+        u.estimate()
+    }
+
+    #[test]
+    fn folds_views_entries_and_visitors_per_hour_and_page() {
+        let mut b = Buckets::new(12).unwrap();
+        b.fold(&visit("a.com", T0 + 10, "/", true, 1));
+        b.fold(&visit("a.com", T0 + 20, "/", false, 1));
+        b.fold(&visit("a.com", T0 + 30, "/", true, 2));
+        b.fold(&visit("a.com", T0 + 3600, "/", true, 1));
+        b.fold(&visit("b.com", T0 + 40, "/", true, 1));
+        assert_eq!(b.len(), 3);
+        let mut rows: Vec<_> = b
+            .iter()
+            .map(|(s, h, p, b)| (s.to_owned(), h, p.to_owned(), b.views, b.entries, b.visitors.estimate().round()))
+            .collect();
+        rows.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        assert_eq!(
+            rows,
+            vec![
+                ("a.com".into(), T0, "/".into(), 3, 2, 2.0),
+                ("a.com".into(), T0 + 3600, "/".into(), 1, 1, 1.0),
+                ("b.com".into(), T0, "/".into(), 1, 1, 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn closing_takes_only_finished_hours() {
+        let mut b = Buckets::new(12).unwrap();
+        b.fold(&visit("a.com", T0 - 1, "/old", true, 1));
+        b.fold(&visit("a.com", T0 + 5, "/new", true, 1));
+        assert!(!b.has_closed(T0 - 1));
+        assert!(b.has_closed(T0));
+        assert!(b.take_closed(T0 - 1).is_empty());
+        let closed = b.take_closed(T0 + 5);
+        assert_eq!(closed.iter().map(|r| r.2).collect::<Vec<_>>(), ["/old"]);
+        assert_eq!(b.iter().map(|r| r.2).collect::<Vec<_>>(), ["/new"]);
+        assert!(!b.has_closed(T0 + 3599));
+        assert_eq!(b.take_all().len(), 1);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn splits_by_utc_date() {
+        let mut b = Buckets::new(12).unwrap();
+        let midnight = 1_764_115_200; // 2025-11-26T00:00:00Z
+        b.fold(&visit("a.com", midnight - 1, "/", true, 1));
+        b.fold(&visit("a.com", midnight, "/", true, 1));
+        let dates: Vec<String> = b.split_by_date().keys().map(|d| d.to_string()).collect();
+        assert_eq!(dates, ["2025-11-25", "2025-11-26"]);
+    }
+
+    #[test]
+    fn record_batches_are_sorted_and_typed() {
+        let mut b = Buckets::new(12).unwrap();
+        b.fold(&visit("b.com", T0, "/", true, 1));
+        b.fold(&visit("a.com", T0 + 3600, "/a", true, 1));
+        b.fold(&visit("a.com", T0, "/z", false, 2));
+        b.fold(&visit("a.com", T0, "/a", true, 3));
+        let batch = b.to_record_batch().unwrap();
+        let col = |i: usize| batch.column(i).clone();
+        let sites = col(0);
+        let sites = sites.as_any().downcast_ref::<StringArray>().unwrap();
+        let pages = col(2);
+        let pages = pages.as_any().downcast_ref::<StringArray>().unwrap();
+        let got: Vec<(&str, &str)> = sites.iter().zip(pages.iter()).map(|(s, p)| (s.unwrap(), p.unwrap())).collect();
+        assert_eq!(got, [("a.com", "/a"), ("a.com", "/z"), ("a.com", "/a"), ("b.com", "/")]);
+        let hours = col(1);
+        let hours = hours.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        assert_eq!(hours.value(0), T0 * 1_000_000);
+        assert_eq!(hours.value(2), (T0 + 3600) * 1_000_000);
+        let sketches = col(5);
+        let sketches = sketches.as_any().downcast_ref::<BinaryArray>().unwrap();
+        let s = HllSketch::deserialize(sketches.value(0)).unwrap();
+        assert_eq!(s.estimate(), 1.0);
+        assert_eq!(s.lg_config_k(), 12);
+    }
+
+    #[test]
+    fn small_sketches_stay_small() {
+        let mut b = Buckets::new(12).unwrap();
+        for v in 0..3 {
+            b.fold(&visit("a.com", T0, "/", true, v));
+        }
+        let (_, _, _, bucket) = b.iter().next().unwrap();
+        // List mode: an 8-byte preamble and 4 bytes a coupon, not 2 KiB of
+        // registers.
+        assert!(bucket.visitors.serialize().len() <= 8 + 3 * 4);
+    }
+
+    #[test]
+    fn rejects_out_of_range_lg_k() {
+        assert!(Buckets::new(3).is_err());
+        assert!(Buckets::new(22).is_err());
+        assert!(Buckets::new(4).is_ok());
+    }
+
+    fn arb_visits() -> impl Strategy<Value = Vec<Visit>> {
+        // Few sites, hours and pages so keys collide; many visitors so some
+        // sketches leave list mode for the dense HLL array.
+        let one = (0..2usize, 0..3i64, 0..4usize, any::<bool>(), 0..3000u64).prop_map(
+            |(site, hour, page, entry, visitor)| {
+                visit(
+                    ["a.com", "b.org"][site],
+                    T0 + hour * 3600 + 17,
+                    ["/", "/x", "/y", "/z"][page],
+                    entry,
+                    visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )
+            },
+        );
+        prop::collection::vec(one, 0..1500)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The algebra readers rely on: folding a stream equals merging the
+        /// folds of any split of it. Views and entries exactly; estimates
+        /// identical as a reader sees them (a union over the key's sketches).
+        #[test]
+        fn fold_of_a_stream_is_the_merge_of_folds_of_its_parts(
+            visits in arb_visits(),
+            cuts in prop::collection::vec(0..1500usize, 0..4),
+        ) {
+            let lg_k = 10;
+            let mut whole = Buckets::new(lg_k).unwrap();
+            for v in &visits {
+                whole.fold(v);
+            }
+
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(visits.len())).collect();
+            bounds.push(0);
+            bounds.push(visits.len());
+            bounds.sort_unstable();
+            let mut merged = Buckets::new(lg_k).unwrap();
+            for w in bounds.windows(2) {
+                let mut part = Buckets::new(lg_k).unwrap();
+                for v in &visits[w[0]..w[1]] {
+                    part.fold(v);
+                }
+                merged.merge(part);
+            }
+
+            let key = |r: &(&str, i64, &str, &PageBucket)| (r.0.to_owned(), r.1, r.2.to_owned());
+            let mut a: Vec<_> = whole.iter().collect();
+            let mut b: Vec<_> = merged.iter().collect();
+            a.sort_by_key(key);
+            b.sort_by_key(key);
+            prop_assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                prop_assert_eq!(key(x), key(y));
+                prop_assert_eq!(x.3.views, y.3.views);
+                prop_assert_eq!(x.3.entries, y.3.entries);
+                prop_assert_eq!(
+                    union_estimate(lg_k, [&x.3.visitors]),
+                    union_estimate(lg_k, [&y.3.visitors])
+                );
+            }
+        }
+    }
+}

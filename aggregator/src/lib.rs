@@ -1,0 +1,21 @@
+//! footfall's aggregator: folds anonymous visits into hourly buckets (view
+//! and entry counts, a DataSketches HLL sketch of visitor keys) and writes
+//! closed buckets as immutable Parquet files.
+//!
+//! # Layout
+//! - [`buckets`]: the pure core. `Buckets::fold`, `merge`, `take_closed(now)`,
+//!   `to_record_batch`; no I/O, no clock.
+//! - [`writer`]: one record batch to one atomically published Parquet file.
+//! - [`service`]: the async shell. [`Aggregator`] is the collector's
+//!   [`VisitSink`](footfall_schemas::VisitSink); it closes hours on a tick
+//!   and flushes everything on a stop.
+//! - [`error`]: [`Error`], with the path or value that went wrong.
+
+pub mod buckets;
+pub mod error;
+pub mod service;
+pub mod writer;
+
+pub use buckets::Buckets;
+pub use error::Error;
+pub use service::{Aggregator, AggregatorConfig};

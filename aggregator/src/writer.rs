@@ -1,0 +1,194 @@
+//! Writing one table's rows for one UTC date as an immutable Parquet file.
+//!
+//! A file is written under a hidden temporary name (`.part-….parquet.tmp`,
+//! which no `*.parquet` glob and no Spark/Hive reader picks up), fsynced,
+//! renamed into place and the folder fsynced: readers see the whole file or
+//! nothing, and a file once visible is never rewritten.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use chrono::NaiveDate;
+use footfall_schemas::tables::Table;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::Error;
+
+/// What one write produced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The visible file.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: usize,
+    /// Its size on disk.
+    pub bytes: u64,
+}
+
+/// The folder of a table's partition: `<data-dir>/<table>/date=YYYY-MM-DD`.
+pub fn partition_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
+    data_dir
+        .join(table.name())
+        .join(format!("date={}", date.format("%Y-%m-%d")))
+}
+
+/// Writes `batch` as a new file in the table's partition for `date`.
+pub fn write_file(
+    data_dir: &Path,
+    table: Table,
+    date: NaiveDate,
+    lg_k: u8,
+    batch: &RecordBatch,
+) -> Result<Written, Error> {
+    let dir = partition_dir(data_dir, table, date);
+    fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    let name = unique_name();
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+
+    let result = write_tmp(&tmp, table, lg_k, batch).and_then(|bytes| {
+        fs::rename(&tmp, &path).map_err(Error::io("renaming into place", &path))?;
+        // The rename is durable only once the folder's entry is on disk.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("syncing folder", &dir))?;
+        Ok(bytes)
+    });
+    match result {
+        Ok(bytes) => Ok(Written {
+            path,
+            rows: batch.num_rows(),
+            bytes,
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_tmp(tmp: &Path, table: Table, lg_k: u8, batch: &RecordBatch) -> Result<u64, Error> {
+    let file = File::create(tmp).map_err(Error::io("creating", tmp))?;
+    let parquet_err = |source| Error::Parquet {
+        path: tmp.to_owned(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(properties(table, lg_k))).map_err(parquet_err)?;
+    writer.write(batch).map_err(parquet_err)?;
+    let file = writer.into_inner().map_err(parquet_err)?;
+    file.sync_all().map_err(Error::io("syncing", tmp))?;
+    let bytes = file.metadata().map_err(Error::io("reading size of", tmp))?.len();
+    Ok(bytes)
+}
+
+/// ZSTD, statistics on the key columns, rows declared sorted by
+/// (site, hour, page), and the table's metadata in the file footer where
+/// every engine can read it (`parquet_kv_metadata` in DuckDB,
+/// `pq.read_metadata(...).metadata` in pyarrow).
+fn properties(table: Table, lg_k: u8) -> WriterProperties {
+    let sketch_col = ColumnPath::from("visitors");
+    let kv = table
+        .metadata(lg_k)
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Min/max of sketch bytes help no query and bloat the footer; a
+        // dictionary of near-unique blobs only costs.
+        .set_column_statistics_enabled(sketch_col.clone(), EnabledStatistics::None)
+        .set_column_dictionary_enabled(sketch_col, false)
+        .set_sorting_columns(Some(
+            (0..3)
+                .map(|column_idx| SortingColumn {
+                    column_idx,
+                    descending: false,
+                    nulls_first: false,
+                })
+                .collect(),
+        ))
+        .set_key_value_metadata(Some(kv))
+        .set_created_by(format!("footfall {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// `part-<unix millis>-<64 random bits>.parquet`: unique across flushes,
+/// restarts and collectors sharing a folder, and in time order when listed.
+fn unique_name() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut rand = [0u8; 8];
+    // A clash would need the same millisecond and the same 64 random bits;
+    // if the OS cannot give randomness, the time alone still orders files.
+    let _ = getrandom::fill(&mut rand);
+    format!("part-{millis:013}-{:016x}.parquet", u64::from_le_bytes(rand))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buckets::Buckets;
+    use footfall_schemas::tables::meta;
+    use footfall_schemas::{Visit, VisitorKey};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn round_trips_through_parquet_with_metadata() {
+        let mut b = Buckets::new(12).unwrap();
+        for i in 0..50u64 {
+            b.fold(&Visit {
+                site: "a.com".into(),
+                time: 1_764_079_200 + i as i64,
+                page: format!("/p{}", i % 5).into(),
+                referrer: None,
+                entry: i % 2 == 0,
+                visitor: VisitorKey::from_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            });
+        }
+        let batch = b.to_record_batch().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
+        let w = write_file(tmp.path(), Table::Pages, date, 12, &batch).unwrap();
+        assert_eq!(w.rows, 5);
+        assert!(w.path.starts_with(tmp.path().join("pages/date=2025-11-25")));
+        assert!(w.path.extension().is_some_and(|e| e == "parquet"));
+        let names: Vec<_> = fs::read_dir(w.path.parent().unwrap()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left behind");
+
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&w.path).unwrap()).unwrap();
+        let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+        assert_eq!(get(meta::HLL_LG_K).as_deref(), Some("12"));
+        assert_eq!(get(meta::HLL_TYPE).as_deref(), Some("HLL_4"));
+        assert_eq!(get(meta::SCHEMA_VERSION).as_deref(), Some("1"));
+        assert_eq!(get(meta::UNIQUENESS_WINDOW).as_deref(), Some("day"));
+        let rg = reader.metadata().row_group(0);
+        assert_eq!(rg.sorting_columns().map(Vec::len), Some(3));
+        assert_eq!(rg.column(0).compression(), Compression::ZSTD(ZstdLevel::default()));
+        let back: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].columns(), batch.columns());
+        assert_eq!(back[0].schema().fields(), batch.schema().fields());
+    }
+
+    #[test]
+    fn unwritable_dirs_are_errors_with_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blocker = tmp.path().join("pages");
+        fs::write(&blocker, "a file where a folder should be").unwrap();
+        let b = Buckets::new(12).unwrap();
+        let batch = b.to_record_batch().unwrap();
+        let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
+        let e = write_file(tmp.path(), Table::Pages, date, 12, &batch).unwrap_err();
+        assert!(e.to_string().contains("pages"), "{e}");
+    }
+}

@@ -1,0 +1,293 @@
+//! Turning a decoded beacon into anonymous visits: the one place where the
+//! client's IP address and User-Agent are used, and where they end.
+
+use std::fmt;
+use std::hash::Hasher;
+use std::net::IpAddr;
+
+use footfall_schemas::{Visit, VisitorKey};
+use siphasher::sip::SipHasher24;
+
+use crate::beacon::Beacon;
+use crate::error::{BeaconError, DropReason};
+use crate::normalise::{on_site, page_url, referrer_host, site_id};
+
+/// How many sites one beacon may count for (`d` is a comma-separated list).
+/// Bounds the work and the rows a single request can cause.
+pub const MAX_SITES_PER_BEACON: usize = 8;
+
+/// What identifies the sender, for hashing only. Borrowed from the request:
+/// nothing here is copied into a visit.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    /// The client address: the socket peer, or the first `X-Forwarded-For`
+    /// address when the peer is a trusted proxy.
+    pub ip: IpAddr,
+    /// The raw User-Agent header, empty when absent.
+    pub user_agent: &'a [u8],
+}
+
+impl fmt::Debug for Client<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Client(<redacted>)")
+    }
+}
+
+/// A 128-bit SipHash key: the secret of one uniqueness window.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SaltKey(pub(crate) [u8; 16]);
+
+impl SaltKey {
+    /// Builds a key from 16 secret random bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for SaltKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SaltKey(<redacted>)")
+    }
+}
+
+/// Which sites are accepted: all, or those on the `--site` allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct SiteFilter {
+    allowed: Option<Vec<String>>,
+}
+
+impl SiteFilter {
+    /// Accept any site.
+    pub fn any() -> Self {
+        Self { allowed: None }
+    }
+
+    /// Accept only these sites (normalised as beacons' `d` is).
+    pub fn only<I: IntoIterator<Item = S>, S: AsRef<str>>(sites: I) -> Result<Self, BeaconError> {
+        let mut allowed = sites
+            .into_iter()
+            .map(|s| site_id(s.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        allowed.sort();
+        allowed.dedup();
+        Ok(Self {
+            allowed: Some(allowed),
+        })
+    }
+
+    /// True when no allow-list is set.
+    pub fn accepts_any(&self) -> bool {
+        self.allowed.is_none()
+    }
+
+    fn allows(&self, site: &str) -> bool {
+        match &self.allowed {
+            None => true,
+            Some(list) => list.binary_search_by(|s| s.as_str().cmp(site)).is_ok(),
+        }
+    }
+}
+
+/// Turns a beacon into one visit per site it counts for, appended to `out`.
+///
+/// Returns `Ok(None)` when at least one visit was made, `Ok(Some(reason))`
+/// when the beacon is well-formed but counts for no site, and an error when
+/// it is malformed (bad URL or site id). `now` is the arrival time in Unix
+/// seconds; `salt` is the key of the window `now` falls in.
+pub fn anonymise(
+    beacon: &Beacon<'_>,
+    client: Client<'_>,
+    salt: SaltKey,
+    now: i64,
+    sites: &SiteFilter,
+    out: &mut Vec<Visit>,
+) -> Result<Option<DropReason>, BeaconError> {
+    let page = page_url(&beacon.url, beacon.hash_mode)?;
+    let mut site_ids = Vec::with_capacity(1);
+    for raw in beacon.domain.split(',') {
+        let site = site_id(raw)?;
+        if !site_ids.contains(&site) {
+            site_ids.push(site);
+        }
+    }
+    if site_ids.len() > MAX_SITES_PER_BEACON {
+        return Err(BeaconError::InvalidDomain);
+    }
+    match &*beacon.name {
+        "pageview" => {}
+        "engagement" => return Ok(Some(DropReason::Engagement)),
+        _ => return Ok(Some(DropReason::CustomEvent)),
+    }
+
+    let referrer = beacon.referrer.as_deref().and_then(referrer_host);
+    let mut dropped = None;
+    let before = out.len();
+    for site in site_ids {
+        if !sites.allows(&site) {
+            dropped.get_or_insert(DropReason::UnknownSite);
+            continue;
+        }
+        if !on_site(&page.host, &site) {
+            dropped.get_or_insert(DropReason::UrlNotOnSite);
+            continue;
+        }
+        let entry = referrer.as_deref().is_none_or(|r| !on_site(r, &site));
+        let visitor = visitor_key(salt, &site, client);
+        out.push(Visit {
+            site: site.into(),
+            time: now,
+            page: page.page.as_str().into(),
+            referrer: referrer.as_deref().map(Into::into),
+            entry,
+            visitor,
+        });
+    }
+    Ok(if out.len() > before { None } else { dropped })
+}
+
+/// SipHash-2-4, a PRF, of (site, IP, User-Agent) under the window's salt.
+///
+/// The site is part of the input so that one person is not linkable across
+/// sites that share a collector. The IP is hashed as 16 bytes (IPv4 mapped
+/// into IPv6) so every address has one encoding; a 0xFF byte, which never
+/// occurs in UTF-8, ends the site so no two inputs run together.
+pub fn visitor_key(salt: SaltKey, site: &str, client: Client<'_>) -> VisitorKey {
+    let mut h = SipHasher24::new_with_key(&salt.0);
+    h.write(site.as_bytes());
+    h.write_u8(0xFF);
+    let ip = match client.ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    h.write(&ip.octets());
+    h.write(client.user_agent);
+    VisitorKey::from_hash(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beacon::decode_json;
+
+    const SALT: SaltKey = SaltKey([7; 16]);
+    const UA: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+    fn client(ip: &str) -> Client<'static> {
+        Client {
+            ip: ip.parse().unwrap(),
+            user_agent: UA,
+        }
+    }
+
+    fn run(body: &str, sites: &SiteFilter) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
+        let beacon = decode_json(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let r = anonymise(&beacon, client("203.0.113.9"), SALT, 1_700_000_000, sites, &mut out);
+        (r, out)
+    }
+
+    #[test]
+    fn a_pageview_becomes_a_visit_without_query_or_referrer_path() {
+        let (r, visits) = run(
+            r#"{"u":"https://www.example.com/pricing?email=me@x.org#plans","d":"example.com","r":"https://www.google.com/search?q=me"}"#,
+            &SiteFilter::any(),
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(visits.len(), 1);
+        let v = &visits[0];
+        assert_eq!(&*v.site, "example.com");
+        assert_eq!(&*v.page, "/pricing");
+        assert_eq!(v.referrer.as_deref(), Some("google.com"));
+        assert!(v.entry);
+        assert_eq!(v.time, 1_700_000_000);
+        let shown = format!("{v:?}");
+        assert!(!shown.contains("me@x.org") && !shown.contains("q=me"), "{shown}");
+    }
+
+    #[test]
+    fn entries_are_views_without_a_same_site_referrer() {
+        let cases = [
+            (r#""r":null"#, true),
+            (r#""r":"https://example.com/prev""#, false),
+            (r#""r":"https://docs.example.com/""#, false),
+            (r#""r":"https://www.example.com/""#, false),
+            (r#""r":"https://notexample.com/""#, true),
+            (r#""r":"garbage""#, true),
+        ];
+        for (r, entry) in cases {
+            let body = format!(r#"{{"u":"https://example.com/x","d":"example.com",{r}}}"#);
+            let (_, visits) = run(&body, &SiteFilter::any());
+            assert_eq!(visits[0].entry, entry, "{r}");
+        }
+    }
+
+    #[test]
+    fn drops_say_why() {
+        let only = SiteFilter::only(["example.com"]).unwrap();
+        let cases = [
+            (r#"{"u":"https://example.com/","d":"other.org"}"#, Some(DropReason::UnknownSite)),
+            (r#"{"u":"https://evil.net/","d":"example.com"}"#, Some(DropReason::UrlNotOnSite)),
+            (r#"{"u":"https://example.com.evil.net/","d":"example.com"}"#, Some(DropReason::UrlNotOnSite)),
+            (r#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#, Some(DropReason::CustomEvent)),
+            (r#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":40,"e":1200}"#, Some(DropReason::Engagement)),
+            (r#"{"u":"https://shop.example.com/","d":"example.com"}"#, None),
+        ];
+        for (body, want) in cases {
+            let (r, visits) = run(body, &only);
+            assert_eq!(r, Ok(want), "{body}");
+            assert_eq!(visits.len(), usize::from(want.is_none()), "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_and_sites_are_errors() {
+        let cases = [
+            (r#"{"u":"data:text/html,hi","d":"example.com"}"#, BeaconError::InvalidUrl),
+            (r#"{"u":"/relative","d":"example.com"}"#, BeaconError::InvalidUrl),
+            (r#"{"u":"https://example.com/","d":"exa mple.com"}"#, BeaconError::InvalidDomain),
+            (r#"{"u":"https://example.com/","d":"a.com,,b.com"}"#, BeaconError::InvalidDomain),
+            (
+                r#"{"u":"https://example.com/","d":"a.com,b.com,c.com,d.com,e.com,f.com,g.com,h.com,i.com"}"#,
+                BeaconError::InvalidDomain,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(run(body, &SiteFilter::any()).0, Err(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_domain_list_counts_once_per_site() {
+        let (r, visits) = run(
+            r#"{"u":"https://blog.example.com/","d":"example.com,blog.example.com,example.com"}"#,
+            &SiteFilter::any(),
+        );
+        assert_eq!(r, Ok(None));
+        let sites: Vec<&str> = visits.iter().map(|v| &*v.site).collect();
+        assert_eq!(sites, ["example.com", "blog.example.com"]);
+        // One person hashes differently on each site: sites are not linkable.
+        assert_ne!(visits[0].visitor, visits[1].visitor);
+    }
+
+    #[test]
+    fn visitor_keys_depend_on_every_input() {
+        let base = visitor_key(SALT, "a.com", client("203.0.113.9"));
+        assert_eq!(base, visitor_key(SALT, "a.com", client("203.0.113.9")));
+        assert_ne!(base, visitor_key(SaltKey([8; 16]), "a.com", client("203.0.113.9")));
+        assert_ne!(base, visitor_key(SALT, "b.com", client("203.0.113.9")));
+        assert_ne!(base, visitor_key(SALT, "a.com", client("203.0.113.10")));
+        let other_ua = Client {
+            user_agent: b"curl/8.5.0",
+            ..client("203.0.113.9")
+        };
+        assert_ne!(base, visitor_key(SALT, "a.com", other_ua));
+        // The v4 address and its v6-mapped form are one client.
+        assert_eq!(base, visitor_key(SALT, "a.com", client("::ffff:203.0.113.9")));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        assert_eq!(format!("{SALT:?}"), "SaltKey(<redacted>)");
+        assert_eq!(format!("{:?}", client("203.0.113.9")), "Client(<redacted>)");
+    }
+}

@@ -1,0 +1,362 @@
+//! Decoding a beacon: the Plausible-compatible JSON body of `POST /api/event`,
+//! or the query string of the `GET /api/event` pixel.
+//!
+//! Decoding only checks shape (JSON, required fields, types); what the values
+//! mean (is the URL on the site?) is `anonymise`'s business. Strings borrow
+//! from the request body when they contain no escapes, which is nearly always.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::error::BeaconError;
+
+/// The longest page URL accepted. Browsers send longer ones only for
+/// generated junk; the limit also bounds what one beacon can make us store.
+pub const MAX_URL_LEN: usize = 4096;
+
+/// A well-formed beacon, before anonymisation. It still holds the full URL
+/// and referrer, so it never leaves the collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beacon<'a> {
+    /// Event name; `pageview` unless the client said otherwise.
+    pub name: Cow<'a, str>,
+    /// Absolute page URL as sent (checked later).
+    pub url: Cow<'a, str>,
+    /// Site id, or a comma-separated list of them.
+    pub domain: Cow<'a, str>,
+    /// Referrer as sent; `None` when absent, null or empty.
+    pub referrer: Option<Cow<'a, str>>,
+    /// Viewport width in CSS pixels, when the client sent a usable number.
+    pub screen_width: Option<u32>,
+    /// Hash routing: the fragment is part of the page.
+    pub hash_mode: bool,
+}
+
+/// Decodes a JSON beacon body. Long (`url`) and short (`u`) keys are both
+/// accepted; unknown keys are ignored.
+pub fn decode_json(body: &[u8]) -> Result<Beacon<'_>, BeaconError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let wire = de
+        .deserialize_map(WireVisitor)
+        .map_err(|e| classify(e, body))?;
+    de.end().map_err(|_| BeaconError::InvalidJson)?;
+    finish(wire)
+}
+
+/// Decodes the query string of a pixel request (`d=…&u=…&r=…&w=…`).
+pub fn decode_query(query: &str) -> Result<Beacon<'_>, BeaconError> {
+    let mut wire = Wire::default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "n" | "name" => wire.name = Some(value),
+            "u" | "url" => wire.url = Some(value),
+            "d" | "domain" => wire.domain = Some(value),
+            "r" | "referrer" => wire.referrer = Some(value),
+            "w" | "screen_width" => wire.screen_width = value.parse().ok(),
+            "h" | "hash" => wire.hash_mode = matches!(&*value, "1" | "true"),
+            _ => {}
+        }
+    }
+    finish(wire)
+}
+
+fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
+    let url = wire.url.ok_or(BeaconError::MissingUrl)?;
+    if url.is_empty() {
+        return Err(BeaconError::MissingUrl);
+    }
+    if url.len() > MAX_URL_LEN {
+        return Err(BeaconError::UrlTooLong);
+    }
+    let domain = wire.domain.ok_or(BeaconError::MissingDomain)?;
+    if domain.trim().is_empty() {
+        return Err(BeaconError::MissingDomain);
+    }
+    Ok(Beacon {
+        name: wire.name.unwrap_or(Cow::Borrowed("pageview")),
+        url,
+        domain,
+        referrer: wire.referrer.filter(|r| !r.is_empty()),
+        screen_width: wire.screen_width,
+        hash_mode: wire.hash_mode,
+    })
+}
+
+/// serde_json's messages can quote the input (`invalid type: string "…"`),
+/// so they are classified and dropped, never shown.
+fn classify(e: serde_json::Error, body: &[u8]) -> BeaconError {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            match body.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => BeaconError::WrongType,
+                _ => BeaconError::NotAnObject,
+            }
+        }
+        _ => BeaconError::InvalidJson,
+    }
+}
+
+#[derive(Default)]
+struct Wire<'a> {
+    name: Option<Cow<'a, str>>,
+    url: Option<Cow<'a, str>>,
+    domain: Option<Cow<'a, str>>,
+    referrer: Option<Cow<'a, str>>,
+    screen_width: Option<u32>,
+    hash_mode: bool,
+}
+
+/// A hand-written visitor rather than a derive: it borrows strings, accepts
+/// both key styles without serde's duplicate-field errors (the last one wins,
+/// as in a JavaScript object), and is lenient with the optional numeric and
+/// boolean fields that different tracker versions send in different types.
+struct WireVisitor;
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Wire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a beacon object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let mut wire = Wire::default();
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match &*key.0 {
+                "n" | "name" => wire.name = Some(map.next_value::<Str<'de>>()?.0),
+                "u" | "url" => wire.url = Some(map.next_value::<Str<'de>>()?.0),
+                "d" | "domain" => wire.domain = Some(map.next_value::<Str<'de>>()?.0),
+                "r" | "referrer" => {
+                    wire.referrer = map.next_value::<Option<Str<'de>>>()?.map(|s| s.0)
+                }
+                "w" | "screen_width" => {
+                    wire.screen_width = map.next_value::<Loose>()?.as_u32();
+                }
+                "h" | "hash" => wire.hash_mode = map.next_value::<Loose>()?.truthy(),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(wire)
+    }
+}
+
+/// A string that borrows from the input when it can.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Any JSON scalar, kept only as far as `w` and `h` need it. Objects and
+/// arrays in these fields are ignored rather than refused.
+enum Loose {
+    Number(f64),
+    Bool(bool),
+    Other,
+}
+
+impl Loose {
+    fn as_u32(&self) -> Option<u32> {
+        match *self {
+            Loose::Number(n) if n >= 0.0 && n <= u32::MAX as f64 => Some(n as u32),
+            _ => None,
+        }
+    }
+
+    fn truthy(&self) -> bool {
+        match *self {
+            Loose::Number(n) => n != 0.0,
+            Loose::Bool(b) => b,
+            Loose::Other => false,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Loose, E> {
+                Ok(Loose::Bool(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Loose, E> {
+                Ok(Loose::Number(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Loose, E> {
+                Ok(Loose::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Loose, E> {
+                Ok(Loose::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Loose, E> {
+                Ok(v.trim().parse().map_or(Loose::Other, Loose::Number))
+            }
+            fn visit_unit<E>(self) -> Result<Loose, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_none<E>(self) -> Result<Loose, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Loose, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Loose, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Beacon<'_> {
+        decode_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    #[test]
+    fn decodes_short_and_long_keys_alike() {
+        let short = ok(
+            r#"{"n":"pageview","u":"https://example.com/a?x=1","d":"example.com","r":"https://news.ycombinator.com/item","w":1280,"h":0}"#,
+        );
+        let long = ok(
+            r#"{"name":"pageview","url":"https://example.com/a?x=1","domain":"example.com","referrer":"https://news.ycombinator.com/item","screen_width":1280,"hash":false}"#,
+        );
+        assert_eq!(short, long);
+        assert_eq!(short.url, "https://example.com/a?x=1");
+        assert_eq!(short.domain, "example.com");
+        assert_eq!(
+            short.referrer.as_deref(),
+            Some("https://news.ycombinator.com/item")
+        );
+        assert_eq!(short.screen_width, Some(1280));
+        assert!(!short.hash_mode);
+    }
+
+    #[test]
+    fn table_of_valid_bodies() {
+        // (body, name, referrer, width, hash)
+        let cases: &[(&str, &str, Option<&str>, Option<u32>, bool)] = &[
+            (r#"{"u":"https://a.com/","d":"a.com"}"#, "pageview", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","r":null}"#, "pageview", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","r":""}"#, "pageview", None, None, false),
+            (r#"{"n":"signup","u":"https://a.com/","d":"a.com"}"#, "signup", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","h":1}"#, "pageview", None, None, true),
+            (r#"{"u":"https://a.com/","d":"a.com","h":true}"#, "pageview", None, None, true),
+            (r#"{"u":"https://a.com/","d":"a.com","w":"390"}"#, "pageview", None, Some(390), false),
+            (r#"{"u":"https://a.com/","d":"a.com","w":-5}"#, "pageview", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","w":{"x":1}}"#, "pageview", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","p":{"plan":"pro"},"extra":[1,2]}"#, "pageview", None, None, false),
+            (r#"{"u":"https://a.com/","d":"a.com","p":"{\"a\":1}"}"#, "pageview", None, None, false),
+            (r#"{"u":"https:\/\/a.com\/","d":"a.com","r":"https://b.com/"}"#, "pageview", Some("https://b.com/"), None, false),
+            (r#"  {"u":"https://a.com/","d":"a.com"}  "#, "pageview", None, None, false),
+        ];
+        for &(body, name, referrer, width, hash) in cases {
+            let b = ok(body);
+            assert_eq!(b.name, name, "{body}");
+            assert_eq!(b.referrer.as_deref(), referrer, "{body}");
+            assert_eq!(b.screen_width, width, "{body}");
+            assert_eq!(b.hash_mode, hash, "{body}");
+            assert_eq!(b.url, "https://a.com/", "{body}");
+        }
+    }
+
+    #[test]
+    fn table_of_bad_bodies() {
+        let long_url = format!(r#"{{"u":"https://a.com/{}","d":"a.com"}}"#, "x".repeat(5000));
+        let cases: Vec<(&[u8], BeaconError)> = vec![
+            (b"", BeaconError::InvalidJson),
+            (b"not json", BeaconError::InvalidJson),
+            (b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"", BeaconError::InvalidJson),
+            (b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"} trailing", BeaconError::InvalidJson),
+            (b"[1,2]", BeaconError::NotAnObject),
+            (b"\"a string\"", BeaconError::NotAnObject),
+            (b"null", BeaconError::NotAnObject),
+            (b"{}", BeaconError::MissingUrl),
+            (br#"{"d":"a.com"}"#, BeaconError::MissingUrl),
+            (br#"{"u":"","d":"a.com"}"#, BeaconError::MissingUrl),
+            (br#"{"u":"https://a.com/"}"#, BeaconError::MissingDomain),
+            (br#"{"u":"https://a.com/","d":"  "}"#, BeaconError::MissingDomain),
+            (br#"{"u":42,"d":"a.com"}"#, BeaconError::WrongType),
+            (br#"{"u":"https://a.com/","d":["a.com"]}"#, BeaconError::WrongType),
+            (br#"{"u":"https://a.com/","d":"a.com","r":7}"#, BeaconError::WrongType),
+            (b"{\"u\":\"https://a.com/\xff\",\"d\":\"a.com\"}", BeaconError::InvalidJson),
+            (long_url.as_bytes(), BeaconError::UrlTooLong),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                decode_json(body),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_in_ignored_fields_is_skipped_without_recursion() {
+        // serde_json skips ignored values iteratively: no stack overflow.
+        for field in ["p", "w", "extra"] {
+            let body = format!(
+                r#"{{"u":"https://a.com/","d":"a.com","{field}":{}{}}}"#,
+                "[".repeat(5000),
+                "]".repeat(5000)
+            );
+            assert_eq!(ok(&body).url, "https://a.com/");
+        }
+        let unbalanced = format!(r#"{{"u":"https://a.com/","d":"a.com","p":{}}}"#, "[".repeat(5000));
+        assert_eq!(decode_json(unbalanced.as_bytes()), Err(BeaconError::InvalidJson));
+    }
+
+    #[test]
+    fn borrows_strings_without_escapes() {
+        let b = ok(r#"{"u":"https://a.com/x","d":"a.com"}"#);
+        assert!(matches!(b.url, Cow::Borrowed(_)));
+        assert!(matches!(b.domain, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn decodes_pixel_query_strings() {
+        let b = decode_query("d=a.com&u=https%3A%2F%2Fa.com%2Fp%3Fq%3D1&r=https%3A%2F%2Fb.com%2F&w=800")
+            .unwrap();
+        assert_eq!(b.domain, "a.com");
+        assert_eq!(b.url, "https://a.com/p?q=1");
+        assert_eq!(b.referrer.as_deref(), Some("https://b.com/"));
+        assert_eq!(b.screen_width, Some(800));
+        assert_eq!(b.name, "pageview");
+
+        assert_eq!(decode_query("d=a.com"), Err(BeaconError::MissingUrl));
+        assert_eq!(decode_query("u=https://a.com/"), Err(BeaconError::MissingDomain));
+        assert_eq!(decode_query(""), Err(BeaconError::MissingUrl));
+    }
+}

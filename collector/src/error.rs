@@ -1,0 +1,108 @@
+//! Why a beacon was refused or not counted.
+//!
+//! Both types are small and cheap: they are expected on the hot path, so they
+//! carry no input text. That is also a privacy property: an error message can
+//! never echo a URL with its query string, a referrer or a User-Agent.
+
+use http::StatusCode;
+
+/// A request the collector refuses: the client gets a 4xx and a short JSON
+/// message. Counted in `/metrics`, never logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BeaconError {
+    #[error("body is not valid JSON")]
+    InvalidJson,
+    #[error("body must be a JSON object")]
+    NotAnObject,
+    #[error("a field has the wrong type")]
+    WrongType,
+    #[error("missing `u` (url)")]
+    MissingUrl,
+    #[error("`u` must be an absolute http(s) URL")]
+    InvalidUrl,
+    #[error("`u` is longer than 4096 bytes")]
+    UrlTooLong,
+    #[error("missing `d` (domain)")]
+    MissingDomain,
+    #[error("`d` must be a domain name or a comma-separated list of them")]
+    InvalidDomain,
+    #[error("body is larger than 16 KiB")]
+    BodyTooLarge,
+    #[error("body could not be read")]
+    BodyRead,
+}
+
+impl BeaconError {
+    /// The HTTP status this error is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            BeaconError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable label for `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            BeaconError::InvalidJson => "invalid-json",
+            BeaconError::NotAnObject => "not-an-object",
+            BeaconError::WrongType => "wrong-type",
+            BeaconError::MissingUrl => "missing-url",
+            BeaconError::InvalidUrl => "invalid-url",
+            BeaconError::UrlTooLong => "url-too-long",
+            BeaconError::MissingDomain => "missing-domain",
+            BeaconError::InvalidDomain => "invalid-domain",
+            BeaconError::BodyTooLarge => "body-too-large",
+            BeaconError::BodyRead => "body-read",
+        }
+    }
+
+    /// Every variant, for pre-registering metrics.
+    pub const ALL: [BeaconError; 10] = [
+        BeaconError::InvalidJson,
+        BeaconError::NotAnObject,
+        BeaconError::WrongType,
+        BeaconError::MissingUrl,
+        BeaconError::InvalidUrl,
+        BeaconError::UrlTooLong,
+        BeaconError::MissingDomain,
+        BeaconError::InvalidDomain,
+        BeaconError::BodyTooLarge,
+        BeaconError::BodyRead,
+    ];
+}
+
+/// Why a well-formed beacon was answered 202 but not counted. Sent back in
+/// the `X-Footfall-Dropped` header and counted in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// An event other than `pageview` or `engagement`: custom events have no
+    /// table yet.
+    CustomEvent,
+    /// Plausible's engagement event (scroll depth, time on page): not a view.
+    Engagement,
+    /// The site is not on the `--site` allow-list.
+    UnknownSite,
+    /// The page URL's host is neither the site nor one of its subdomains.
+    UrlNotOnSite,
+}
+
+impl DropReason {
+    /// The header value and metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::CustomEvent => "custom-event",
+            DropReason::Engagement => "engagement",
+            DropReason::UnknownSite => "unknown-site",
+            DropReason::UrlNotOnSite => "url-not-on-site",
+        }
+    }
+
+    /// Every variant, for pre-registering metrics.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::CustomEvent,
+        DropReason::Engagement,
+        DropReason::UnknownSite,
+        DropReason::UrlNotOnSite,
+    ];
+}

@@ -1,0 +1,28 @@
+//! footfall's collector: the HTTP edge that turns page-visit beacons into
+//! anonymous [`Visit`](footfall_schemas::Visit)s.
+//!
+//! # Layout
+//! - [`beacon`]: `decode_json` / `decode_query`, pure, bytes to [`Beacon`].
+//! - [`normalise`]: URLs reduced to host and path, referrers to a host.
+//! - [`anonymise`]: the one place that sees the client IP and User-Agent,
+//!   hashes them with the day's salt and lets them go.
+//! - [`salt`]: one secret salt per UTC day, destroyed when the day ends.
+//! - [`server`]: the hyper shell; `serve(listener, collector, shutdown)`.
+//! - [`metrics`]: counters behind `/metrics`.
+//!
+//! The pure parts (`beacon`, `normalise`, `anonymise`) do no I/O; the shell
+//! only calls them.
+
+pub mod anonymise;
+pub mod beacon;
+pub mod error;
+pub mod metrics;
+pub mod normalise;
+pub mod salt;
+pub mod server;
+
+pub use anonymise::{Client, SaltKey, SiteFilter, anonymise, visitor_key};
+pub use beacon::{Beacon, decode_json, decode_query};
+pub use error::{BeaconError, DropReason};
+pub use salt::{SaltError, SaltStore};
+pub use server::{Collector, CollectorConfig, serve};

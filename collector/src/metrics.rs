@@ -1,0 +1,73 @@
+//! The collector's counters, rendered in the Prometheus text format.
+//!
+//! Plain atomics: they sit on the request path, and a metrics crate would
+//! bring a registry and label maps we do not need for a dozen fixed series.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::error::{BeaconError, DropReason};
+
+/// Counters by outcome. Labels are fixed enums, never request data.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counted: AtomicU64,
+    visits: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    rejected: [AtomicU64; BeaconError::ALL.len()],
+}
+
+impl Metrics {
+    pub(crate) fn counted(&self, visits: usize) {
+        self.counted.fetch_add(1, Relaxed);
+        self.visits.fetch_add(visits as u64, Relaxed);
+    }
+
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.dropped[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, error: BeaconError) {
+        let i = BeaconError::ALL.iter().position(|e| *e == error).unwrap_or(0);
+        self.rejected[i].fetch_add(1, Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text exposition format.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP footfall_beacons_counted_total Beacons answered 202 that counted as at least one view.\n\
+             # TYPE footfall_beacons_counted_total counter\n",
+        );
+        let _ = writeln!(out, "footfall_beacons_counted_total {}", self.counted.load(Relaxed));
+        out.push_str(
+            "# HELP footfall_views_total Views recorded (a beacon for several sites is one view per site).\n\
+             # TYPE footfall_views_total counter\n",
+        );
+        let _ = writeln!(out, "footfall_views_total {}", self.visits.load(Relaxed));
+        out.push_str(
+            "# HELP footfall_beacons_dropped_total Well-formed beacons answered 202 but not counted, by reason.\n\
+             # TYPE footfall_beacons_dropped_total counter\n",
+        );
+        for (reason, n) in DropReason::ALL.iter().zip(&self.dropped) {
+            let _ = writeln!(
+                out,
+                "footfall_beacons_dropped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                n.load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP footfall_beacons_rejected_total Requests to /api/event refused with a 4xx, by reason.\n\
+             # TYPE footfall_beacons_rejected_total counter\n",
+        );
+        for (error, n) in BeaconError::ALL.iter().zip(&self.rejected) {
+            let _ = writeln!(
+                out,
+                "footfall_beacons_rejected_total{{reason=\"{}\"}} {}",
+                error.label(),
+                n.load(Relaxed)
+            );
+        }
+    }
+}

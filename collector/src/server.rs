@@ -1,0 +1,393 @@
+//! The HTTP shell: hyper plumbing around the pure `decode` and `anonymise`.
+//!
+//! `serve(listener, collector, shutdown)` is the one entry point. Requests are
+//! answered from memory: a counted beacon is handed to the [`VisitSink`]
+//! before its 202 is sent, so the sink (the aggregator) holds every beacon the
+//! clients were told was counted.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use footfall_schemas::VisitSink;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+
+use crate::anonymise::{Client, SiteFilter, anonymise};
+use crate::beacon::{Beacon, decode_json, decode_query};
+use crate::error::{BeaconError, DropReason};
+use crate::metrics::Metrics;
+use crate::salt::SaltStore;
+
+/// Largest accepted beacon body. Plausible's tracker sends about 200 bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The collector's settings.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Which sites are counted.
+    pub sites: SiteFilter,
+    /// Peers allowed to name the client in `X-Forwarded-For`. Empty: the
+    /// header is ignored, since anyone could otherwise forge uniques.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A connection that has not sent a complete request head by then is
+    /// closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// How long a stop waits for in-flight requests before closing them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            sites: SiteFilter::any(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all connections.
+pub struct Collector {
+    config: CollectorConfig,
+    salts: SaltStore,
+    sink: Arc<dyn VisitSink>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A collector handing its visits to `sink`.
+    pub fn new(config: CollectorConfig, salts: SaltStore, sink: Arc<dyn VisitSink>) -> Self {
+        Self {
+            config,
+            salts,
+            sink,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Decodes, anonymises and records one beacon; the outcome decides the
+    /// answer. This is the whole request path minus HTTP.
+    fn ingest(
+        &self,
+        beacon: Result<Beacon<'_>, BeaconError>,
+        peer: IpAddr,
+        headers: &HeaderMap,
+    ) -> Result<Option<DropReason>, BeaconError> {
+        let beacon = beacon?;
+        let client = Client {
+            ip: self.client_ip(peer, headers),
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .map_or(&[][..], |v| v.as_bytes()),
+        };
+        let now = chrono::Utc::now().timestamp();
+        let salt = self.salts.key_for(now);
+        let mut visits = Vec::with_capacity(1);
+        let dropped = anonymise(&beacon, client, salt, now, &self.config.sites, &mut visits)?;
+        let n = visits.len();
+        for visit in visits {
+            self.sink.record(visit);
+        }
+        if n > 0 {
+            self.metrics.counted(n);
+        }
+        Ok(dropped)
+    }
+
+    /// The socket peer, unless the peer is a trusted proxy that names the
+    /// client as the first `X-Forwarded-For` address.
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.config.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+            return peer;
+        }
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse::<IpAddr>().ok())
+            .map_or(peer, |ip| ip.to_canonical())
+    }
+}
+
+/// Accepts connections until `shutdown` completes, then stops accepting,
+/// lets in-flight requests finish (up to the configured grace), and returns.
+pub async fn serve(
+    listener: TcpListener,
+    collector: Arc<Collector>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(collector.config.header_read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead
+                    // of spinning, keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let c = Arc::clone(&collector);
+        let service = service_fn(move |req| handle(Arc::clone(&c), peer, req));
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Client-side failures (resets, timeouts) are routine on the
+            // internet and say nothing about the server: not logged above
+            // debug, and never with the peer's address.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let grace = collector.config.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "some connections were still open after the grace period; closed them"
+        );
+    }
+    Ok(())
+}
+
+type Resp = Response<Full<Bytes>>;
+
+async fn handle(
+    c: Arc<Collector>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/api/event") => post_event(&c, peer, req).await,
+        (&Method::GET | &Method::HEAD, "/api/event") => pixel(&c, peer, &req),
+        (&Method::OPTIONS, "/api/event") => cors(empty(StatusCode::NO_CONTENT)),
+        (_, "/api/event") => cors(json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
+        (&Method::GET | &Method::HEAD, "/healthz") => healthz(&c),
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
+        _ => json_error(StatusCode::NOT_FOUND, "not found"),
+    };
+    Ok(resp)
+}
+
+async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    // Refuse a declared oversize body before reading a byte of it.
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return answer(c, Err(BeaconError::BodyTooLarge));
+    }
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return answer(c, Err(BeaconError::BodyTooLarge));
+        }
+        Err(_) => return answer(c, Err(BeaconError::BodyRead)),
+    };
+    let outcome = c.ingest(decode_json(&bytes), peer.ip(), &parts.headers);
+    answer(c, outcome)
+}
+
+fn pixel(c: &Collector, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
+    let query = req.uri().query().unwrap_or("");
+    let outcome = c.ingest(decode_query(query), peer.ip(), req.headers());
+    let mut resp = answer(c, outcome);
+    if resp.status() == StatusCode::ACCEPTED {
+        *resp.body_mut() = Full::new(Bytes::from_static(PIXEL_GIF));
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Maps an ingest outcome to the answer and counts it.
+fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Resp {
+    let resp = match outcome {
+        Ok(None) => empty(StatusCode::ACCEPTED),
+        Ok(Some(reason)) => {
+            c.metrics.dropped(reason);
+            let mut r = empty(StatusCode::ACCEPTED);
+            r.headers_mut().insert(
+                "x-footfall-dropped",
+                HeaderValue::from_static(reason.as_str()),
+            );
+            r
+        }
+        Err(e) => {
+            c.metrics.rejected(e);
+            let mut r = json_error(e.status(), &e.to_string());
+            if e == BeaconError::BodyTooLarge {
+                // The rest of the body is not read; the connection cannot be
+                // reused for another request.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        }
+    };
+    cors(resp)
+}
+
+fn healthz(c: &Collector) -> Resp {
+    match c.sink.health() {
+        Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            format!("unhealthy: {why}\n"),
+        ),
+    }
+}
+
+fn metrics(c: &Collector) -> Resp {
+    let mut out = String::with_capacity(4096);
+    c.metrics.render(&mut out);
+    c.sink.render_metrics(&mut out);
+    text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
+}
+
+/// The tracker as served: full-line comments and indentation dropped (the
+/// source keeps them for people), gzipped once for clients that take it.
+static SCRIPT: LazyLock<(Bytes, Bytes)> = LazyLock::new(|| {
+    let plain: String = include_str!("tracker.js")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(plain.as_bytes()).expect("gzip into memory");
+    let gzipped = gz.finish().expect("gzip into memory");
+    (Bytes::from(plain), Bytes::from(gzipped))
+});
+
+fn script(headers: &HeaderMap) -> Resp {
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let (plain, gzipped) = &*SCRIPT;
+    let mut r = Response::new(Full::new(if gzip { gzipped.clone() } else { plain.clone() }));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}
+
+/// The smallest transparent 1×1 GIF.
+const PIXEL_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\
+\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
+
+fn empty(status: StatusCode) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// `{"error": "..."}`. Messages are fixed strings without quotes or
+/// backslashes, so no escaping is needed, and never echo the request.
+fn json_error(status: StatusCode, message: &str) -> Resp {
+    text(status, "application/json", format!("{{\"error\":\"{message}\"}}"))
+}
+
+/// Any page may send beacons: they carry no credentials and set no cookies.
+fn cors(mut r: Resp) -> Resp {
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Footfall-Dropped"),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tracker_is_under_a_kilobyte_gzipped() {
+        let (plain, gzipped) = &*SCRIPT;
+        assert!(gzipped.len() < 1024, "{} bytes gzipped", gzipped.len());
+        let text = std::str::from_utf8(plain).unwrap();
+        assert!(text.contains("sendBeacon") && text.contains("pushState"));
+        assert!(!text.contains("document.cookie"));
+    }
+
+    #[test]
+    fn the_pixel_is_a_gif() {
+        assert!(PIXEL_GIF.starts_with(b"GIF89a"));
+        assert_eq!(PIXEL_GIF.len(), 43);
+        assert_eq!(PIXEL_GIF.last(), Some(&0x3b));
+    }
+
+    #[test]
+    fn every_error_message_is_valid_json() {
+        for e in BeaconError::ALL {
+            let msg = e.to_string();
+            let body = format!("{{\"error\":\"{msg}\"}}");
+            assert!(!msg.contains('"') && !msg.contains('\\'), "{msg}");
+            assert!(body.starts_with("{\"error\":"), "{body}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The vocabulary every footfall crate shares.
+//!
+//! # Layout
+//! - [`Visit`] and [`VisitorKey`]: what the collector hands downstream. A visit
+//!   has no field for an IP address, a User-Agent string, a cookie or a query
+//!   string, so nothing after the collector can store them.
+//! - [`VisitSink`]: where visits go; the aggregator implements it, the
+//!   collector calls it, and neither crate depends on the other.
+//! - [`tables`]: the Arrow schema of every table written to disk, and the
+//!   key-value metadata every file carries.
+//!
+//! This crate knows nothing of HTTP, tokio or Parquet writing.
+
+pub mod tables;
+
+use std::fmt;
+
+/// One anonymous page view of one site, as it leaves the collector.
+///
+/// Built only by the collector's `anonymise`; everything identifying was
+/// consumed there and does not exist past this point.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Visit {
+    /// The site the view counts for, normalised (lowercase, no `www.`).
+    pub site: Box<str>,
+    /// When the beacon arrived, in seconds since the Unix epoch (UTC). Server
+    /// time, never a client clock, so an hour that has passed stays closed.
+    pub time: i64,
+    /// URL path (and fragment under hash routing); never a query string.
+    pub page: Box<str>,
+    /// Host of the referrer (lowercase, no `www.`), never the full URL.
+    pub referrer: Option<Box<str>>,
+    /// True when the view is a landing: no referrer, or one from another site.
+    pub entry: bool,
+    /// Keyed hash of (site, IP, User-Agent) under the day's secret salt.
+    pub visitor: VisitorKey,
+}
+
+impl fmt::Debug for Visit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Visit")
+            .field("site", &self.site)
+            .field("time", &self.time)
+            .field("page", &self.page)
+            .field("referrer", &self.referrer)
+            .field("entry", &self.entry)
+            .field("visitor", &self.visitor)
+            .finish()
+    }
+}
+
+/// The anonymous visitor key: a keyed hash that only the day's salt can
+/// reproduce. It lives in memory only and feeds the HLL sketches.
+///
+/// `Debug` never prints the value, so a stray `?visit` in a log line cannot
+/// leak it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VisitorKey(u64);
+
+impl VisitorKey {
+    /// Wraps a hash computed by the collector.
+    pub fn from_hash(hash: u64) -> Self {
+        Self(hash)
+    }
+
+    /// The value a sketch is updated with.
+    pub fn sketch_input(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for VisitorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VisitorKey(<redacted>)")
+    }
+}
+
+/// Where the collector hands over the visits it made.
+///
+/// `record` must not block for long: it runs on the request path, and the
+/// collector answers 202 only after it returned, which is what makes "every
+/// 202-counted beacon is in the files after a clean stop" hold.
+pub trait VisitSink: Send + Sync + 'static {
+    /// Takes ownership of one visit.
+    fn record(&self, visit: Visit);
+
+    /// Whether the sink can currently persist what it takes; the reason
+    /// otherwise (answered on `/healthz` with a 503).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Appends the sink's own series to a `/metrics` answer, in the
+    /// Prometheus text format.
+    fn render_metrics(&self, _out: &mut String) {}
+}

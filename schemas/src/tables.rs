@@ -1,0 +1,125 @@
+//! The tables footfall writes and the metadata each Parquet file carries.
+//!
+//! Counts are signed `Int64` on purpose: Spark reads Parquet `UINT64` as
+//! `decimal(20,0)`, and Hive, Trino and BigQuery have no unsigned 64-bit
+//! integer. A count never nears 2^63.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Version of the file layout; readers refuse files from a newer one.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name of the folder under the data dir that holds state (salts, later
+/// checkpoints). Spark and Hive skip paths starting with `_`, and nothing in
+/// it ends in `.parquet`, so no reader's glob picks it up.
+pub const STATE_DIR: &str = "_state";
+
+/// The DataSketches HLL target type footfall writes, as the libraries name it.
+pub const HLL_TYPE: &str = "HLL_4";
+
+/// How long one salt lives, which is how long one person hashes to the same
+/// visitor key. A union of sketches inside one window counts people; across
+/// windows it counts visitor-windows.
+pub const UNIQUENESS_WINDOW: &str = "day";
+
+/// Default `lg_k`: 4096 registers, about 1.6 % relative standard error.
+pub const DEFAULT_LG_K: u8 = 12;
+
+/// Key-value metadata keys, one constant each so writers and readers agree.
+pub mod meta {
+    /// [`super::SCHEMA_VERSION`] as a decimal string.
+    pub const SCHEMA_VERSION: &str = "footfall.schema_version";
+    /// The table's name (`pages`, ...).
+    pub const TABLE: &str = "footfall.table";
+    /// `lg_k` of every sketch in the file, as a decimal string.
+    pub const HLL_LG_K: &str = "footfall.hll.lg_k";
+    /// The sketches' target type, [`super::HLL_TYPE`].
+    pub const HLL_TYPE: &str = "footfall.hll.type";
+    /// [`super::UNIQUENESS_WINDOW`].
+    pub const UNIQUENESS_WINDOW: &str = "footfall.uniqueness_window";
+}
+
+/// The tables footfall writes. Each lives in `<data-dir>/<name>/date=YYYY-MM-DD/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Views, entries and visitors per (site, hour, page).
+    Pages,
+}
+
+impl Table {
+    /// The folder and metadata name of the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Pages => "pages",
+        }
+    }
+
+    /// The table's Arrow schema, with the file metadata for `lg_k` attached.
+    pub fn schema(self, lg_k: u8) -> SchemaRef {
+        let fields = match self {
+            Table::Pages => vec![
+                Field::new("site", DataType::Utf8, false),
+                hour_field(),
+                Field::new("page", DataType::Utf8, false),
+                Field::new("views", DataType::Int64, false),
+                Field::new("entries", DataType::Int64, false),
+                Field::new("visitors", DataType::Binary, false),
+            ],
+        };
+        Arc::new(Schema::new_with_metadata(fields, self.metadata(lg_k)))
+    }
+
+    /// The key-value metadata every file of this table carries.
+    pub fn metadata(self, lg_k: u8) -> HashMap<String, String> {
+        HashMap::from([
+            (meta::SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
+            (meta::TABLE.into(), self.name().into()),
+            (meta::HLL_LG_K.into(), lg_k.to_string()),
+            (meta::HLL_TYPE.into(), HLL_TYPE.into()),
+            (meta::UNIQUENESS_WINDOW.into(), UNIQUENESS_WINDOW.into()),
+        ])
+    }
+}
+
+/// The start of the UTC hour, microseconds: the unit Spark and DuckDB use
+/// natively, with the UTC zone so every engine reads an instant.
+fn hour_field() -> Field {
+    Field::new(
+        "hour",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_schema_has_the_documented_columns() {
+        let schema = Table::Pages.schema(DEFAULT_LG_K);
+        let got: Vec<(&str, &DataType)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert_eq!(
+            got,
+            vec![
+                ("site", &DataType::Utf8),
+                ("hour", &ts),
+                ("page", &DataType::Utf8),
+                ("views", &DataType::Int64),
+                ("entries", &DataType::Int64),
+                ("visitors", &DataType::Binary),
+            ]
+        );
+        assert_eq!(schema.metadata()[meta::HLL_LG_K], "12");
+        assert_eq!(schema.metadata()[meta::HLL_TYPE], "HLL_4");
+        assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "1");
+    }
+}

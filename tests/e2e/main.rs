@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `footfall` binary on a free loopback port,
+//! real HTTP, a real stop, the real Parquet files read back.
+
+mod http;
+mod pipeline;
+mod support;

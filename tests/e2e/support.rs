@@ -1,0 +1,329 @@
+//! Test harness: the real `footfall` binary on a free loopback port, a small
+//! HTTP/1.1 client over plain sockets (so tests control every byte, even
+//! malformed ones), and a reader for the Parquet files it writes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, BinaryArray, Int64Array, StringArray, TimestampMicrosecondArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// A running `footfall serve`, killed if a test panics before stopping it.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `footfall serve --listen 127.0.0.1:0 --data-dir DIR ARGS...` at
+    /// debug log level and waits until it says where it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_footfall"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            // Debug level: the privacy scan reads every line the server can
+            // log, not only the default ones.
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start footfall");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("footfall did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            log,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("-TERM")
+    }
+
+    fn signal(&mut self, sig: &str) -> ExitStatus {
+        let mut child = self.child.take().expect("server already stopped");
+        let status = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("footfall did not exit within 60 s of {sig}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names lowercase; repeated headers keep every value.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    /// Sends raw request bytes and reads one answer.
+    pub fn raw(&mut self, request: &[u8]) -> Reply {
+        self.stream.write_all(request).expect("send request");
+        self.read_reply()
+    }
+
+    /// Sends a request built from parts; adds Host and Content-Length.
+    pub fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: collector.test\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.raw(&bytes)
+    }
+
+    pub fn read_reply(&mut self) -> Reply {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).expect("read header");
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').expect("header line");
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).expect("read body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// One row of the `pages` table.
+#[derive(Debug, Clone)]
+pub struct PageRow {
+    pub site: String,
+    pub hour_micros: i64,
+    pub page: String,
+    pub views: i64,
+    pub entries: i64,
+    pub visitors: Vec<u8>,
+    pub file: PathBuf,
+}
+
+/// Every `*.parquet` file below `dir`, recursively.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    all_files(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
+/// Every regular file below `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads every row of every `pages` file with arrow-rs.
+pub fn read_pages(data_dir: &Path) -> Vec<PageRow> {
+    let mut rows = Vec::new();
+    for file in parquet_files(&data_dir.join("pages")) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+            let site = col("site");
+            let site = site.as_any().downcast_ref::<StringArray>().unwrap();
+            let hour = col("hour");
+            let hour = hour.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            let page = col("page");
+            let page = page.as_any().downcast_ref::<StringArray>().unwrap();
+            let views = col("views");
+            let views = views.as_any().downcast_ref::<Int64Array>().unwrap();
+            let entries = col("entries");
+            let entries = entries.as_any().downcast_ref::<Int64Array>().unwrap();
+            let visitors = col("visitors");
+            let visitors = visitors.as_any().downcast_ref::<BinaryArray>().unwrap();
+            for i in 0..batch.num_rows() {
+                assert!(!visitors.is_null(i));
+                rows.push(PageRow {
+                    site: site.value(i).to_owned(),
+                    hour_micros: hour.value(i),
+                    page: page.value(i).to_owned(),
+                    views: views.value(i),
+                    entries: entries.value(i),
+                    visitors: visitors.value(i).to_vec(),
+                    file: file.clone(),
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The estimate a reader gets for a set of rows: the union of their
+/// sketches, as DuckDB, Spark or Python would compute it.
+pub fn union_estimate<'a>(rows: impl IntoIterator<Item = &'a PageRow>) -> f64 {
+    use datasketches::hll::{HllSketch, HllUnion};
+    let mut union = HllUnion::new(12).unwrap();
+    for r in rows {
+        union.update(&HllSketch::deserialize(&r.visitors).expect("a DataSketches HLL image"));
+    }
+    union.estimate()
+}
+
+/// Sums of views and entries per (site, page), and the rows of each.
+pub fn by_page(rows: &[PageRow]) -> HashMap<(String, String), Vec<&PageRow>> {
+    let mut out: HashMap<(String, String), Vec<&PageRow>> = HashMap::new();
+    for r in rows {
+        out.entry((r.site.clone(), r.page.clone())).or_default().push(r);
+    }
+    out
+}
+
+/// A tiny deterministic generator (SplitMix64), so a failing run can be
+/// replayed: the tests need spread, not cryptographic randomness.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Roughly Zipf-distributed index in 0..n: a few pages get most views.
+    pub fn zipf(&mut self, n: usize) -> usize {
+        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        ((n as f64).powf(u) - 1.0).floor().min((n - 1) as f64) as usize
+    }
+}
