@@ -50,12 +50,22 @@ struct ServeArgs {
 
     /// Count only these sites (repeatable, or comma-separated in the
     /// variable). None: accept any site.
-    #[arg(long = "site", env = "FOOTFALL_SITE", value_name = "DOMAIN", value_delimiter = ',')]
+    #[arg(
+        long = "site",
+        env = "FOOTFALL_SITE",
+        value_name = "DOMAIN",
+        value_delimiter = ','
+    )]
     sites: Vec<String>,
 
     /// Peers (CIDR, repeatable) whose `X-Forwarded-For` names the client.
     /// Anyone else's header is ignored, since it would let them forge uniques.
-    #[arg(long = "trusted-proxy", env = "FOOTFALL_TRUSTED_PROXY", value_name = "CIDR", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "FOOTFALL_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
     trusted_proxies: Vec<IpNet>,
 
     /// Tokio worker threads [default: all cores].
@@ -71,7 +81,9 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -94,13 +106,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         runtime.worker_threads(n);
     }
-    let runtime = runtime.enable_all().build().context("starting the tokio runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     runtime.block_on(serve_async(args))
 }
 
 async fn serve_async(args: ServeArgs) -> Result<()> {
     let sites = if args.sites.is_empty() {
-        tracing::warn!("no --site given: counting beacons for any site; set --site to accept only yours");
+        tracing::warn!(
+            "no --site given: counting beacons for any site; set --site to accept only yours"
+        );
         SiteFilter::any()
     } else {
         SiteFilter::only(&args.sites)

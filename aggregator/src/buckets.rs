@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{HllSketch, HllType, HllUnion};
 use footfall_schemas::Visit;
@@ -197,7 +199,9 @@ impl Buckets {
             ),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.views))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.entries))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.3.entries),
+            )),
             Arc::new(BinaryArray::from_iter_values(sketches.iter())),
         ];
         RecordBatch::try_new(Table::Pages.schema(self.lg_k), columns).map_err(Error::Arrow)
@@ -270,7 +274,16 @@ mod tests {
         assert_eq!(b.len(), 3);
         let mut rows: Vec<_> = b
             .iter()
-            .map(|(s, h, p, b)| (s.to_owned(), h, p.to_owned(), b.views, b.entries, b.visitors.estimate().round()))
+            .map(|(s, h, p, b)| {
+                (
+                    s.to_owned(),
+                    h,
+                    p.to_owned(),
+                    b.views,
+                    b.entries,
+                    b.visitors.estimate().round(),
+                )
+            })
             .collect();
         rows.sort_by(|x, y| x.partial_cmp(y).unwrap());
         assert_eq!(
@@ -322,10 +335,25 @@ mod tests {
         let sites = sites.as_any().downcast_ref::<StringArray>().unwrap();
         let pages = col(2);
         let pages = pages.as_any().downcast_ref::<StringArray>().unwrap();
-        let got: Vec<(&str, &str)> = sites.iter().zip(pages.iter()).map(|(s, p)| (s.unwrap(), p.unwrap())).collect();
-        assert_eq!(got, [("a.com", "/a"), ("a.com", "/z"), ("a.com", "/a"), ("b.com", "/")]);
+        let got: Vec<(&str, &str)> = sites
+            .iter()
+            .zip(pages.iter())
+            .map(|(s, p)| (s.unwrap(), p.unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.com", "/a"),
+                ("a.com", "/z"),
+                ("a.com", "/a"),
+                ("b.com", "/")
+            ]
+        );
         let hours = col(1);
-        let hours = hours.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let hours = hours
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         assert_eq!(hours.value(0), T0 * 1_000_000);
         assert_eq!(hours.value(2), (T0 + 3600) * 1_000_000);
         let sketches = col(5);

@@ -66,7 +66,8 @@ impl Aggregator {
     /// another `lg_k`.
     pub fn open(config: AggregatorConfig) -> Result<Self, Error> {
         let buckets = Buckets::new(config.lg_k)?;
-        fs::create_dir_all(&config.data_dir).map_err(Error::io("creating data dir", &config.data_dir))?;
+        fs::create_dir_all(&config.data_dir)
+            .map_err(Error::io("creating data dir", &config.data_dir))?;
         check_lg_k(&config.data_dir, config.lg_k)?;
         Ok(Self {
             config,
@@ -108,9 +109,9 @@ impl Aggregator {
         let lg_k = todo.lg_k();
         let mut first_error = None;
         for (date, part) in std::mem::replace(&mut todo, Buckets::new(lg_k)?).split_by_date() {
-            let written = part
-                .to_record_batch()
-                .and_then(|batch| write_file(&self.config.data_dir, Table::Pages, date, lg_k, &batch));
+            let written = part.to_record_batch().and_then(|batch| {
+                write_file(&self.config.data_dir, Table::Pages, date, lg_k, &batch)
+            });
             match written {
                 Ok(w) => {
                     self.metrics.files.fetch_add(1, Relaxed);
@@ -156,7 +157,9 @@ impl Aggregator {
             let me = Arc::clone(&self);
             match tokio::task::spawn_blocking(move || me.flush(Some(now))).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "writing closed hours failed; kept in memory, will retry"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "writing closed hours failed; kept in memory, will retry")
+                }
                 Err(e) => tracing::error!(error = %e, "the flush task panicked"),
             }
         }
@@ -203,12 +206,42 @@ impl VisitSink for Aggregator {
         let pending = lock(&self.failed).as_ref().map_or(0, |(b, _)| b.len());
         let m = &self.metrics;
         let series: [(&str, &str, &str, u64); 7] = [
-            ("footfall_open_buckets", "gauge", "Open (site, hour, page) buckets in memory.", open as u64),
-            ("footfall_unwritten_buckets", "gauge", "Closed buckets whose write failed, kept for retry.", pending as u64),
-            ("footfall_files_written_total", "counter", "Parquet files written.", m.files.load(Relaxed)),
-            ("footfall_rows_written_total", "counter", "Rows written to Parquet.", m.rows.load(Relaxed)),
-            ("footfall_bytes_written_total", "counter", "Bytes of Parquet written.", m.bytes.load(Relaxed)),
-            ("footfall_write_errors_total", "counter", "Failed file writes (retried).", m.write_errors.load(Relaxed)),
+            (
+                "footfall_open_buckets",
+                "gauge",
+                "Open (site, hour, page) buckets in memory.",
+                open as u64,
+            ),
+            (
+                "footfall_unwritten_buckets",
+                "gauge",
+                "Closed buckets whose write failed, kept for retry.",
+                pending as u64,
+            ),
+            (
+                "footfall_files_written_total",
+                "counter",
+                "Parquet files written.",
+                m.files.load(Relaxed),
+            ),
+            (
+                "footfall_rows_written_total",
+                "counter",
+                "Rows written to Parquet.",
+                m.rows.load(Relaxed),
+            ),
+            (
+                "footfall_bytes_written_total",
+                "counter",
+                "Bytes of Parquet written.",
+                m.bytes.load(Relaxed),
+            ),
+            (
+                "footfall_write_errors_total",
+                "counter",
+                "Failed file writes (retried).",
+                m.write_errors.load(Relaxed),
+            ),
             (
                 "footfall_last_flush_seconds",
                 "gauge",
@@ -217,11 +250,17 @@ impl VisitSink for Aggregator {
             ),
         ];
         for (name, kind, help, value) in &series[..6] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         let (name, kind, help, _) = series[6];
         let secs = m.last_flush_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {secs}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {secs}"
+        );
     }
 }
 
@@ -297,7 +336,17 @@ mod tests {
         Aggregator::open(config(tmp.path(), 12)).unwrap();
         Aggregator::open(config(tmp.path(), 12)).unwrap();
         let e = Aggregator::open(config(tmp.path(), 14)).unwrap_err();
-        assert!(matches!(e, Error::LgKMismatch { existing: 12, requested: 14, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::LgKMismatch {
+                    existing: 12,
+                    requested: 14,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("--lg-k 12"), "{e}");
     }
 
@@ -311,7 +360,11 @@ mod tests {
         agg.flush(Some(t0 + 3602)).unwrap();
         assert_eq!(parquet_files(tmp.path()).len(), 1);
         agg.flush(Some(t0 + 3603)).unwrap();
-        assert_eq!(parquet_files(tmp.path()).len(), 1, "nothing new closed, nothing written");
+        assert_eq!(
+            parquet_files(tmp.path()).len(),
+            1,
+            "nothing new closed, nothing written"
+        );
         agg.flush(None).unwrap();
         assert_eq!(parquet_files(tmp.path()).len(), 2);
     }

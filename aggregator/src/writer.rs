@@ -79,12 +79,15 @@ fn write_tmp(tmp: &Path, table: Table, lg_k: u8, batch: &RecordBatch) -> Result<
         path: tmp.to_owned(),
         source,
     };
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(properties(table, lg_k))).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties(table, lg_k)))
+        .map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
     let file = writer.into_inner().map_err(parquet_err)?;
     file.sync_all().map_err(Error::io("syncing", tmp))?;
-    let bytes = file.metadata().map_err(Error::io("reading size of", tmp))?.len();
+    let bytes = file
+        .metadata()
+        .map_err(Error::io("reading size of", tmp))?
+        .len();
     Ok(bytes)
 }
 
@@ -130,7 +133,10 @@ fn unique_name() -> String {
     // A clash would need the same millisecond and the same 64 random bits;
     // if the OS cannot give randomness, the time alone still orders files.
     let _ = getrandom::fill(&mut rand);
-    format!("part-{millis:013}-{:016x}.parquet", u64::from_le_bytes(rand))
+    format!(
+        "part-{millis:013}-{:016x}.parquet",
+        u64::from_le_bytes(rand)
+    )
 }
 
 #[cfg(test)]
@@ -161,11 +167,20 @@ mod tests {
         assert_eq!(w.rows, 5);
         assert!(w.path.starts_with(tmp.path().join("pages/date=2025-11-25")));
         assert!(w.path.extension().is_some_and(|e| e == "parquet"));
-        let names: Vec<_> = fs::read_dir(w.path.parent().unwrap()).unwrap().flatten().collect();
+        let names: Vec<_> = fs::read_dir(w.path.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .collect();
         assert_eq!(names.len(), 1, "no temporary file is left behind");
 
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&w.path).unwrap()).unwrap();
-        let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&w.path).unwrap()).unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .clone();
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         assert_eq!(get(meta::HLL_LG_K).as_deref(), Some("12"));
         assert_eq!(get(meta::HLL_TYPE).as_deref(), Some("HLL_4"));
@@ -173,7 +188,10 @@ mod tests {
         assert_eq!(get(meta::UNIQUENESS_WINDOW).as_deref(), Some("day"));
         let rg = reader.metadata().row_group(0);
         assert_eq!(rg.sorting_columns().map(Vec::len), Some(3));
-        assert_eq!(rg.column(0).compression(), Compression::ZSTD(ZstdLevel::default()));
+        assert_eq!(
+            rg.column(0).compression(),
+            Compression::ZSTD(ZstdLevel::default())
+        );
         let back: Vec<RecordBatch> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].columns(), batch.columns());

@@ -179,10 +179,20 @@ mod tests {
         }
     }
 
-    fn run(body: &str, sites: &SiteFilter) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
+    fn run(
+        body: &str,
+        sites: &SiteFilter,
+    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
         let beacon = decode_json(body.as_bytes()).unwrap();
         let mut out = Vec::new();
-        let r = anonymise(&beacon, client("203.0.113.9"), SALT, 1_700_000_000, sites, &mut out);
+        let r = anonymise(
+            &beacon,
+            client("203.0.113.9"),
+            SALT,
+            1_700_000_000,
+            sites,
+            &mut out,
+        );
         (r, out)
     }
 
@@ -201,7 +211,10 @@ mod tests {
         assert!(v.entry);
         assert_eq!(v.time, 1_700_000_000);
         let shown = format!("{v:?}");
-        assert!(!shown.contains("me@x.org") && !shown.contains("q=me"), "{shown}");
+        assert!(
+            !shown.contains("me@x.org") && !shown.contains("q=me"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -225,12 +238,30 @@ mod tests {
     fn drops_say_why() {
         let only = SiteFilter::only(["example.com"]).unwrap();
         let cases = [
-            (r#"{"u":"https://example.com/","d":"other.org"}"#, Some(DropReason::UnknownSite)),
-            (r#"{"u":"https://evil.net/","d":"example.com"}"#, Some(DropReason::UrlNotOnSite)),
-            (r#"{"u":"https://example.com.evil.net/","d":"example.com"}"#, Some(DropReason::UrlNotOnSite)),
-            (r#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#, Some(DropReason::CustomEvent)),
-            (r#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":40,"e":1200}"#, Some(DropReason::Engagement)),
-            (r#"{"u":"https://shop.example.com/","d":"example.com"}"#, None),
+            (
+                r#"{"u":"https://example.com/","d":"other.org"}"#,
+                Some(DropReason::UnknownSite),
+            ),
+            (
+                r#"{"u":"https://evil.net/","d":"example.com"}"#,
+                Some(DropReason::UrlNotOnSite),
+            ),
+            (
+                r#"{"u":"https://example.com.evil.net/","d":"example.com"}"#,
+                Some(DropReason::UrlNotOnSite),
+            ),
+            (
+                r#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#,
+                Some(DropReason::CustomEvent),
+            ),
+            (
+                r#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":40,"e":1200}"#,
+                Some(DropReason::Engagement),
+            ),
+            (
+                r#"{"u":"https://shop.example.com/","d":"example.com"}"#,
+                None,
+            ),
         ];
         for (body, want) in cases {
             let (r, visits) = run(body, &only);
@@ -242,10 +273,22 @@ mod tests {
     #[test]
     fn bad_urls_and_sites_are_errors() {
         let cases = [
-            (r#"{"u":"data:text/html,hi","d":"example.com"}"#, BeaconError::InvalidUrl),
-            (r#"{"u":"/relative","d":"example.com"}"#, BeaconError::InvalidUrl),
-            (r#"{"u":"https://example.com/","d":"exa mple.com"}"#, BeaconError::InvalidDomain),
-            (r#"{"u":"https://example.com/","d":"a.com,,b.com"}"#, BeaconError::InvalidDomain),
+            (
+                r#"{"u":"data:text/html,hi","d":"example.com"}"#,
+                BeaconError::InvalidUrl,
+            ),
+            (
+                r#"{"u":"/relative","d":"example.com"}"#,
+                BeaconError::InvalidUrl,
+            ),
+            (
+                r#"{"u":"https://example.com/","d":"exa mple.com"}"#,
+                BeaconError::InvalidDomain,
+            ),
+            (
+                r#"{"u":"https://example.com/","d":"a.com,,b.com"}"#,
+                BeaconError::InvalidDomain,
+            ),
             (
                 r#"{"u":"https://example.com/","d":"a.com,b.com,c.com,d.com,e.com,f.com,g.com,h.com,i.com"}"#,
                 BeaconError::InvalidDomain,
@@ -273,7 +316,10 @@ mod tests {
     fn visitor_keys_depend_on_every_input() {
         let base = visitor_key(SALT, "a.com", client("203.0.113.9"));
         assert_eq!(base, visitor_key(SALT, "a.com", client("203.0.113.9")));
-        assert_ne!(base, visitor_key(SaltKey([8; 16]), "a.com", client("203.0.113.9")));
+        assert_ne!(
+            base,
+            visitor_key(SaltKey([8; 16]), "a.com", client("203.0.113.9"))
+        );
         assert_ne!(base, visitor_key(SALT, "b.com", client("203.0.113.9")));
         assert_ne!(base, visitor_key(SALT, "a.com", client("203.0.113.10")));
         let other_ua = Client {
@@ -282,7 +328,10 @@ mod tests {
         };
         assert_ne!(base, visitor_key(SALT, "a.com", other_ua));
         // The v4 address and its v6-mapped form are one client.
-        assert_eq!(base, visitor_key(SALT, "a.com", client("::ffff:203.0.113.9")));
+        assert_eq!(
+            base,
+            visitor_key(SALT, "a.com", client("::ffff:203.0.113.9"))
+        );
     }
 
     #[test]

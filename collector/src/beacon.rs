@@ -88,12 +88,10 @@ fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
 /// so they are classified and dropped, never shown.
 fn classify(e: serde_json::Error, body: &[u8]) -> BeaconError {
     match e.classify() {
-        serde_json::error::Category::Data => {
-            match body.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'{') => BeaconError::WrongType,
-                _ => BeaconError::NotAnObject,
-            }
-        }
+        serde_json::error::Category::Data => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => BeaconError::WrongType,
+            _ => BeaconError::NotAnObject,
+        },
         _ => BeaconError::InvalidJson,
     }
 }
@@ -267,19 +265,97 @@ mod tests {
     fn table_of_valid_bodies() {
         // (body, name, referrer, width, hash)
         let cases: &[(&str, &str, Option<&str>, Option<u32>, bool)] = &[
-            (r#"{"u":"https://a.com/","d":"a.com"}"#, "pageview", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","r":null}"#, "pageview", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","r":""}"#, "pageview", None, None, false),
-            (r#"{"n":"signup","u":"https://a.com/","d":"a.com"}"#, "signup", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","h":1}"#, "pageview", None, None, true),
-            (r#"{"u":"https://a.com/","d":"a.com","h":true}"#, "pageview", None, None, true),
-            (r#"{"u":"https://a.com/","d":"a.com","w":"390"}"#, "pageview", None, Some(390), false),
-            (r#"{"u":"https://a.com/","d":"a.com","w":-5}"#, "pageview", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","w":{"x":1}}"#, "pageview", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","p":{"plan":"pro"},"extra":[1,2]}"#, "pageview", None, None, false),
-            (r#"{"u":"https://a.com/","d":"a.com","p":"{\"a\":1}"}"#, "pageview", None, None, false),
-            (r#"{"u":"https:\/\/a.com\/","d":"a.com","r":"https://b.com/"}"#, "pageview", Some("https://b.com/"), None, false),
-            (r#"  {"u":"https://a.com/","d":"a.com"}  "#, "pageview", None, None, false),
+            (
+                r#"{"u":"https://a.com/","d":"a.com"}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","r":null}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","r":""}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"n":"signup","u":"https://a.com/","d":"a.com"}"#,
+                "signup",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","h":1}"#,
+                "pageview",
+                None,
+                None,
+                true,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","h":true}"#,
+                "pageview",
+                None,
+                None,
+                true,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","w":"390"}"#,
+                "pageview",
+                None,
+                Some(390),
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","w":-5}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","w":{"x":1}}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","p":{"plan":"pro"},"extra":[1,2]}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","p":"{\"a\":1}"}"#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
+            (
+                r#"{"u":"https:\/\/a.com\/","d":"a.com","r":"https://b.com/"}"#,
+                "pageview",
+                Some("https://b.com/"),
+                None,
+                false,
+            ),
+            (
+                r#"  {"u":"https://a.com/","d":"a.com"}  "#,
+                "pageview",
+                None,
+                None,
+                false,
+            ),
         ];
         for &(body, name, referrer, width, hash) in cases {
             let b = ok(body);
@@ -293,12 +369,21 @@ mod tests {
 
     #[test]
     fn table_of_bad_bodies() {
-        let long_url = format!(r#"{{"u":"https://a.com/{}","d":"a.com"}}"#, "x".repeat(5000));
+        let long_url = format!(
+            r#"{{"u":"https://a.com/{}","d":"a.com"}}"#,
+            "x".repeat(5000)
+        );
         let cases: Vec<(&[u8], BeaconError)> = vec![
             (b"", BeaconError::InvalidJson),
             (b"not json", BeaconError::InvalidJson),
-            (b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"", BeaconError::InvalidJson),
-            (b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"} trailing", BeaconError::InvalidJson),
+            (
+                b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"",
+                BeaconError::InvalidJson,
+            ),
+            (
+                b"{\"u\":\"https://a.com/\",\"d\":\"a.com\"} trailing",
+                BeaconError::InvalidJson,
+            ),
             (b"[1,2]", BeaconError::NotAnObject),
             (b"\"a string\"", BeaconError::NotAnObject),
             (b"null", BeaconError::NotAnObject),
@@ -306,11 +391,23 @@ mod tests {
             (br#"{"d":"a.com"}"#, BeaconError::MissingUrl),
             (br#"{"u":"","d":"a.com"}"#, BeaconError::MissingUrl),
             (br#"{"u":"https://a.com/"}"#, BeaconError::MissingDomain),
-            (br#"{"u":"https://a.com/","d":"  "}"#, BeaconError::MissingDomain),
+            (
+                br#"{"u":"https://a.com/","d":"  "}"#,
+                BeaconError::MissingDomain,
+            ),
             (br#"{"u":42,"d":"a.com"}"#, BeaconError::WrongType),
-            (br#"{"u":"https://a.com/","d":["a.com"]}"#, BeaconError::WrongType),
-            (br#"{"u":"https://a.com/","d":"a.com","r":7}"#, BeaconError::WrongType),
-            (b"{\"u\":\"https://a.com/\xff\",\"d\":\"a.com\"}", BeaconError::InvalidJson),
+            (
+                br#"{"u":"https://a.com/","d":["a.com"]}"#,
+                BeaconError::WrongType,
+            ),
+            (
+                br#"{"u":"https://a.com/","d":"a.com","r":7}"#,
+                BeaconError::WrongType,
+            ),
+            (
+                b"{\"u\":\"https://a.com/\xff\",\"d\":\"a.com\"}",
+                BeaconError::InvalidJson,
+            ),
             (long_url.as_bytes(), BeaconError::UrlTooLong),
         ];
         for (body, want) in cases {
@@ -334,8 +431,14 @@ mod tests {
             );
             assert_eq!(ok(&body).url, "https://a.com/");
         }
-        let unbalanced = format!(r#"{{"u":"https://a.com/","d":"a.com","p":{}}}"#, "[".repeat(5000));
-        assert_eq!(decode_json(unbalanced.as_bytes()), Err(BeaconError::InvalidJson));
+        let unbalanced = format!(
+            r#"{{"u":"https://a.com/","d":"a.com","p":{}}}"#,
+            "[".repeat(5000)
+        );
+        assert_eq!(
+            decode_json(unbalanced.as_bytes()),
+            Err(BeaconError::InvalidJson)
+        );
     }
 
     #[test]
@@ -347,8 +450,10 @@ mod tests {
 
     #[test]
     fn decodes_pixel_query_strings() {
-        let b = decode_query("d=a.com&u=https%3A%2F%2Fa.com%2Fp%3Fq%3D1&r=https%3A%2F%2Fb.com%2F&w=800")
-            .unwrap();
+        let b = decode_query(
+            "d=a.com&u=https%3A%2F%2Fa.com%2Fp%3Fq%3D1&r=https%3A%2F%2Fb.com%2F&w=800",
+        )
+        .unwrap();
         assert_eq!(b.domain, "a.com");
         assert_eq!(b.url, "https://a.com/p?q=1");
         assert_eq!(b.referrer.as_deref(), Some("https://b.com/"));
@@ -356,7 +461,10 @@ mod tests {
         assert_eq!(b.name, "pageview");
 
         assert_eq!(decode_query("d=a.com"), Err(BeaconError::MissingUrl));
-        assert_eq!(decode_query("u=https://a.com/"), Err(BeaconError::MissingDomain));
+        assert_eq!(
+            decode_query("u=https://a.com/"),
+            Err(BeaconError::MissingDomain)
+        );
         assert_eq!(decode_query(""), Err(BeaconError::MissingUrl));
     }
 }

@@ -24,12 +24,18 @@ impl Metrics {
     }
 
     pub(crate) fn dropped(&self, reason: DropReason) {
-        let i = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.dropped[i].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn rejected(&self, error: BeaconError) {
-        let i = BeaconError::ALL.iter().position(|e| *e == error).unwrap_or(0);
+        let i = BeaconError::ALL
+            .iter()
+            .position(|e| *e == error)
+            .unwrap_or(0);
         self.rejected[i].fetch_add(1, Relaxed);
     }
 
@@ -39,7 +45,11 @@ impl Metrics {
             "# HELP footfall_beacons_counted_total Beacons answered 202 that counted as at least one view.\n\
              # TYPE footfall_beacons_counted_total counter\n",
         );
-        let _ = writeln!(out, "footfall_beacons_counted_total {}", self.counted.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "footfall_beacons_counted_total {}",
+            self.counted.load(Relaxed)
+        );
         out.push_str(
             "# HELP footfall_views_total Views recorded (a beacon for several sites is one view per site).\n\
              # TYPE footfall_views_total counter\n",

@@ -106,16 +106,61 @@ mod tests {
         let cases = [
             ("https://example.com/", false, "example.com", "/"),
             ("https://example.com", false, "example.com", "/"),
-            ("https://www.Example.COM/About?utm_source=x&email=a@b.c#top", false, "example.com", "/About"),
-            ("http://blog.example.com/post/1/", false, "blog.example.com", "/post/1/"),
-            ("https://example.com/a/../b/./c", false, "example.com", "/b/c"),
-            ("https://example.com/caf%C3%A9", false, "example.com", "/café"),
-            ("https://example.com/bad%FF", false, "example.com", "/bad%FF"),
-            ("https://example.com/nul%00x", false, "example.com", "/nul%00x"),
-            ("https://example.com/app#/settings?tab=1", true, "example.com", "/app#/settings?tab=1"),
-            ("https://example.com/app#/settings", false, "example.com", "/app"),
+            (
+                "https://www.Example.COM/About?utm_source=x&email=a@b.c#top",
+                false,
+                "example.com",
+                "/About",
+            ),
+            (
+                "http://blog.example.com/post/1/",
+                false,
+                "blog.example.com",
+                "/post/1/",
+            ),
+            (
+                "https://example.com/a/../b/./c",
+                false,
+                "example.com",
+                "/b/c",
+            ),
+            (
+                "https://example.com/caf%C3%A9",
+                false,
+                "example.com",
+                "/café",
+            ),
+            (
+                "https://example.com/bad%FF",
+                false,
+                "example.com",
+                "/bad%FF",
+            ),
+            (
+                "https://example.com/nul%00x",
+                false,
+                "example.com",
+                "/nul%00x",
+            ),
+            (
+                "https://example.com/app#/settings?tab=1",
+                true,
+                "example.com",
+                "/app#/settings?tab=1",
+            ),
+            (
+                "https://example.com/app#/settings",
+                false,
+                "example.com",
+                "/app",
+            ),
             ("https://example.com/app#", true, "example.com", "/app"),
-            ("https://bücher.example/", false, "xn--bcher-kva.example", "/"),
+            (
+                "https://bücher.example/",
+                false,
+                "xn--bcher-kva.example",
+                "/",
+            ),
             ("http://127.0.0.1:8080/x", false, "127.0.0.1", "/x"),
             ("https://example.com./x", false, "example.com", "/x"),
         ];
@@ -147,8 +192,14 @@ mod tests {
     fn referrers_keep_only_the_host() {
         let cases = [
             ("https://www.google.com/search?q=secret", Some("google.com")),
-            ("https://News.YCombinator.com/item?id=1#c", Some("news.ycombinator.com")),
-            ("android-app://com.google.android.gm/", Some("com.google.android.gm")),
+            (
+                "https://News.YCombinator.com/item?id=1#c",
+                Some("news.ycombinator.com"),
+            ),
+            (
+                "android-app://com.google.android.gm/",
+                Some("com.google.android.gm"),
+            ),
             ("http://10.0.0.1:3000/x", Some("10.0.0.1")),
             ("not a url", None),
             ("about:blank", None),

@@ -86,7 +86,10 @@ impl SaltStore {
         };
         let name = file_name(day);
         let path = dir.join(&name);
-        let key = match fs::read_to_string(&path).ok().and_then(|s| parse_hex(s.trim())) {
+        let key = match fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| parse_hex(s.trim()))
+        {
             Some(key) => {
                 tracing::info!(file = %name, "reusing today's salt from the state folder");
                 key
@@ -217,7 +220,11 @@ mod tests {
         assert_ne!(next, key);
         assert!(!file.exists(), "yesterday's salt is destroyed");
         assert!(dir.join("salt-2025-11-26").exists());
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 

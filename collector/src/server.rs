@@ -120,7 +120,12 @@ impl Collector {
     /// client as the first `X-Forwarded-For` address.
     fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
-        if !self.config.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+        if !self
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer))
+        {
             return peer;
         }
         headers
@@ -175,7 +180,10 @@ pub async fn serve(
     }
     drop(listener);
     let grace = collector.config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             grace_secs = grace.as_secs(),
             "some connections were still open after the grace period; closed them"
@@ -195,7 +203,10 @@ async fn handle(
         (&Method::POST, "/api/event") => post_event(&c, peer, req).await,
         (&Method::GET | &Method::HEAD, "/api/event") => pixel(&c, peer, &req),
         (&Method::OPTIONS, "/api/event") => cors(empty(StatusCode::NO_CONTENT)),
-        (_, "/api/event") => cors(json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        (_, "/api/event") => cors(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
         (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
         (&Method::GET | &Method::HEAD, "/healthz") => healthz(&c),
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
@@ -277,7 +288,11 @@ fn metrics(c: &Collector) -> Resp {
     let mut out = String::with_capacity(4096);
     c.metrics.render(&mut out);
     c.sink.render_metrics(&mut out);
-    text(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
+    text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out,
+    )
 }
 
 /// The tracker as served: full-line comments and indentation dropped (the
@@ -302,15 +317,25 @@ fn script(headers: &HeaderMap) -> Resp {
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let (plain, gzipped) = &*SCRIPT;
-    let mut r = Response::new(Full::new(if gzip { gzipped.clone() } else { plain.clone() }));
+    let mut r = Response::new(Full::new(if gzip {
+        gzipped.clone()
+    } else {
+        plain.clone()
+    }));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -338,13 +363,20 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
 /// `{"error": "..."}`. Messages are fixed strings without quotes or
 /// backslashes, so no escaping is needed, and never echo the request.
 fn json_error(status: StatusCode, message: &str) -> Resp {
-    text(status, "application/json", format!("{{\"error\":\"{message}\"}}"))
+    text(
+        status,
+        "application/json",
+        format!("{{\"error\":\"{message}\"}}"),
+    )
 }
 
 /// Any page may send beacons: they carry no credentials and set no cookies.
 fn cors(mut r: Resp) -> Resp {
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("POST, GET, OPTIONS"),
@@ -357,7 +389,10 @@ fn cors(mut r: Resp) -> Resp {
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("X-Footfall-Dropped"),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
     r
 }
 

@@ -13,35 +13,173 @@ const OK_BODY: &str = r#"{"n":"pageview","u":"https://example.com/ok","d":"examp
 fn answers_follow_the_beacon_api() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(tmp.path(), &["--site", "example.com"]);
-    let long_path = format!(r#"{{"u":"https://example.com/{}","d":"example.com"}}"#, "a".repeat(10_000));
-    let huge = format!(r#"{{"u":"https://example.com/","d":"example.com","p":"{}"}}"#, "x".repeat(17_000));
+    let long_path = format!(
+        r#"{{"u":"https://example.com/{}","d":"example.com"}}"#,
+        "a".repeat(10_000)
+    );
+    let huge = format!(
+        r#"{{"u":"https://example.com/","d":"example.com","p":"{}"}}"#,
+        "x".repeat(17_000)
+    );
     let secret_url = r#"{"u":"ftp://example.com/?token=leak-me-not","d":"example.com"}"#;
     let bad_number = r#"{"u":"https://example.com/n","d":"example.com","w":1e999999}"#;
-    let huge_number = r#"{"u":"https://example.com/n","d":"example.com","w":123456789012345678901234567890}"#;
-    let ua = ("User-Agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15");
+    let huge_number =
+        r#"{"u":"https://example.com/n","d":"example.com","w":123456789012345678901234567890}"#;
+    let ua = (
+        "User-Agent",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+    );
 
     // (method, target, content type, body, status, dropped reason)
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, Option<&str>)> = vec![
-        ("POST", "/api/event", "text/plain", OK_BODY.into(), 202, None),
-        ("POST", "/api/event", "application/json", OK_BODY.into(), 202, None),
-        ("POST", "/api/event", "application/x-www-form-urlencoded", OK_BODY.into(), 202, None),
-        ("POST", "/api/event", "text/plain", br#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#.to_vec(), 202, Some("custom-event")),
-        ("POST", "/api/event", "text/plain", br#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":50,"e":3000}"#.to_vec(), 202, Some("engagement")),
-        ("POST", "/api/event", "text/plain", br#"{"u":"https://other.org/","d":"other.org"}"#.to_vec(), 202, Some("unknown-site")),
-        ("POST", "/api/event", "text/plain", br#"{"u":"https://evil.net/","d":"example.com"}"#.to_vec(), 202, Some("url-not-on-site")),
-        ("POST", "/api/event", "text/plain", huge_number.into(), 202, None),
-        ("POST", "/api/event", "text/plain", b"{not json".to_vec(), 400, None),
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            OK_BODY.into(),
+            202,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "application/json",
+            OK_BODY.into(),
+            202,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "application/x-www-form-urlencoded",
+            OK_BODY.into(),
+            202,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#.to_vec(),
+            202,
+            Some("custom-event"),
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":50,"e":3000}"#
+                .to_vec(),
+            202,
+            Some("engagement"),
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"u":"https://other.org/","d":"other.org"}"#.to_vec(),
+            202,
+            Some("unknown-site"),
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"u":"https://evil.net/","d":"example.com"}"#.to_vec(),
+            202,
+            Some("url-not-on-site"),
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            huge_number.into(),
+            202,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            b"{not json".to_vec(),
+            400,
+            None,
+        ),
         ("POST", "/api/event", "text/plain", b"".to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", b"[]".to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", br#"{"d":"example.com"}"#.to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", br#"{"u":"https://example.com/"}"#.to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", br#"{"u":"data:text/html,hi","d":"example.com"}"#.to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", secret_url.into(), 400, None),
-        ("POST", "/api/event", "text/plain", b"{\"u\":\"https://example.com/\xff\xfe\",\"d\":\"example.com\"}".to_vec(), 400, None),
-        ("POST", "/api/event", "text/plain", long_path.into(), 400, None),
-        ("POST", "/api/event", "text/plain", bad_number.into(), 400, None),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            b"[]".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"d":"example.com"}"#.to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"u":"https://example.com/"}"#.to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            br#"{"u":"data:text/html,hi","d":"example.com"}"#.to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            secret_url.into(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            b"{\"u\":\"https://example.com/\xff\xfe\",\"d\":\"example.com\"}".to_vec(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            long_path.into(),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
+            bad_number.into(),
+            400,
+            None,
+        ),
         ("POST", "/api/event", "text/plain", huge.into(), 413, None),
-        ("GET", "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fpixel", "", vec![], 202, None),
+        (
+            "GET",
+            "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fpixel",
+            "",
+            vec![],
+            202,
+            None,
+        ),
         ("GET", "/api/event?d=example.com", "", vec![], 400, None),
         ("OPTIONS", "/api/event", "", vec![], 204, None),
         ("PUT", "/api/event", "text/plain", OK_BODY.into(), 405, None),
@@ -56,41 +194,83 @@ fn answers_follow_the_beacon_api() {
             headers.push(("Content-Type", ct));
         }
         let reply = conn.send(method, target, &headers, body);
-        let what = format!("{method} {target} {}", String::from_utf8_lossy(&body[..body.len().min(80)]));
+        let what = format!(
+            "{method} {target} {}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
         assert_eq!(reply.status, *status, "{what}: {}", reply.text());
         assert_eq!(reply.header("x-footfall-dropped"), *dropped, "{what}");
         assert!(reply.header("set-cookie").is_none(), "{what}");
         if target.starts_with("/api/event") {
-            assert_eq!(reply.header("access-control-allow-origin"), Some("*"), "{what}");
+            assert_eq!(
+                reply.header("access-control-allow-origin"),
+                Some("*"),
+                "{what}"
+            );
         }
         if (400..500).contains(status) {
-            assert_eq!(reply.header("content-type"), Some("application/json"), "{what}");
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/json"),
+                "{what}"
+            );
             let text = reply.text();
-            assert!(text.starts_with("{\"error\":\"") && text.ends_with("\"}"), "{what}: {text}");
-            assert!(!text.contains("leak-me-not") && !text.contains("ftp:"), "errors never echo input: {text}");
+            assert!(
+                text.starts_with("{\"error\":\"") && text.ends_with("\"}"),
+                "{what}: {text}"
+            );
+            assert!(
+                !text.contains("leak-me-not") && !text.contains("ftp:"),
+                "errors never echo input: {text}"
+            );
         }
     }
 
     // The pixel is a GIF that no cache keeps.
-    let reply = Conn::open(server.addr).send("GET", "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fpx", &[ua], b"");
+    let reply = Conn::open(server.addr).send(
+        "GET",
+        "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fpx",
+        &[ua],
+        b"",
+    );
     assert_eq!(reply.header("content-type"), Some("image/gif"));
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert!(reply.body.starts_with(b"GIF89a"));
 
     // The preflight allows a beacon from any page.
-    let reply = Conn::open(server.addr).send("OPTIONS", "/api/event", &[("Origin", "https://example.com"), ("Access-Control-Request-Method", "POST")], b"");
-    assert!(reply.header("access-control-allow-methods").unwrap().contains("POST"));
+    let reply = Conn::open(server.addr).send(
+        "OPTIONS",
+        "/api/event",
+        &[
+            ("Origin", "https://example.com"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    );
+    assert!(
+        reply
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
 
     // The tracker, plain and gzipped (under 1 KB).
     let plain = Conn::open(server.addr).send("GET", "/script.js", &[], b"");
     assert_eq!(plain.status, 200);
     assert!(plain.header("content-type").unwrap().contains("javascript"));
     assert!(plain.text().contains("sendBeacon"));
-    let gz = Conn::open(server.addr).send("GET", "/script.js", &[("Accept-Encoding", "gzip, deflate, br")], b"");
+    let gz = Conn::open(server.addr).send(
+        "GET",
+        "/script.js",
+        &[("Accept-Encoding", "gzip, deflate, br")],
+        b"",
+    );
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert!(gz.body.len() < 1024, "{} bytes gzipped", gz.body.len());
 
-    let metrics = Conn::open(server.addr).send("GET", "/metrics", &[], b"").text();
+    let metrics = Conn::open(server.addr)
+        .send("GET", "/metrics", &[], b"")
+        .text();
     for line in [
         "footfall_beacons_dropped_total{reason=\"custom-event\"} 1",
         "footfall_beacons_dropped_total{reason=\"unknown-site\"} 1",
@@ -103,7 +283,12 @@ fn answers_follow_the_beacon_api() {
     assert!(server.stop().success());
     // Counted: three POSTs of /ok, the huge-number one, two pixels.
     let rows = read_pages(tmp.path());
-    let views = |page: &str| rows.iter().filter(|r| r.page == page).map(|r| r.views).sum::<i64>();
+    let views = |page: &str| {
+        rows.iter()
+            .filter(|r| r.page == page)
+            .map(|r| r.views)
+            .sum::<i64>()
+    };
     assert_eq!(views("/ok"), 3);
     assert_eq!(views("/n"), 1);
     assert_eq!(views("/pixel") + views("/px"), 2);
@@ -117,12 +302,15 @@ fn oversized_bodies_are_refused_before_they_are_read() {
 
     // A declared 100 MB body gets its 413 at once, without sending a byte of it.
     let mut conn = Conn::open(server.addr);
-    let reply = conn.raw(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    let reply =
+        conn.raw(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
     assert_eq!(reply.status, 413);
 
     // A chunked body with no declared length is cut off at 16 KiB.
     let mut stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
         .write_all(b"POST /api/event HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();

@@ -30,7 +30,7 @@ struct Truth {
 }
 
 fn ip(v: usize) -> String {
-    if v % 5 == 0 {
+    if v.is_multiple_of(5) {
         format!("2001:db8::{:x}", 0x1000 + v)
     } else {
         format!("100.64.{}.{}", v / 256, v % 256)
@@ -59,28 +59,46 @@ fn make_beacons(n: usize, visitors: usize, rng: &mut Rng) -> Vec<Beacon> {
     for i in 0..n {
         let v = rng.below(visitors);
         let [email, token, fragment, story] = secrets(i);
-        let query = format!("?email={}&token={token}&utm_source=news", email.replace('@', "%40"));
+        let query = format!(
+            "?email={}&token={token}&utm_source=news",
+            email.replace('@', "%40")
+        );
         let kind = rng.below(100);
-        let (host, page, d, counts): (&str, String, &str, Vec<(&'static str, String)>) = if kind < 70 {
-            let page = format!("/docs/page-{}", rng.zipf(40));
-            let host = if kind % 2 == 0 { "www.example.com" } else { "example.com" };
-            (host, page.clone(), "example.com", vec![("example.com", page)])
-        } else if kind < 80 {
-            let page = format!("/post-{}", rng.zipf(10));
-            (
-                "blog.example.com",
-                page.clone(),
-                "blog.example.com,example.com",
-                vec![("blog.example.com", page.clone()), ("example.com", page)],
-            )
-        } else if kind < 92 {
-            let page = format!("/item/{}", rng.zipf(10));
-            ("shop.test", page.clone(), "shop.test", vec![("shop.test", page)])
-        } else if kind < 96 {
-            ("other.org", "/".into(), "other.org", vec![])
-        } else {
-            ("evil.example.net", "/phish".into(), "example.com", vec![])
-        };
+        let (host, page, d, counts): (&str, String, &str, Vec<(&'static str, String)>) =
+            if kind < 70 {
+                let page = format!("/docs/page-{}", rng.zipf(40));
+                let host = if kind.is_multiple_of(2) {
+                    "www.example.com"
+                } else {
+                    "example.com"
+                };
+                (
+                    host,
+                    page.clone(),
+                    "example.com",
+                    vec![("example.com", page)],
+                )
+            } else if kind < 80 {
+                let page = format!("/post-{}", rng.zipf(10));
+                (
+                    "blog.example.com",
+                    page.clone(),
+                    "blog.example.com,example.com",
+                    vec![("blog.example.com", page.clone()), ("example.com", page)],
+                )
+            } else if kind < 92 {
+                let page = format!("/item/{}", rng.zipf(10));
+                (
+                    "shop.test",
+                    page.clone(),
+                    "shop.test",
+                    vec![("shop.test", page)],
+                )
+            } else if kind < 96 {
+                ("other.org", "/".into(), "other.org", vec![])
+            } else {
+                ("evil.example.net", "/phish".into(), "example.com", vec![])
+            };
         let dropped = match (counts.is_empty(), host) {
             (false, _) => None,
             (true, "other.org") => Some("unknown-site"),
@@ -89,20 +107,32 @@ fn make_beacons(n: usize, visitors: usize, rng: &mut Rng) -> Vec<Beacon> {
         let url = format!("https://{host}{page}{query}#{fragment}");
         let (referrer, entry) = match rng.below(10) {
             0..=3 => (None, true),
-            4..=6 => (Some(format!("https://{host}/docs/page-1?from=internal-{token}")), false),
-            _ => (Some(format!("https://news.example.net/{story}?ref={token}")), true),
+            4..=6 => (
+                Some(format!("https://{host}/docs/page-1?from=internal-{token}")),
+                false,
+            ),
+            _ => (
+                Some(format!("https://news.example.net/{story}?ref={token}")),
+                true,
+            ),
         };
         let ua = user_agent(v);
         let xff = ip(v);
         let request = match i % 4 {
             0 | 1 => {
-                let r = referrer.as_ref().map_or("null".to_owned(), |r| format!("\"{r}\""));
+                let r = referrer
+                    .as_ref()
+                    .map_or("null".to_owned(), |r| format!("\"{r}\""));
                 let body = format!(r#"{{"n":"pageview","u":"{url}","d":"{d}","r":{r},"w":1280}}"#);
                 post(&body, &ua, &xff, "text/plain;charset=UTF-8")
             }
             2 => {
-                let r = referrer.as_ref().map_or("null".to_owned(), |r| format!("\"{r}\""));
-                let body = format!(r#"{{"name":"pageview","url":"{url}","domain":"{d}","referrer":{r},"screen_width":390}}"#);
+                let r = referrer
+                    .as_ref()
+                    .map_or("null".to_owned(), |r| format!("\"{r}\""));
+                let body = format!(
+                    r#"{{"name":"pageview","url":"{url}","domain":"{d}","referrer":{r},"screen_width":390}}"#
+                );
                 post(&body, &ua, &xff, "application/json")
             }
             _ => {
@@ -140,7 +170,9 @@ fn post(body: &str, ua: &str, xff: &str, content_type: &str) -> Vec<u8> {
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -170,7 +202,10 @@ fn send_all(addr: SocketAddr, beacons: &[Beacon], threads: usize) -> Truth {
             *t.views.entry(key.clone()).or_default() += 1;
             *t.entries.entry(key.clone()).or_default() += i64::from(b.entry);
             t.page_visitors.entry(key).or_default().insert(b.visitor);
-            t.site_visitors.entry(site.to_string()).or_default().insert(b.visitor);
+            t.site_visitors
+                .entry(site.to_string())
+                .or_default()
+                .insert(b.visitor);
         }
     }
     t
@@ -178,10 +213,18 @@ fn send_all(addr: SocketAddr, beacons: &[Beacon], threads: usize) -> Truth {
 
 fn assert_estimate(what: &str, estimate: f64, truth: usize) {
     if truth < 100 {
-        assert_eq!(estimate.round() as usize, truth, "{what}: exact below 100 visitors");
+        assert_eq!(
+            estimate.round() as usize,
+            truth,
+            "{what}: exact below 100 visitors"
+        );
     } else {
         let err = (estimate - truth as f64).abs() / truth as f64;
-        assert!(err <= 3.0 * RSE, "{what}: estimate {estimate:.1} vs truth {truth} ({:.2} %)", err * 100.0);
+        assert!(
+            err <= 3.0 * RSE,
+            "{what}: estimate {estimate:.1} vs truth {truth} ({:.2} %)",
+            err * 100.0
+        );
     }
 }
 
@@ -190,16 +233,30 @@ fn beacons_become_exact_counts_and_accurate_uniques() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(
         tmp.path(),
-        &["--trusted-proxy", "127.0.0.1/32", "--site", "example.com", "--site", "blog.example.com", "--site", "shop.test"],
+        &[
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--site",
+            "example.com",
+            "--site",
+            "blog.example.com",
+            "--site",
+            "shop.test",
+        ],
     );
     let mut rng = Rng(0x0f00_7fa1);
     let beacons = make_beacons(6000, 2500, &mut rng);
     let started = chrono_hour_now();
     let truth = send_all(server.addr, &beacons, 4);
 
-    let metrics = Conn::open(server.addr).send("GET", "/metrics", &[], b"").text();
+    let metrics = Conn::open(server.addr)
+        .send("GET", "/metrics", &[], b"")
+        .text();
     let total_views: i64 = truth.views.values().sum();
-    assert!(metrics.contains(&format!("footfall_views_total {total_views}\n")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("footfall_views_total {total_views}\n")),
+        "{metrics}"
+    );
 
     let status = server.stop();
     assert!(status.success(), "exit {status:?}\n{}", server.log());
@@ -216,10 +273,17 @@ fn beacons_become_exact_counts_and_accurate_uniques() {
         let entries: i64 = rs.iter().map(|r| r.entries).sum();
         assert_eq!(views, truth.views[key], "views of {key:?}");
         assert_eq!(entries, truth.entries[key], "entries of {key:?}");
-        assert_estimate(&format!("visitors of {key:?}"), union_estimate(rs.iter().copied()), truth.page_visitors[key].len());
+        assert_estimate(
+            &format!("visitors of {key:?}"),
+            union_estimate(rs.iter().copied()),
+            truth.page_visitors[key].len(),
+        );
     }
     let sizes: Vec<usize> = truth.page_visitors.values().map(HashSet::len).collect();
-    assert!(sizes.iter().any(|&n| n < 100) && sizes.iter().any(|&n| n > 500), "{sizes:?}");
+    assert!(
+        sizes.iter().any(|&n| n < 100) && sizes.iter().any(|&n| n > 500),
+        "{sizes:?}"
+    );
 
     // Uniques per site: the union of all its pages' sketches.
     for (site, visitors) in &truth.site_visitors {
@@ -231,17 +295,33 @@ fn beacons_become_exact_counts_and_accurate_uniques() {
     for r in &rows {
         assert_eq!(r.hour_micros % 3_600_000_000, 0);
         let hour = r.hour_micros / 1_000_000;
-        assert!(hour == started || hour == started + 3600, "hour {hour} vs run at {started}");
+        assert!(
+            hour == started || hour == started + 3600,
+            "hour {hour} vs run at {started}"
+        );
         let date = chrono_date(hour);
-        assert!(r.file.to_string_lossy().contains(&format!("/pages/date={date}/")), "{}", r.file.display());
+        assert!(
+            r.file
+                .to_string_lossy()
+                .contains(&format!("/pages/date={date}/")),
+            "{}",
+            r.file.display()
+        );
     }
     // Rows come sorted by (site, hour, page) within each file.
     let mut by_file: HashMap<_, Vec<_>> = HashMap::new();
     for r in &rows {
-        by_file.entry(r.file.clone()).or_default().push((r.site.clone(), r.hour_micros, r.page.clone()));
+        by_file.entry(r.file.clone()).or_default().push((
+            r.site.clone(),
+            r.hour_micros,
+            r.page.clone(),
+        ));
     }
     for keys in by_file.values() {
-        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicate keys in a file");
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicate keys in a file"
+        );
     }
 
     privacy_scan(&server, &beacons, 2500);
@@ -266,7 +346,13 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize) {
     needles.push(b"utm_source".to_vec());
 
     // The visitor keys themselves, recomputed from today's salt.
-    let salt_hex = std::fs::read_to_string(server.data_dir.join("_state").join(format!("salt-{}", chrono_date(chrono_hour_now())))).unwrap();
+    let salt_hex = std::fs::read_to_string(
+        server
+            .data_dir
+            .join("_state")
+            .join(format!("salt-{}", chrono_date(chrono_hour_now()))),
+    )
+    .unwrap();
     let mut salt = [0u8; 16];
     for (i, b) in salt.iter_mut().enumerate() {
         *b = u8::from_str_radix(&salt_hex.trim()[2 * i..2 * i + 2], 16).unwrap();
@@ -276,7 +362,10 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize) {
     for v in 0..visitors {
         let ua = user_agent(v);
         for site in ["example.com", "blog.example.com", "shop.test"] {
-            let client = footfall_collector::Client { ip: ip(v).parse().unwrap(), user_agent: ua.as_bytes() };
+            let client = footfall_collector::Client {
+                ip: ip(v).parse().unwrap(),
+                user_agent: ua.as_bytes(),
+            };
             let k = footfall_collector::visitor_key(salt, site, client).sketch_input();
             keys.push(k.to_le_bytes().to_vec());
             keys.push(k.to_be_bytes().to_vec());
@@ -288,11 +377,21 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize) {
         .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
         .collect();
     for r in read_pages(&server.data_dir) {
-        haystacks.push(("decoded row".into(), format!("{}\n{}\n", r.site, r.page).into_bytes()));
-        assert!(!r.page.contains('?') && !r.page.contains('#'), "page {:?}", r.page);
+        haystacks.push((
+            "decoded row".into(),
+            format!("{}\n{}\n", r.site, r.page).into_bytes(),
+        ));
+        assert!(
+            !r.page.contains('?') && !r.page.contains('#'),
+            "page {:?}",
+            r.page
+        );
     }
     haystacks.push(("server log".into(), server.log().into_bytes()));
-    assert!(server.log().contains("DEBUG") || server.log().contains("INFO"), "the log was captured");
+    assert!(
+        server.log().contains("DEBUG") || server.log().contains("INFO"),
+        "the log was captured"
+    );
 
     for (name, hay) in &haystacks {
         // Index every 8-byte window once, then check each needle's prefix:
@@ -301,8 +400,13 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize) {
         let windows: HashSet<&[u8]> = hay.windows(8).collect();
         for needle in needles.iter().chain(&keys) {
             assert!(needle.len() >= 8, "needles are at least 8 bytes");
-            let found = windows.contains(&needle[..8]) && hay.windows(needle.len()).any(|w| w == &needle[..]);
-            assert!(!found, "{name} contains {:?}", String::from_utf8_lossy(needle));
+            let found = windows.contains(&needle[..8])
+                && hay.windows(needle.len()).any(|w| w == &needle[..]);
+            assert!(
+                !found,
+                "{name} contains {:?}",
+                String::from_utf8_lossy(needle)
+            );
         }
     }
 }
@@ -330,7 +434,11 @@ fn a_restart_within_the_day_reuses_the_salt() {
     let files: HashSet<_> = rows.iter().map(|r| r.file.clone()).collect();
     assert_eq!(files.len(), 2, "one file per run");
     assert_eq!(rows.iter().map(|r| r.views).sum::<i64>(), 120);
-    assert_eq!(union_estimate(&rows).round(), 60.0, "the same 60 people, not 120");
+    assert_eq!(
+        union_estimate(&rows).round(),
+        60.0,
+        "the same 60 people, not 120"
+    );
 }
 
 #[test]
@@ -346,8 +454,15 @@ fn forwarded_for_is_ignored_unless_the_peer_is_trusted() {
     assert!(server.stop().success());
     let rows = read_pages(tmp.path());
     assert_eq!(rows.iter().map(|r| r.views).sum::<i64>(), 40);
-    assert_eq!(union_estimate(&rows).round(), 1.0, "forged addresses must not make uniques");
-    assert!(server.log().contains("no --site given"), "warns when any site is accepted");
+    assert_eq!(
+        union_estimate(&rows).round(),
+        1.0,
+        "forged addresses must not make uniques"
+    );
+    assert!(
+        server.log().contains("no --site given"),
+        "warns when any site is accepted"
+    );
 }
 
 fn chrono_hour_now() -> i64 {

@@ -96,7 +96,10 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("footfall did not exit within 60 s of {sig}:\n{}", self.log());
+                panic!(
+                    "footfall did not exit within 60 s of {sig}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -143,7 +146,9 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Conn {
             reader: BufReader::new(stream.try_clone().unwrap()),
@@ -158,7 +163,13 @@ impl Conn {
     }
 
     /// Sends a request built from parts; adds Host and Content-Length.
-    pub fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let mut req = format!("{method} {target} HTTP/1.1\r\nHost: collector.test\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -230,7 +241,9 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -258,7 +271,10 @@ pub fn read_pages(data_dir: &Path) -> Vec<PageRow> {
             let site = col("site");
             let site = site.as_any().downcast_ref::<StringArray>().unwrap();
             let hour = col("hour");
-            let hour = hour.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            let hour = hour
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
             let page = col("page");
             let page = page.as_any().downcast_ref::<StringArray>().unwrap();
             let views = col("views");
@@ -299,7 +315,9 @@ pub fn union_estimate<'a>(rows: impl IntoIterator<Item = &'a PageRow>) -> f64 {
 pub fn by_page(rows: &[PageRow]) -> HashMap<(String, String), Vec<&PageRow>> {
     let mut out: HashMap<(String, String), Vec<&PageRow>> = HashMap::new();
     for r in rows {
-        out.entry((r.site.clone(), r.page.clone())).or_default().push(r);
+        out.entry((r.site.clone(), r.page.clone()))
+            .or_default()
+            .push(r);
     }
     out
 }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every footfall test on a fresh machine: installs what the tests need
+# (Debian's Chromium for the tracker's browser test, a Python virtual
+# environment for the interop suite), checks formatting and lints, runs the
+# Rust tests (unit, property, end-to-end, browser), then the interop suite
+# against pyarrow, DuckDB and Apache DataSketches for Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+  step "installing Debian's chromium (browser test of the tracker)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+venv=tests/interop/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating $venv"
+  python3 -m venv "$venv"
+fi
+step "installing the interop suite's Python packages (pinned)"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust tests: unit, property, end-to-end, browser"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+step "interop tests: pyarrow, DuckDB, datasketches"
+cargo build --locked --bin footfall
+FOOTFALL_BIN="$PWD/target/debug/footfall" "$venv/bin/python" -m pytest tests/interop -q
