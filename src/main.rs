@@ -36,6 +36,52 @@ enum Command {
     /// Run the collector and the aggregator: take beacons over HTTP, write
     /// hourly Parquet aggregates. Stops cleanly on SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Top pages or site totals for a date range, merging counts and
+    /// sketches from the Parquet files.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Folder that `serve` writes to.
+    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
+    data_dir: PathBuf,
+
+    /// The site to report on.
+    #[arg(long)]
+    site: String,
+
+    /// First UTC day, inclusive (YYYY-MM-DD) [default: today].
+    #[arg(long)]
+    from: Option<chrono::NaiveDate>,
+
+    /// Last UTC day, inclusive (YYYY-MM-DD) [default: --from].
+    #[arg(long)]
+    to: Option<chrono::NaiveDate>,
+
+    /// Break down by this dimension; without it, one row of site totals.
+    #[arg(long, value_enum)]
+    by: Option<ByArg>,
+
+    /// Show at most N rows.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ByArg {
+    Page,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,15 +135,36 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        // A server's errors go to its log, with the rest of its story.
+        Command::Serve(args) => serve(args).inspect_err(|e| tracing::error!("{e:#}")),
+        // A command's errors go to the person who typed it.
+        Command::Report(args) => report(args).inspect_err(|e| eprintln!("footfall: error: {e:#}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(_) => std::process::ExitCode::FAILURE,
     }
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let from = args.from.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let query = footfall_report::Query {
+        site: footfall_collector::normalise::site_id(&args.site)
+            .map_err(|e| anyhow::anyhow!("--site {:?}: {e}", args.site))?,
+        data_dir: args.data_dir,
+        from,
+        to: args.to.unwrap_or(from),
+        by: args.by.map(|ByArg::Page| footfall_report::Dimension::Page),
+        limit: args.limit,
+    };
+    let report = footfall_report::run(&query)?;
+    let format = match args.format {
+        FormatArg::Table => footfall_report::Format::Table,
+        FormatArg::Csv => footfall_report::Format::Csv,
+        FormatArg::Json => footfall_report::Format::Json,
+    };
+    print!("{}", footfall_report::render(&report, format));
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

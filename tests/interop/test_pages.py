@@ -1,0 +1,156 @@
+"""Interop: footfall's Parquet read by engines nobody here wrote.
+
+Runs the real server on a free loopback port, sends known traffic, stops it
+with SIGTERM, then checks the `pages` table with pyarrow, DuckDB and Apache
+DataSketches for Python against the truth and against `footfall report`.
+"""
+
+import glob
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+from collections import defaultdict
+
+import datasketches
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+FOOTFALL = os.environ.get("FOOTFALL_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "target", "debug", "footfall"
+)
+SITE = "example.com"
+VISITORS = 900
+BEACONS = 3000
+
+
+def start_server(data_dir):
+    proc = subprocess.Popen(
+        [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+         "--trusted-proxy", "127.0.0.1/32", "--site", SITE],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    for line in proc.stderr:
+        m = re.search(r"addr=(\S+)", line)
+        if m:
+            host, port = m.group(1).rsplit(":", 1)
+            # Keep draining the log so the server never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, host, int(port)
+    raise RuntimeError("footfall did not start")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    proc, host, port = start_server(data_dir)
+    rng = random.Random(20261125)
+    truth_views = defaultdict(int)
+    truth_visitors = defaultdict(set)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    for i in range(BEACONS):
+        v = rng.randrange(VISITORS)
+        # Long-tailed pages: the top ones pass 400 visitors, so their
+        # sketches leave DataSketches' list/set modes for the HLL array.
+        page = f"/p/{int(40 ** rng.random()) - 1}"
+        body = json.dumps({"n": "pageview", "u": f"https://{SITE}{page}?q={i}", "d": SITE, "r": None})
+        conn.request("POST", "/api/event", body=body, headers={
+            "Content-Type": "text/plain",
+            "User-Agent": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/{v}.0",
+            "X-Forwarded-For": f"100.65.{v // 256}.{v % 256}",
+        })
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 202
+        truth_views[page] += 1
+        truth_visitors[page].add(v)
+    conn.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    report = json.loads(subprocess.run(
+        [FOOTFALL, "report", "--data-dir", data_dir, "--site", SITE, "--by", "page", "--format", "json"],
+        check=True, capture_output=True, text=True,
+    ).stdout)
+    totals = json.loads(subprocess.run(
+        [FOOTFALL, "report", "--data-dir", data_dir, "--site", SITE, "--format", "json"],
+        check=True, capture_output=True, text=True,
+    ).stdout)
+    return {
+        "dir": data_dir,
+        "files": sorted(glob.glob(os.path.join(data_dir, "pages", "**", "*.parquet"), recursive=True)),
+        "views": truth_views,
+        "visitors": {p: len(s) for p, s in truth_visitors.items()},
+        "all_visitors": len(set().union(*truth_visitors.values())),
+        "report": {r["page"]: r for r in report},
+        "totals": totals,
+    }
+
+
+def test_pyarrow_reads_the_documented_schema(run):
+    assert run["files"], "serve wrote pages files"
+    expected = pa.schema([
+        pa.field("site", pa.string(), nullable=False),
+        pa.field("hour", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("page", pa.string(), nullable=False),
+        pa.field("views", pa.int64(), nullable=False),
+        pa.field("entries", pa.int64(), nullable=False),
+        pa.field("visitors", pa.binary(), nullable=False),
+    ])
+    for f in run["files"]:
+        table = pq.read_table(f)
+        assert table.schema.remove_metadata() == expected
+        meta = pq.read_metadata(f).metadata
+        assert meta[b"footfall.schema_version"] == b"1"
+        assert meta[b"footfall.hll.lg_k"] == b"12"
+        assert meta[b"footfall.hll.type"] == b"HLL_4"
+        assert meta[b"footfall.uniqueness_window"] == b"day"
+        assert pq.ParquetFile(f).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_duckdb_views_per_page_match_truth_and_report(run):
+    rows = duckdb.sql(f"""
+        SELECT page, sum(views)::BIGINT AS views, min(date) AS first_day
+        FROM read_parquet('{run["dir"]}/pages/**/*.parquet', hive_partitioning = true)
+        WHERE site = '{SITE}'
+        GROUP BY page
+    """).fetchall()
+    got = {page: views for page, views, _ in rows}
+    assert got == dict(run["views"])
+    assert got == {p: r["views"] for p, r in run["report"].items()}
+    # The hive partition column is a real date.
+    assert all(str(day).count("-") == 2 for _, _, day in rows)
+
+
+def test_datasketches_unions_match_report_and_truth(run):
+    table = pa.concat_tables(pq.read_table(f) for f in run["files"])
+    unions = defaultdict(lambda: datasketches.hll_union(12))
+    site_union = datasketches.hll_union(12)
+    for page, blob in zip(table.column("page").to_pylist(), table.column("visitors").to_pylist()):
+        sketch = datasketches.hll_sketch.deserialize(blob)
+        assert sketch.lg_config_k == 12
+        assert sketch.tgt_type == datasketches.tgt_hll_type.HLL_4
+        unions[page].update(sketch)
+        site_union.update(sketch)
+    assert set(unions) == set(run["report"])
+    modes = set()
+    for page, union in unions.items():
+        estimate = union.get_estimate()
+        reported = run["report"][page]["visitors"]
+        # Same sketches, same union algorithm: the same number.
+        assert abs(estimate - reported) <= max(0.5, 0.001 * reported), (page, estimate, reported)
+        truth = run["visitors"][page]
+        if truth < 100:
+            assert round(estimate) == truth, (page, estimate, truth)
+        else:
+            assert abs(estimate - truth) <= 3 * 1.04 / 64 * truth, (page, estimate, truth)
+        modes.add(truth > 400)
+    assert modes == {True, False}, "both small (list/set) and large (HLL) sketches were checked"
+    total = site_union.get_estimate()
+    assert abs(total - run["totals"][0]["visitors"]) <= max(0.5, 0.001 * total)
+    assert abs(total - run["all_visitors"]) <= 3 * 1.04 / 64 * run["all_visitors"]
