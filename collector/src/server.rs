@@ -132,9 +132,18 @@ impl Collector {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok())
+            .and_then(|first| parse_forwarded(first.trim()))
             .map_or(peer, |ip| ip.to_canonical())
     }
+}
+
+/// An address as proxies write it: `203.0.113.9`, `2001:db8::1`, or with a
+/// port, `203.0.113.9:5123` / `[2001:db8::1]:5123`.
+fn parse_forwarded(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| s.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 /// Accepts connections until `shutdown` completes, then stops accepting,
@@ -201,7 +210,8 @@ async fn handle(
 ) -> Result<Resp, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/event") => post_event(&c, peer, req).await,
-        (&Method::GET | &Method::HEAD, "/api/event") => pixel(&c, peer, &req),
+        // GET only: a HEAD (link checkers, prefetchers) must not count.
+        (&Method::GET, "/api/event") => pixel(&c, peer, &req),
         (&Method::OPTIONS, "/api/event") => cors(empty(StatusCode::NO_CONTENT)),
         (_, "/api/event") => cors(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -407,6 +417,22 @@ mod tests {
         let text = std::str::from_utf8(plain).unwrap();
         assert!(text.contains("sendBeacon") && text.contains("pushState"));
         assert!(!text.contains("document.cookie"));
+    }
+
+    #[test]
+    fn forwarded_addresses_in_every_form_proxies_write() {
+        for (raw, want) in [
+            ("203.0.113.9", Some("203.0.113.9")),
+            ("203.0.113.9:5123", Some("203.0.113.9")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("[2001:db8::1]:5123", Some("2001:db8::1")),
+            ("unknown", None),
+            ("", None),
+        ] {
+            let got = parse_forwarded(raw).map(|ip| ip.to_string());
+            assert_eq!(got.as_deref(), want, "{raw}");
+        }
     }
 
     #[test]
