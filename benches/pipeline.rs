@@ -1,0 +1,269 @@
+//! Criterion benchmarks of footfall's per-beacon hot path and of its flush
+//! path.
+//!
+//! Run them with `cargo bench --bench pipeline`; `-- --quick` runs every
+//! benchmark only until its estimate settles. The default configuration
+//! below uses small sample counts and short measurement windows so that the
+//! whole file finishes in about a minute on a 2-core machine. That is
+//! enough for rough figures and ratios, but not for detecting small
+//! regressions.
+//!
+//! Groups:
+//! - `decode`: bytes of a Plausible JSON body to a `Beacon`.
+//! - `anonymise`: a decoded beacon to a `Visit` (URL normalisation, site
+//!   checks and the salted SipHash of IP and User-Agent).
+//! - `fold`: one `Visit` into the hour's buckets and HLL sketch.
+//! - `beacon`: `end_to_end` is decode, anonymise and fold per beacon, and
+//!   `baseline` is a plain `serde_json::Value` parse of the same body,
+//!   measured in the same run so that the two can be quoted as a ratio.
+//! - `sketch_serialise`: the HLL image of small, medium and large sketches.
+//! - `parquet_flush`: 10,000 buckets to a record batch and a Parquet file.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use datasketches::hll::HllSketch;
+use footfall_aggregator::Buckets;
+use footfall_aggregator::buckets::{HLL_TYPE, date_of};
+use footfall_aggregator::writer::write_file;
+use footfall_collector::{Client, SaltKey, SiteFilter, anonymise, decode_json};
+use footfall_schemas::tables::{DEFAULT_LG_K, Table};
+use footfall_schemas::{Visit, VisitorKey};
+
+/// A typical pageview as the Plausible-compatible tracker sends it: a page
+/// URL with a campaign parameter, a search-engine referrer and a viewport
+/// width. It is 142 bytes long.
+const BODY: &[u8] = br#"{"n":"pageview","u":"https://example.com/docs/getting-started?utm_source=newsletter","d":"example.com","r":"https://www.google.com/","w":1440}"#;
+
+/// A current desktop Chrome User-Agent. Its length matters because the whole
+/// header is hashed into the visitor key.
+const CHROME_UA: &[u8] = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// 2025-11-25T14:00:00Z, the start of the hour every benchmark visit falls
+/// in. A fixed time keeps all visits in one bucket hour, as they are between
+/// two flushes.
+const HOUR: i64 = 1_764_079_200;
+
+/// A fixed salt: the benchmarks measure hashing, not the salt store.
+const SALT: [u8; 16] = *b"footfall-bench!!";
+
+/// A multiplier with well-mixed bits, used to turn counters into visitor
+/// keys that look like hash outputs to the HLL sketch.
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn visitor(i: u64) -> VisitorKey {
+    VisitorKey::from_hash(i.wrapping_mul(MIX))
+}
+
+/// Distinct clients, so that the end-to-end benchmark feeds the sketch many
+/// visitors rather than one visitor reloading the same page.
+fn clients(n: u32) -> Vec<Client<'static>> {
+    (0..n)
+        .map(|i| Client {
+            // 198.18.0.0/15 is reserved for benchmarking (RFC 2544).
+            ip: IpAddr::V4(Ipv4Addr::from(0xC612_0000 + i)),
+            user_agent: CHROME_UA,
+        })
+        .collect()
+}
+
+fn decode(c: &mut Criterion) {
+    // The body must decode, or the benchmark would time the error path.
+    decode_json(BODY).expect("the benchmark body decodes");
+
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("plausible_json", |b| {
+        b.iter(|| decode_json(black_box(BODY)))
+    });
+    group.finish();
+}
+
+fn anonymise_beacon(c: &mut Criterion) {
+    let beacon = decode_json(BODY).expect("the benchmark body decodes");
+    let client = clients(1)[0];
+    let salt = SaltKey::from_bytes(SALT);
+    let sites = SiteFilter::any();
+    let mut out = Vec::with_capacity(1);
+    // The beacon must become exactly one visit, or the benchmark would time
+    // a drop rather than the common case.
+    let outcome = anonymise(&beacon, client, salt, HOUR, &sites, &mut out);
+    assert_eq!(outcome, Ok(None));
+    assert_eq!(out.len(), 1);
+
+    let mut group = c.benchmark_group("anonymise");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pageview", |b| {
+        b.iter(|| {
+            // Clearing drops the previous visit, as handing it to the sink
+            // eventually does in the server, and keeps the Vec's capacity.
+            out.clear();
+            anonymise(
+                black_box(&beacon),
+                black_box(client),
+                salt,
+                HOUR,
+                &sites,
+                &mut out,
+            )
+        })
+    });
+    group.finish();
+}
+
+fn fold(c: &mut Criterion) {
+    const PAGES: u64 = 1000;
+    const VISITORS_PER_PAGE: u64 = 16;
+    // The visits are built before timing so that the benchmark measures the
+    // fold alone. Cycling through them makes every bucket exist after the
+    // first pass, which is the steady state of a busy hour: a page seen
+    // before costs a hash lookup and a sketch update, not an allocation.
+    let visits: Vec<Visit> = (0..PAGES * VISITORS_PER_PAGE)
+        .map(|i| {
+            let page = i % PAGES;
+            Visit {
+                site: "example.com".into(),
+                time: HOUR + (i % 3600) as i64,
+                page: format!("/docs/section-{}/page-{page}", page / 50).into(),
+                referrer: None,
+                entry: i.is_multiple_of(3),
+                visitor: visitor(i),
+            }
+        })
+        .collect();
+    let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
+    let mut next = visits.iter().cycle();
+
+    let mut group = c.benchmark_group("fold");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1000_pages", |b| {
+        b.iter(|| {
+            let visit = next.next().expect("a cycle never ends");
+            buckets.fold(black_box(visit));
+        })
+    });
+    group.finish();
+    assert_eq!(buckets.len(), PAGES as usize);
+}
+
+fn beacon_end_to_end(c: &mut Criterion) {
+    let pool = clients(1024);
+    let salt = SaltKey::from_bytes(SALT);
+    let sites = SiteFilter::any();
+    let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
+    let mut out = Vec::with_capacity(1);
+    let mut next_client = pool.iter().copied().cycle();
+
+    let mut group = c.benchmark_group("beacon");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("end_to_end", |b| {
+        b.iter(|| {
+            // This is the collector's `ingest` without HTTP, the clock, the
+            // salt store and the aggregator's mutex: decode, anonymise, and
+            // hand every visit to the fold, which drops it afterwards.
+            let client = next_client.next().expect("a cycle never ends");
+            let beacon = decode_json(black_box(BODY)).expect("the benchmark body decodes");
+            let outcome = anonymise(&beacon, client, salt, HOUR, &sites, &mut out);
+            for visit in out.drain(..) {
+                buckets.fold(&visit);
+            }
+            outcome
+        })
+    });
+    // Any JSON endpoint has to parse the body at least this far, so this is
+    // the floor against which the full path is quoted as a ratio. Measuring
+    // it in the same run keeps both figures subject to the same machine
+    // noise.
+    group.bench_function("baseline", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(BODY)))
+    });
+    group.finish();
+    assert_eq!(buckets.len(), 1, "every beacon counts for the same page");
+}
+
+fn sketch_serialise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sketch_serialise");
+    group.throughput(Throughput::Elements(1));
+    // Three visitors keep a sketch in list mode, 300 in set mode and 30,000
+    // in the dense HLL_4 array, so these sizes cover each storage mode.
+    for n in [3u64, 300, 30_000] {
+        let mut sketch = HllSketch::new(DEFAULT_LG_K, HLL_TYPE).expect("valid sketch parameters");
+        for i in 0..n {
+            sketch.update(visitor(i).sketch_input());
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(n), &sketch, |b, s| {
+            b.iter(|| black_box(s).serialize())
+        });
+    }
+    group.finish();
+}
+
+fn parquet_flush(c: &mut Criterion) {
+    const ROWS: u64 = 10_000;
+    // Page popularity follows a Zipf-like long tail: the top page has 30,000
+    // visitors, the thousandth has 30 and most pages have a handful. That
+    // puts most sketches in list mode and a few in the dense array, as in a
+    // real hour of a real site, and the mix decides the file size.
+    let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
+    let mut key = 0u64;
+    for rank in 1..=ROWS {
+        let page: Box<str> = format!("/blog/{rank:05}-some-post-title").into();
+        for _ in 0..(30_000 / rank).max(1) {
+            key += 1;
+            buckets.fold(&Visit {
+                site: "example.com".into(),
+                time: HOUR,
+                page: page.clone(),
+                referrer: None,
+                entry: key.is_multiple_of(2),
+                visitor: visitor(key),
+            });
+        }
+    }
+    assert_eq!(buckets.len(), ROWS as usize);
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let date = date_of(HOUR);
+
+    let mut group = c.benchmark_group("parquet_flush");
+    group.throughput(Throughput::Elements(ROWS));
+    // A flush takes milliseconds and includes two fsyncs, so its time
+    // depends on the disk; ten samples over a ten-second window give a
+    // usable median without stretching the run.
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("10000_buckets", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let batch = buckets.to_record_batch().expect("a valid batch");
+                let written = write_file(dir.path(), Table::Pages, date, DEFAULT_LG_K, &batch)
+                    .expect("the temporary folder is writable");
+                timed += start.elapsed();
+                // Each flush makes a new file. Deleting it outside the timed
+                // region keeps the folder small without charging the unlink
+                // to the flush.
+                std::fs::remove_file(&written.path).expect("the file just written exists");
+            }
+            timed
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = pipeline;
+    // Short windows keep the whole run to about a minute on two cores.
+    // Command-line flags such as `--quick`, `--sample-size` and
+    // `--measurement-time` override them, except where a group sets its own
+    // values (`parquet_flush` does), because a group's settings take
+    // precedence over the defaults.
+    config = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = decode, anonymise_beacon, fold, beacon_end_to_end, sketch_serialise, parquet_flush
+}
+criterion_main!(pipeline);
