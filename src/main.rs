@@ -104,8 +104,9 @@ struct ServeArgs {
     )]
     sites: Vec<String>,
 
-    /// Peers (CIDR, repeatable) whose `X-Forwarded-For` names the client.
-    /// Anyone else's header is ignored, since it would let them forge uniques.
+    /// Peers (CIDR, repeatable) whose `X-Forwarded-For` names the client:
+    /// the nearest address that is not a trusted proxy. Anyone else's header,
+    /// and entries a client wrote itself, are ignored: they could forge uniques.
     #[arg(
         long = "trusted-proxy",
         env = "FOOTFALL_TRUSTED_PROXY",
@@ -149,8 +150,12 @@ fn main() -> std::process::ExitCode {
 fn report(args: ReportArgs) -> Result<()> {
     let from = args.from.unwrap_or_else(|| chrono::Utc::now().date_naive());
     let query = footfall_report::Query {
-        site: footfall_collector::normalise::site_id(&args.site)
-            .map_err(|e| anyhow::anyhow!("--site {:?}: {e}", args.site))?,
+        site: footfall_collector::normalise::site_id(&args.site).map_err(|_| {
+            anyhow::anyhow!(
+                "--site {:?} is not a domain name like example.com",
+                args.site
+            )
+        })?,
         data_dir: args.data_dir,
         from,
         to: args.to.unwrap_or(from),
@@ -187,8 +192,12 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         );
         SiteFilter::any()
     } else {
-        SiteFilter::only(&args.sites)
-            .map_err(|e| anyhow::anyhow!("--site {:?}: {e}", args.sites))?
+        SiteFilter::only(&args.sites).map_err(|_| {
+            anyhow::anyhow!(
+                "--site {:?}: each must be a domain name like example.com",
+                args.sites
+            )
+        })?
     };
 
     let aggregator = Arc::new(
@@ -200,6 +209,8 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?,
     );
     let salts = SaltStore::persistent(&args.data_dir.join(STATE_DIR))?;
+    // A salt left by a run on an earlier day dies now, not at the first beacon.
+    salts.expire(unix_now());
     let collector = Arc::new(Collector::new(
         CollectorConfig {
             sites,
@@ -210,23 +221,29 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         Arc::clone(&aggregator) as Arc<dyn VisitSink>,
     ));
 
+    // Signal handlers go in before the port opens: a SIGTERM right after
+    // "listening" must stop cleanly, not kill the process.
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), lg_k = args.lg_k, "listening");
 
-    let (stop_tx, mut stop_rx) = watch::channel(());
-    let ticker = tokio::spawn(Arc::clone(&aggregator).run_ticker(async move {
-        let _ = stop_rx.changed().await;
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut ticker_stop = stop_rx.clone();
+    let ticker = tokio::spawn(Arc::clone(&aggregator).run_ticker(unix_now, async move {
+        let _ = ticker_stop.changed().await;
     }));
+    let salt_sweeper = tokio::spawn(sweep_salts(Arc::clone(&collector), stop_rx));
 
-    footfall_collector::serve(listener, collector, shutdown_signal())
+    footfall_collector::serve(listener, Arc::clone(&collector), shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped accepting; writing every open bucket");
     let _ = stop_tx.send(());
     let _ = ticker.await;
+    let _ = salt_sweeper.await;
     aggregator
         .flush_all(5)
         .await
@@ -235,30 +252,42 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Destroys each day's salt within a minute of the day's end, whether or not
+/// a beacon arrives to trigger the rotation.
+async fn sweep_salts(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => collector.expire_salts(unix_now()),
+            _ = stop.changed() => return,
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are
+/// registered when this is called, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received");
+        }
+    })
 }

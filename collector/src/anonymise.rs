@@ -103,15 +103,20 @@ pub fn anonymise(
     out: &mut Vec<Visit>,
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
+    // Bound the work before doing any: a 64 KiB pixel query could otherwise
+    // list thousands of sites, each needing an IDNA pass.
+    if beacon.domain.len() > MAX_SITES_PER_BEACON * 256 {
+        return Err(BeaconError::InvalidDomain);
+    }
     let mut site_ids = Vec::with_capacity(1);
     for raw in beacon.domain.split(',') {
         let site = site_id(raw)?;
         if !site_ids.contains(&site) {
+            if site_ids.len() == MAX_SITES_PER_BEACON {
+                return Err(BeaconError::InvalidDomain);
+            }
             site_ids.push(site);
         }
-    }
-    if site_ids.len() > MAX_SITES_PER_BEACON {
-        return Err(BeaconError::InvalidDomain);
     }
     match &*beacon.name {
         "pageview" => {}
@@ -294,6 +299,14 @@ mod tests {
                 BeaconError::InvalidDomain,
             ),
         ];
+        let many = format!(
+            r#"{{"u":"https://example.com/","d":"{}"}}"#,
+            "example.com,".repeat(1000)
+        );
+        assert_eq!(
+            run(&many, &SiteFilter::any()).0,
+            Err(BeaconError::InvalidDomain)
+        );
         for (body, want) in cases {
             assert_eq!(run(body, &SiteFilter::any()).0, Err(want), "{body}");
         }

@@ -167,8 +167,9 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
     }
 }
 
-/// Any JSON scalar, kept only as far as `w` and `h` need it. Objects and
-/// arrays in these fields are ignored rather than refused.
+/// Any JSON value, kept only as far as `w` and `h` need it. Strings,
+/// objects and arrays in these fields are ignored rather than refused (a
+/// number too large for JSON itself is still invalid JSON).
 enum Loose {
     Number(f64),
     Bool(bool),
@@ -213,7 +214,11 @@ impl<'de> de::Deserialize<'de> for Loose {
                 Ok(Loose::Number(v))
             }
             fn visit_str<E>(self, v: &str) -> Result<Loose, E> {
-                Ok(v.trim().parse().map_or(Loose::Other, Loose::Number))
+                Ok(match v.trim() {
+                    "true" => Loose::Bool(true),
+                    "false" => Loose::Bool(false),
+                    n => n.parse().map_or(Loose::Other, Loose::Number),
+                })
             }
             fn visit_unit<E>(self) -> Result<Loose, E> {
                 Ok(Loose::Other)
@@ -306,6 +311,20 @@ mod tests {
                 None,
                 None,
                 true,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","h":"true"}"#,
+                "pageview",
+                None,
+                None,
+                true,
+            ),
+            (
+                r#"{"u":"https://a.com/","d":"a.com","h":"0"}"#,
+                "pageview",
+                None,
+                None,
+                false,
             ),
             (
                 r#"{"u":"https://a.com/","d":"a.com","w":"390"}"#,

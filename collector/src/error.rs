@@ -30,6 +30,8 @@ pub enum BeaconError {
     BodyTooLarge,
     #[error("body could not be read")]
     BodyRead,
+    #[error("body took too long to arrive")]
+    BodyTimeout,
 }
 
 impl BeaconError {
@@ -37,6 +39,7 @@ impl BeaconError {
     pub fn status(self) -> StatusCode {
         match self {
             BeaconError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BeaconError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -54,11 +57,12 @@ impl BeaconError {
             BeaconError::InvalidDomain => "invalid-domain",
             BeaconError::BodyTooLarge => "body-too-large",
             BeaconError::BodyRead => "body-read",
+            BeaconError::BodyTimeout => "body-timeout",
         }
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [BeaconError; 10] = [
+    pub const ALL: [BeaconError; 11] = [
         BeaconError::InvalidJson,
         BeaconError::NotAnObject,
         BeaconError::WrongType,
@@ -69,6 +73,7 @@ impl BeaconError {
         BeaconError::InvalidDomain,
         BeaconError::BodyTooLarge,
         BeaconError::BodyRead,
+        BeaconError::BodyTimeout,
     ];
 }
 

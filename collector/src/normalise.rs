@@ -36,11 +36,24 @@ pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
         None => return Err(BeaconError::InvalidUrl),
     };
     let mut page = readable_path(url.path()).into_owned();
-    if hash_mode && let Some(fragment) = url.fragment().filter(|f| !f.is_empty()) {
+    if hash_mode && let Some(route) = url.fragment().and_then(hash_route) {
         page.push('#');
-        page.push_str(&readable_path(fragment));
+        page.push_str(&readable_path(route));
     }
     Ok(PageUrl { host, page })
+}
+
+/// The route part of a hash-routed fragment: `/settings` of
+/// `#/settings?tab=2`. Only fragments that look like routes (`/…` or `!/…`)
+/// are pages; anything else in a fragment (`#access_token=…` of an OAuth
+/// redirect, an anchor) is not, and a query inside the route is cut like
+/// any other query string.
+fn hash_route(fragment: &str) -> Option<&str> {
+    if !(fragment.starts_with('/') || fragment.starts_with("!/")) {
+        return None;
+    }
+    let route = fragment.split(['?', '&']).next().unwrap_or("");
+    (!route.is_empty()).then_some(route)
 }
 
 /// Reduces a referrer to its host (lowercase, no `www.`). Anything that is
@@ -84,16 +97,28 @@ fn strip_www(host: &str) -> &str {
 }
 
 /// Percent-decodes a path for people to read (`/caf%C3%A9` becomes `/café`)
-/// when the result is valid UTF-8 without control characters; otherwise the
-/// encoded form is kept, so a report never prints raw control bytes.
+/// when the result is valid UTF-8 that cannot mislead: no control or
+/// bidirectional-override characters (a report must not print raw control
+/// bytes or text that reads backwards), and no decoded `/`, `?` or `#`, which
+/// would merge distinct pages or look like a query. Otherwise the encoded
+/// form is kept.
 fn readable_path(encoded: &str) -> Cow<'_, str> {
     if !encoded.contains('%') {
         return Cow::Borrowed(encoded);
     }
+    let lower = encoded.to_ascii_lowercase();
+    if ["%2f", "%3f", "%23"].iter().any(|r| lower.contains(r)) {
+        return Cow::Borrowed(encoded);
+    }
     match percent_decode_str(encoded).decode_utf8() {
-        Ok(decoded) if !decoded.chars().any(char::is_control) => decoded,
+        Ok(decoded) if !decoded.chars().any(misleading) => decoded,
         _ => Cow::Borrowed(encoded),
     }
+}
+
+fn misleading(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -143,10 +168,42 @@ mod tests {
                 "/nul%00x",
             ),
             (
-                "https://example.com/app#/settings?tab=1",
+                "https://example.com/app#/settings?tab=1&email=a@b.c",
                 true,
                 "example.com",
-                "/app#/settings?tab=1",
+                "/app#/settings",
+            ),
+            (
+                "https://example.com/app#!/inbox",
+                true,
+                "example.com",
+                "/app#!/inbox",
+            ),
+            (
+                "https://example.com/cb#access_token=secret&state=x",
+                true,
+                "example.com",
+                "/cb",
+            ),
+            (
+                "https://example.com/doc#section-2",
+                true,
+                "example.com",
+                "/doc",
+            ),
+            ("https://example.com/a%2Fb", false, "example.com", "/a%2Fb"),
+            (
+                "https://example.com/a%3Fq=1",
+                false,
+                "example.com",
+                "/a%3Fq=1",
+            ),
+            ("https://example.com/a%23b", false, "example.com", "/a%23b"),
+            (
+                "https://example.com/x%E2%80%AEfdp.exe",
+                false,
+                "example.com",
+                "/x%E2%80%AEfdp.exe",
             ),
             (
                 "https://example.com/app#/settings",

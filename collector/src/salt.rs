@@ -63,6 +63,25 @@ impl SaltStore {
         })
     }
 
+    /// Destroys every salt of a day before `now`'s, in memory and on disk.
+    ///
+    /// Rotation alone is not enough: it happens on the first beacon of a new
+    /// day, and a quiet night (or a server stopped for a week) would keep
+    /// yesterday's salt alive. The binary calls this at start and every
+    /// minute, so a salt dies within a minute of its day's end.
+    pub fn expire(&self, now: i64) {
+        let day = now.div_euclid(SECONDS_PER_DAY);
+        {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if current.is_some_and(|(d, _)| d < day) {
+                *current = None;
+            }
+        }
+        if let Some(dir) = &self.dir {
+            remove_other_salts(dir, &file_name(day));
+        }
+    }
+
     /// The key of the window that `now` (Unix seconds) falls in.
     pub fn key_for(&self, now: i64) -> SaltKey {
         let day = now.div_euclid(SECONDS_PER_DAY);
@@ -226,6 +245,29 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_finished_days_salt_is_destroyed_even_without_traffic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("_state");
+        let store = SaltStore::persistent(&dir).unwrap();
+        let key = store.key_for(DAY1 + 60);
+        store.expire(DAY1 + 3600);
+        assert!(dir.join("salt-2025-11-25").exists(), "still its day");
+        assert_eq!(store.key_for(DAY1 + 7200), key);
+
+        // Midnight passes and no beacon comes: the salt goes anyway.
+        store.expire(DAY1 + SECONDS_PER_DAY + 30);
+        assert!(!dir.join("salt-2025-11-25").exists());
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        assert!(store.current.lock().unwrap().is_none(), "and from memory");
+
+        // A store opened days later never resurrects it.
+        fs::write(dir.join("salt-2025-11-25"), to_hex(key)).unwrap();
+        let later = SaltStore::persistent(&dir).unwrap();
+        later.expire(DAY1 + 5 * SECONDS_PER_DAY);
+        assert!(!dir.join("salt-2025-11-25").exists());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::anonymise::{Client, SiteFilter, anonymise};
 use crate::beacon::{Beacon, decode_json, decode_query};
@@ -45,6 +46,8 @@ pub struct CollectorConfig {
     /// A connection that has not sent a complete request head by then is
     /// closed (slowloris).
     pub header_read_timeout: Duration,
+    /// How long a beacon's body may take to arrive once its head has.
+    pub body_read_timeout: Duration,
     /// How long a stop waits for in-flight requests before closing them.
     pub shutdown_grace: Duration,
 }
@@ -55,6 +58,7 @@ impl Default for CollectorConfig {
             sites: SiteFilter::any(),
             trusted_proxies: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -87,6 +91,11 @@ impl Collector {
         }
     }
 
+    /// Destroys the salts of finished days; see [`SaltStore::expire`].
+    pub fn expire_salts(&self, now: i64) {
+        self.salts.expire(now);
+    }
+
     /// Decodes, anonymises and records one beacon; the outcome decides the
     /// answer. This is the whole request path minus HTTP.
     fn ingest(
@@ -116,24 +125,39 @@ impl Collector {
         Ok(dropped)
     }
 
-    /// The socket peer, unless the peer is a trusted proxy that names the
-    /// client as the first `X-Forwarded-For` address.
+    /// The client address. The socket peer, unless it is a trusted proxy:
+    /// then `X-Forwarded-For` is read from the right (the hop nearest to us)
+    /// past every trusted proxy, and the first address that is not one is
+    /// the client. Entries left of it were written by the client itself and
+    /// could be forged, so they are never used: with a proxy that appends
+    /// (nginx's `$proxy_add_x_forwarded_for`) the client's own header stays
+    /// in front of the address the proxy saw.
     fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = peer.to_canonical();
-        if !self
-            .config
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&peer))
-        {
-            return peer;
+        let trusted = |ip: &IpAddr| self.config.trusted_proxies.iter().any(|n| n.contains(ip));
+        let mut client = peer.to_canonical();
+        if !trusted(&client) {
+            return client;
         }
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| parse_forwarded(first.trim()))
-            .map_or(peer, |ip| ip.to_canonical())
+        // Several header lines are one list, in order.
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for hop in hops.iter().rev() {
+            match parse_forwarded(hop.trim()) {
+                Some(ip) => {
+                    client = ip.to_canonical();
+                    if !trusted(&client) {
+                        return client;
+                    }
+                }
+                // An unparseable hop ends what can be trusted.
+                None => break,
+            }
+        }
+        client
     }
 }
 
@@ -147,13 +171,19 @@ fn parse_forwarded(s: &str) -> Option<IpAddr> {
 }
 
 /// Accepts connections until `shutdown` completes, then stops accepting,
-/// lets in-flight requests finish (up to the configured grace), and returns.
+/// lets in-flight requests finish (up to the configured grace), aborts what
+/// is left, and returns only when no connection task is running.
+///
+/// That last part matters for "every 202 is in the files": once this
+/// returns, no request can still reach the sink, so the caller's final flush
+/// sees every visit that was answered 202.
 pub async fn serve(
     listener: TcpListener,
     collector: Arc<Collector>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(collector.config.header_read_timeout)
@@ -173,12 +203,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Reap finished connections so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let c = Arc::clone(&collector);
         let service = service_fn(move |req| handle(Arc::clone(&c), peer, req));
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        connections.spawn(async move {
             // Client-side failures (resets, timeouts) are routine on the
             // internet and say nothing about the server: not logged above
             // debug, and never with the peer's address.
@@ -195,9 +226,14 @@ pub async fn serve(
     {
         tracing::warn!(
             grace_secs = grace.as_secs(),
-            "some connections were still open after the grace period; closed them"
+            open = connections.len(),
+            "connections still busy after the grace period; closing them unanswered"
         );
     }
+    // A request cut here has not been answered 202: `record` runs before
+    // the answer and between awaits, so it either finished or never began.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 
@@ -213,10 +249,14 @@ async fn handle(
         // GET only: a HEAD (link checkers, prefetchers) must not count.
         (&Method::GET, "/api/event") => pixel(&c, peer, &req),
         (&Method::OPTIONS, "/api/event") => cors(empty(StatusCode::NO_CONTENT)),
-        (_, "/api/event") => cors(json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        )),
+        (_, "/api/event") => {
+            let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("POST, GET, OPTIONS"),
+            );
+            cors(r)
+        }
         (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
         (&Method::GET | &Method::HEAD, "/healthz") => healthz(&c),
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
@@ -231,12 +271,19 @@ async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> 
     if body.size_hint().lower() > MAX_BODY as u64 {
         return answer(c, Err(BeaconError::BodyTooLarge));
     }
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    // The header timeout does not cover the body: a client trickling a
+    // declared 16 KiB body would otherwise hold its connection forever.
+    let read = tokio::time::timeout(
+        c.config.body_read_timeout,
+        Limited::new(body, MAX_BODY).collect(),
+    );
+    let bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return answer(c, Err(BeaconError::BodyTooLarge));
         }
-        Err(_) => return answer(c, Err(BeaconError::BodyRead)),
+        Ok(Err(_)) => return answer(c, Err(BeaconError::BodyRead)),
+        Err(_) => return answer(c, Err(BeaconError::BodyTimeout)),
     };
     let outcome = c.ingest(decode_json(&bytes), peer.ip(), &parts.headers);
     answer(c, outcome)
@@ -271,7 +318,7 @@ fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Re
         Err(e) => {
             c.metrics.rejected(e);
             let mut r = json_error(e.status(), &e.to_string());
-            if e == BeaconError::BodyTooLarge {
+            if matches!(e, BeaconError::BodyTooLarge | BeaconError::BodyTimeout) {
                 // The rest of the body is not read; the connection cannot be
                 // reused for another request.
                 r.headers_mut()
@@ -325,7 +372,8 @@ fn script(headers: &HeaderMap) -> Resp {
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        .flat_map(|v| v.split(','))
+        .any(accepts_gzip);
     let (plain, gzipped) = &*SCRIPT;
     let mut r = Response::new(Full::new(if gzip {
         gzipped.clone()
@@ -350,6 +398,18 @@ fn script(headers: &HeaderMap) -> Resp {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
+}
+
+/// True for an `Accept-Encoding` item that asks for gzip: `gzip` or
+/// `gzip;q=0.8`, but not `gzip;q=0`, which refuses it.
+fn accepts_gzip(item: &str) -> bool {
+    let mut parts = item.split(';').map(str::trim);
+    if !parts.next().is_some_and(|e| e.eq_ignore_ascii_case("gzip")) {
+        return false;
+    }
+    parts
+        .filter_map(|p| p.strip_prefix("q="))
+        .all(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
 }
 
 /// The smallest transparent 1×1 GIF.
@@ -419,6 +479,54 @@ mod tests {
         assert!(!text.contains("document.cookie"));
     }
 
+    struct NullSink;
+    impl VisitSink for NullSink {
+        fn record(&self, _: footfall_schemas::Visit) {}
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop() {
+        let config = CollectorConfig {
+            trusted_proxies: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap(),
+            ],
+            ..CollectorConfig::default()
+        };
+        let c = Collector::new(config, SaltStore::in_memory(), Arc::new(NullSink));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let with = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append("x-forwarded-for", HeaderValue::from_str(l).unwrap());
+            }
+            h
+        };
+        // (peer, X-Forwarded-For lines, client)
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("203.0.113.7", &["198.51.100.1"], "203.0.113.7"),
+            ("127.0.0.1", &[], "127.0.0.1"),
+            ("127.0.0.1", &["198.51.100.1"], "198.51.100.1"),
+            ("127.0.0.1", &["6.6.6.6, 198.51.100.1"], "198.51.100.1"),
+            (
+                "127.0.0.1",
+                &["6.6.6.6, 198.51.100.1, 10.1.2.3"],
+                "198.51.100.1",
+            ),
+            ("127.0.0.1", &["6.6.6.6", "198.51.100.1"], "198.51.100.1"),
+            ("127.0.0.1", &["198.51.100.1:4711"], "198.51.100.1"),
+            ("127.0.0.1", &["garbage, 10.1.2.3"], "10.1.2.3"),
+            ("::ffff:127.0.0.1", &["198.51.100.1"], "198.51.100.1"),
+        ];
+        for (peer, lines, want) in cases {
+            assert_eq!(
+                c.client_ip(ip(peer), &with(lines)),
+                ip(want),
+                "{peer} {lines:?}"
+            );
+        }
+    }
+
     #[test]
     fn forwarded_addresses_in_every_form_proxies_write() {
         for (raw, want) in [
@@ -445,10 +553,26 @@ mod tests {
     #[test]
     fn every_error_message_is_valid_json() {
         for e in BeaconError::ALL {
-            let msg = e.to_string();
-            let body = format!("{{\"error\":\"{msg}\"}}");
-            assert!(!msg.contains('"') && !msg.contains('\\'), "{msg}");
-            assert!(body.starts_with("{\"error\":"), "{body}");
+            let r = json_error(e.status(), &e.to_string());
+            let body = body_bytes(r);
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+            assert_eq!(v["error"], e.to_string());
         }
+    }
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip(" GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br"));
+        assert!(!accepts_gzip("x-gzip-ish"));
+    }
+
+    fn body_bytes(r: Resp) -> Bytes {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(r.into_body().collect()).unwrap().to_bytes()
     }
 }
