@@ -69,6 +69,13 @@ impl Aggregator {
         fs::create_dir_all(&config.data_dir)
             .map_err(Error::io("creating data dir", &config.data_dir))?;
         check_lg_k(&config.data_dir, config.lg_k)?;
+        let stale = crate::writer::remove_stale_temporaries(&config.data_dir, Table::Pages);
+        if stale > 0 {
+            tracing::info!(
+                files = stale,
+                "removed temporary files left by an interrupted write"
+            );
+        }
         Ok(Self {
             config,
             open: Mutex::new(buckets),
@@ -139,8 +146,13 @@ impl Aggregator {
     }
 
     /// Closes finished hours every tick until `stop` completes. Writes run on
-    /// a blocking thread, never on the request path.
-    pub async fn run_ticker(self: Arc<Self>, stop: impl Future<Output = ()>) {
+    /// a blocking thread, never on the request path. `clock` gives Unix
+    /// seconds (the real clock in production, a fake one in tests).
+    pub async fn run_ticker(
+        self: Arc<Self>,
+        clock: impl Fn() -> i64 + Send + 'static,
+        stop: impl Future<Output = ()>,
+    ) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -149,7 +161,7 @@ impl Aggregator {
                 _ = tick.tick() => {}
                 () = &mut stop => return,
             }
-            let now = chrono::Utc::now().timestamp();
+            let now = clock();
             let due = lock(&self.open).has_closed(now) || lock(&self.failed).is_some();
             if !due {
                 continue;
@@ -367,6 +379,62 @@ mod tests {
         );
         agg.flush(None).unwrap();
         assert_eq!(parquet_files(tmp.path()).len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ticker_writes_an_hour_once_it_has_closed() {
+        use std::sync::atomic::AtomicI64;
+        let tmp = tempfile::tempdir().unwrap();
+        let agg = Arc::new(Aggregator::open(config(tmp.path(), 12)).unwrap());
+        let t0 = 1_764_079_200;
+        let now = Arc::new(AtomicI64::new(t0 + 10));
+        agg.record(visit(t0 + 5, "/a"));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let clock = Arc::clone(&now);
+        let ticker = tokio::spawn(Arc::clone(&agg).run_ticker(
+            move || clock.load(Relaxed),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            parquet_files(tmp.path()).is_empty(),
+            "the hour is still open"
+        );
+
+        now.store(t0 + 3600, Relaxed);
+        // The write runs on a blocking thread, outside paused time: poll.
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !parquet_files(tmp.path()).is_empty() {
+                break;
+            }
+        }
+        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        assert!(lock(&agg.open).is_empty());
+        stop_tx.send(()).unwrap();
+        ticker.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_final_flush_retries_until_the_disk_is_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let agg = Arc::new(Aggregator::open(config(tmp.path(), 12)).unwrap());
+        agg.record(visit(1_764_079_200, "/x"));
+        let blocker = tmp.path().join("pages");
+        fs::write(&blocker, "blocker").unwrap();
+        let unblock = {
+            let blocker = blocker.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(400));
+                fs::remove_file(blocker).unwrap();
+            })
+        };
+        agg.flush_all(10).await.unwrap();
+        unblock.join().unwrap();
+        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        assert!(agg.health().is_ok());
     }
 
     #[cfg(unix)]

@@ -48,29 +48,61 @@ pub fn write_file(
 ) -> Result<Written, Error> {
     let dir = partition_dir(data_dir, table, date);
     fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    // Opened before the file is written: once the rename has made the file
+    // visible, nothing may fail in a way that makes the caller write the
+    // same rows again.
+    let dir_handle = File::open(&dir).map_err(Error::io("opening", &dir))?;
     let name = unique_name();
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
 
-    let result = write_tmp(&tmp, table, lg_k, batch).and_then(|bytes| {
-        fs::rename(&tmp, &path).map_err(Error::io("renaming into place", &path))?;
-        // The rename is durable only once the folder's entry is on disk.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io("syncing folder", &dir))?;
-        Ok(bytes)
-    });
-    match result {
-        Ok(bytes) => Ok(Written {
-            path,
-            rows: batch.num_rows(),
-            bytes,
-        }),
+    let bytes = match write_tmp(&tmp, table, lg_k, batch).and_then(|bytes| {
+        fs::rename(&tmp, &path)
+            .map(|()| bytes)
+            .map_err(Error::io("renaming into place", &path))
+    }) {
+        Ok(bytes) => bytes,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            Err(e)
+            return Err(e);
+        }
+    };
+    // The rename is durable only once the folder's entry is on disk. If that
+    // sync fails the file is still visible and complete; reporting an error
+    // would make the caller retry and count its rows twice.
+    if let Err(e) = dir_handle.sync_all() {
+        tracing::warn!(error = %e, dir = %dir.display(), "folder sync failed after publishing a file");
+    }
+    Ok(Written {
+        path,
+        rows: batch.num_rows(),
+        bytes,
+    })
+}
+
+/// Removes temporary files that a crash left in the table's partitions
+/// (`.part-….parquet.tmp`): they were never visible and never will be.
+pub fn remove_stale_temporaries(data_dir: &Path, table: Table) -> usize {
+    let Ok(partitions) = fs::read_dir(data_dir.join(table.name())) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for partition in partitions.flatten() {
+        let Ok(files) = fs::read_dir(partition.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".part-")
+                && name.ends_with(".tmp")
+                && fs::remove_file(file.path()).is_ok()
+            {
+                removed += 1;
+            }
         }
     }
+    removed
 }
 
 fn write_tmp(tmp: &Path, table: Table, lg_k: u8, batch: &RecordBatch) -> Result<u64, Error> {
@@ -196,6 +228,26 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].columns(), batch.columns());
         assert_eq!(back[0].schema().fields(), batch.schema().fields());
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_files_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = partition_dir(
+            tmp.path(),
+            Table::Pages,
+            NaiveDate::from_ymd_opt(2025, 11, 25).unwrap(),
+        );
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".part-1-2.parquet.tmp"), "torn").unwrap();
+        fs::write(dir.join("part-1-3.parquet"), "kept").unwrap();
+        assert_eq!(remove_stale_temporaries(tmp.path(), Table::Pages), 1);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["part-1-3.parquet"]);
     }
 
     #[test]
