@@ -13,15 +13,20 @@ sudo_if_needed() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
-  step "installing Debian's chromium (browser test of the tracker)"
+packages=()
+command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || packages+=(chromium)
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+if [ ${#packages[@]} -gt 0 ]; then
+  step "installing Debian packages: ${packages[*]}"
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 venv=tests/interop/.venv
-if [ ! -x "$venv/bin/python" ]; then
+if [ ! -x "$venv/bin/pip" ]; then
   step "creating $venv"
+  rm -rf "$venv" # a half-made one from an interrupted run
   python3 -m venv "$venv"
 fi
 step "installing the interop suite's Python packages (pinned)"

@@ -31,34 +31,43 @@ fn readme_tag(collector: SocketAddr) -> String {
 fn serve_pages(pages: Vec<(&'static str, String)>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let pages = std::sync::Arc::new(pages);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut line = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/");
-            let path = path.split('?').next().unwrap_or(path);
-            let (status, body) = match pages.iter().find(|(p, _)| *p == path) {
-                Some((_, body)) => ("200 OK", body.clone()),
-                None => ("404 Not Found", "not found".to_owned()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let Ok(stream) = stream else { continue };
+            // A thread per connection: Chromium opens spare connections it
+            // may never use, and one must not block the others.
+            let pages = std::sync::Arc::clone(&pages);
+            std::thread::spawn(move || serve_one(stream, &pages));
         }
     });
     addr
+}
+
+fn serve_one(mut stream: std::net::TcpStream, pages: &[(&'static str, String)]) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let (status, body) = match pages.iter().find(|(p, _)| *p == path) {
+        Some((_, body)) => ("200 OK", body.clone()),
+        None => ("404 Not Found", "not found".to_owned()),
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 /// Headless Chromium showing `url`, until killed.
@@ -114,20 +123,26 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
 }
 
-/// Polls `/metrics` until the collector has recorded `views` views.
+/// Polls `/metrics` until the collector has recorded at least `views`
+/// views. (More than expected shows up in the final assertions, with the
+/// pages named.)
 fn wait_for_views(server: &Server, views: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let want = format!("footfall_views_total {views}\n");
     loop {
         let metrics = Conn::open(server.addr)
             .send("GET", "/metrics", &[], b"")
             .text();
-        if metrics.contains(&want) {
+        let seen: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("footfall_views_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if seen >= views {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "no {want:?} within 60 s:\n{metrics}"
+            "fewer than {views} views within 60 s:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

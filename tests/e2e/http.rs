@@ -328,3 +328,35 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     assert_eq!(ok.status, 202);
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &[]);
+    let mut conn = Conn::open(server.addr);
+    let body = OK_BODY.as_bytes();
+    let (first, rest) = body.split_at(20);
+    let head = format!(
+        "POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut request = head.into_bytes();
+    request.extend_from_slice(first);
+    conn.write_raw(&request);
+    std::thread::sleep(Duration::from_millis(200));
+
+    server.terminate();
+    // The server stops accepting but lets this request finish.
+    std::thread::sleep(Duration::from_millis(500));
+    conn.write_raw(rest);
+    let reply = conn.read_reply();
+    assert_eq!(reply.status, 202, "{}", reply.text());
+
+    assert!(server.wait().success());
+    let rows = read_pages(tmp.path());
+    assert_eq!(
+        rows.iter().map(|r| r.views).sum::<i64>(),
+        1,
+        "the 202 is in the files"
+    );
+}

@@ -77,16 +77,23 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(&mut self) -> ExitStatus {
-        self.signal("-TERM")
+        self.terminate();
+        self.wait()
     }
 
-    fn signal(&mut self, sig: &str) -> ExitStatus {
-        let mut child = self.child.take().expect("server already stopped");
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("server already stopped");
         let status = Command::new("kill")
-            .args([sig, &child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// Waits (at most 60 s) for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server already stopped");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -96,10 +103,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "footfall did not exit within 60 s of {sig}:\n{}",
-                    self.log()
-                );
+                panic!("footfall did not exit within 60 s:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -154,6 +158,11 @@ impl Conn {
             reader: BufReader::new(stream.try_clone().unwrap()),
             stream,
         }
+    }
+
+    /// Sends raw bytes without reading an answer.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
     }
 
     /// Sends raw request bytes and reads one answer.

@@ -142,8 +142,10 @@ def test_datasketches_unions_match_report_and_truth(run):
     for page, union in unions.items():
         estimate = union.get_estimate()
         reported = run["report"][page]["visitors"]
-        # Same sketches, same union algorithm: the same number.
-        assert abs(estimate - reported) <= max(0.5, 0.001 * reported), (page, estimate, reported)
+        # Same sketches, same union algorithm: the same number within 0.1 %
+        # (the implementations' composite estimators differ in the last
+        # digits), plus the report's rounding to a whole visitor.
+        assert abs(estimate - reported) <= 0.5 + 0.001 * reported, (page, estimate, reported)
         truth = run["visitors"][page]
         if truth < 100:
             assert round(estimate) == truth, (page, estimate, truth)
@@ -152,5 +154,5 @@ def test_datasketches_unions_match_report_and_truth(run):
         modes.add(truth > 400)
     assert modes == {True, False}, "both small (list/set) and large (HLL) sketches were checked"
     total = site_union.get_estimate()
-    assert abs(total - run["totals"][0]["visitors"]) <= max(0.5, 0.001 * total)
+    assert abs(total - run["totals"][0]["visitors"]) <= 0.5 + 0.001 * total
     assert abs(total - run["all_visitors"]) <= 3 * 1.04 / 64 * run["all_visitors"]
