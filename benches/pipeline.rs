@@ -27,7 +27,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use datasketches::hll::HllSketch;
 use footfall_aggregator::Buckets;
 use footfall_aggregator::buckets::{HLL_TYPE, date_of};
-use footfall_aggregator::writer::write_file;
+use footfall_aggregator::writer::{new_flush_id, write_file};
 use footfall_collector::{Client, SaltKey, SiteFilter, anonymise, decode_json};
 use footfall_schemas::tables::{DEFAULT_LG_K, Table};
 use footfall_schemas::{Visit, VisitorKey};
@@ -239,8 +239,15 @@ fn parquet_flush(c: &mut Criterion) {
             for _ in 0..iters {
                 let start = Instant::now();
                 let batch = buckets.to_record_batch().expect("a valid batch");
-                let written = write_file(dir.path(), Table::Pages, date, DEFAULT_LG_K, &batch)
-                    .expect("the temporary folder is writable");
+                let written = write_file(
+                    dir.path(),
+                    Table::Pages,
+                    date,
+                    DEFAULT_LG_K,
+                    new_flush_id(),
+                    &batch,
+                )
+                .expect("the temporary folder is writable");
                 timed += start.elapsed();
                 // Each flush makes a new file. Deleting it outside the timed
                 // region keeps the folder small without charging the unlink

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use footfall_aggregator::buckets::Limits;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
 use footfall_collector::{Collector, CollectorConfig, SaltStore, SiteFilter};
 use footfall_schemas::VisitSink;
@@ -124,6 +125,54 @@ struct ServeArgs {
     #[arg(long, env = "FOOTFALL_LG_K", default_value_t = DEFAULT_LG_K,
           value_parser = clap::value_parser!(u8).range(4..=21))]
     lg_k: u8,
+
+    /// How often unwritten aggregates are saved to `_state/checkpoint`: the
+    /// most a crash (kill -9, power loss) can lose. `10s`, `500ms`, `1m`.
+    #[arg(long, env = "FOOTFALL_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+
+    /// Distinct pages per site per hour; further pages count as `(other)`.
+    #[arg(long, env = "FOOTFALL_MAX_PAGES", default_value_t = 10_000)]
+    max_pages: usize,
+
+    /// Distinct sites per hour when no --site allow-list is given; further
+    /// sites count as `(other)`.
+    #[arg(long, env = "FOOTFALL_MAX_SITES", default_value_t = 1_000)]
+    max_sites: usize,
+
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[arg(long, env = "FOOTFALL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// A connection that has not sent a full request head by then (a new
+    /// one, or an idle keep-alive one) is closed.
+    #[arg(long, env = "FOOTFALL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// A request whose body has not fully arrived by then gets a 408.
+    #[arg(long, env = "FOOTFALL_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    body_timeout: Duration,
+}
+
+/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("a duration must be above zero".into());
+    }
+    Ok(d)
 }
 
 fn main() -> std::process::ExitCode {
@@ -186,6 +235,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 async fn serve_async(args: ServeArgs) -> Result<()> {
+    let allow_list = !args.sites.is_empty();
     let sites = if args.sites.is_empty() {
         tracing::warn!(
             "no --site given: counting beacons for any site; set --site to accept only yours"
@@ -204,7 +254,17 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         Aggregator::open(AggregatorConfig {
             data_dir: args.data_dir.clone(),
             lg_k: args.lg_k,
-            tick: Duration::from_secs(5),
+            tick: Duration::from_secs(1),
+            checkpoint_interval: args.checkpoint_interval,
+            limits: Limits {
+                max_pages: args.max_pages,
+                // An allow-list bounds the sites already.
+                max_sites: if allow_list {
+                    usize::MAX
+                } else {
+                    args.max_sites
+                },
+            },
         })
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?,
     );
@@ -215,6 +275,9 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         CollectorConfig {
             sites,
             trusted_proxies: args.trusted_proxies,
+            max_connections: args.max_connections,
+            header_read_timeout: args.header_timeout,
+            body_read_timeout: args.body_timeout,
             ..CollectorConfig::default()
         },
         salts,
@@ -244,10 +307,10 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     let _ = stop_tx.send(());
     let _ = ticker.await;
     let _ = salt_sweeper.await;
-    aggregator
-        .flush_all(5)
-        .await
-        .context("writing the last aggregates failed; they are lost")?;
+    aggregator.flush_all(5).await.context(
+        "writing the last aggregates failed; they are kept in _state/checkpoint \
+         and will be written at the next start",
+    )?;
     tracing::info!("all aggregates written; bye");
     Ok(())
 }
@@ -290,4 +353,26 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
             tracing::info!("Ctrl-C received");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

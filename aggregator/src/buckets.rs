@@ -50,6 +50,42 @@ type Pages = HashMap<Box<str>, PageBucket>;
 /// site -> pages, for one hour.
 type Sites = HashMap<Box<str>, Pages>;
 
+/// The page a view counts under once its (site, hour) has `max_pages`
+/// pages, and the site once an hour has `max_sites` sites. Neither can be a
+/// real page (pages start with `/`) or site (not a domain name).
+pub const OVERFLOW: &str = "(other)";
+
+/// Bounds on the buckets one hour may open, so a flood of unique URLs or
+/// invented site ids cannot grow memory without end. Views past a bound
+/// still count, under [`OVERFLOW`]: totals stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct pages per (site, hour).
+    pub max_pages: usize,
+    /// Distinct sites per hour.
+    pub max_sites: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_pages: 10_000,
+            max_sites: 1_000,
+        }
+    }
+}
+
+/// What a fold did, for the overflow metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folded {
+    /// Counted under its own site and page.
+    Exact,
+    /// Counted under page [`OVERFLOW`]: its (site, hour) was full.
+    PageOverflow,
+    /// Counted under site and page [`OVERFLOW`]: its hour was full.
+    SiteOverflow,
+}
+
 /// Open aggregates, keyed by hour (Unix seconds of its start), site and page.
 ///
 /// Hours are the outer key, in order, so closing every hour before `now` is a
@@ -57,6 +93,7 @@ type Sites = HashMap<Box<str>, Pages>;
 #[derive(Debug, Clone)]
 pub struct Buckets {
     lg_k: u8,
+    limits: Limits,
     hours: BTreeMap<i64, Sites>,
 }
 
@@ -69,8 +106,24 @@ impl Buckets {
         })?;
         Ok(Self {
             lg_k,
+            limits: Limits::default(),
             hours: BTreeMap::new(),
         })
+    }
+
+    /// The same, with other bounds on the buckets per hour.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// An empty set with the same `lg_k` and limits.
+    fn empty_like(&self) -> Buckets {
+        Buckets {
+            lg_k: self.lg_k,
+            limits: self.limits,
+            hours: BTreeMap::new(),
+        }
     }
 
     /// The sketches' `lg_k`.
@@ -93,23 +146,70 @@ impl Buckets {
     }
 
     /// Counts one visit: a view, an entry if it landed, its visitor key in
-    /// the sketch.
-    pub fn fold(&mut self, visit: &Visit) {
+    /// the sketch. Past the hour's [`Limits`] it counts under [`OVERFLOW`].
+    pub fn fold(&mut self, visit: &Visit) -> Folded {
         let hour = visit.time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        // The common case, a page already open this hour: three lookups by
+        // borrowed keys, no allocation.
+        if let Some(bucket) = self
+            .hours
+            .get_mut(&hour)
+            .and_then(|sites| sites.get_mut(&*visit.site))
+            .and_then(|pages| pages.get_mut(&*visit.page))
+        {
+            bucket.add(visit);
+            return Folded::Exact;
+        }
+        let mut folded = Folded::Exact;
         let sites = self.hours.entry(hour).or_default();
-        let pages = match sites.get_mut(&*visit.site) {
-            Some(pages) => pages,
-            None => sites.entry(visit.site.clone()).or_default(),
+        // Two lookups where one would do: the borrow checker cannot yet see
+        // that a `get_mut` miss leaves the map free to insert into.
+        let site: &str = if sites.contains_key(&*visit.site) || sites.len() < self.limits.max_sites
+        {
+            &visit.site
+        } else {
+            folded = Folded::SiteOverflow;
+            OVERFLOW
         };
-        let bucket = match pages.get_mut(&*visit.page) {
-            Some(bucket) => bucket,
-            None => pages
-                .entry(visit.page.clone())
-                .or_insert_with(|| PageBucket::empty(self.lg_k)),
+        if !sites.contains_key(site) {
+            sites.insert(site.into(), Pages::default());
+        }
+        let pages = sites.get_mut(site).expect("inserted above");
+        let page: &str = if folded == Folded::SiteOverflow {
+            OVERFLOW
+        } else {
+            &visit.page
         };
-        bucket.views += 1;
-        bucket.entries += i64::from(visit.entry);
-        bucket.visitors.update(visit.visitor.sketch_input());
+        let page = if pages.contains_key(page) || pages.len() < self.limits.max_pages {
+            page
+        } else {
+            folded = Folded::PageOverflow;
+            OVERFLOW
+        };
+        if !pages.contains_key(page) {
+            pages.insert(page.into(), PageBucket::empty(self.lg_k));
+        }
+        let bucket = pages.get_mut(page).expect("inserted above");
+        bucket.add(visit);
+        folded
+    }
+
+    /// Adds one bucket as it is (restoring a checkpoint): merged into an
+    /// existing one, never subject to the limits, which applied when it was
+    /// folded.
+    pub fn insert(&mut self, site: &str, hour: i64, page: &str, bucket: PageBucket) {
+        let pages = self
+            .hours
+            .entry(hour)
+            .or_default()
+            .entry(site.into())
+            .or_default();
+        match pages.get_mut(page) {
+            Some(b) => b.absorb(&bucket, self.lg_k),
+            None => {
+                pages.insert(page.into(), bucket);
+            }
+        }
     }
 
     /// Adds every bucket of `other` into `self`: counts are summed, sketches
@@ -144,29 +244,25 @@ impl Buckets {
     pub fn take_closed(&mut self, now: i64) -> Buckets {
         let current_hour = now.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
         let open = self.hours.split_off(&current_hour);
-        Buckets {
-            lg_k: self.lg_k,
-            hours: std::mem::replace(&mut self.hours, open),
-        }
+        let mut closed = self.empty_like();
+        closed.hours = std::mem::replace(&mut self.hours, open);
+        closed
     }
 
     /// Removes and returns every bucket (for a stop).
     pub fn take_all(&mut self) -> Buckets {
-        Buckets {
-            lg_k: self.lg_k,
-            hours: std::mem::take(&mut self.hours),
-        }
+        let mut all = self.empty_like();
+        all.hours = std::mem::take(&mut self.hours);
+        all
     }
 
     /// Splits the buckets by UTC date: each date is one file's worth.
     pub fn split_by_date(self) -> BTreeMap<NaiveDate, Buckets> {
         let mut out: BTreeMap<NaiveDate, Buckets> = BTreeMap::new();
+        let template = self.empty_like();
         for (hour, sites) in self.hours {
             out.entry(date_of(hour))
-                .or_insert_with(|| Buckets {
-                    lg_k: self.lg_k,
-                    hours: BTreeMap::new(),
-                })
+                .or_insert_with(|| template.clone())
                 .hours
                 .insert(hour, sites);
         }
@@ -212,6 +308,21 @@ impl Buckets {
 }
 
 impl PageBucket {
+    /// A bucket with these counts and sketch (as read from a checkpoint).
+    pub fn from_parts(views: i64, entries: i64, visitors: HllSketch) -> Self {
+        Self {
+            views,
+            entries,
+            visitors,
+        }
+    }
+
+    fn add(&mut self, visit: &Visit) {
+        self.views += 1;
+        self.entries += i64::from(visit.entry);
+        self.visitors.update(visit.visitor.sketch_input());
+    }
+
     fn empty(lg_k: u8) -> Self {
         Self {
             views: 0,
@@ -397,6 +508,62 @@ mod tests {
         // List mode: an 8-byte preamble and 4 bytes a coupon, not 2 KiB of
         // registers.
         assert!(bucket.visitors.serialize().len() <= 8 + 3 * 4);
+    }
+
+    #[test]
+    fn a_flood_of_pages_or_sites_folds_into_other_and_still_adds_up() {
+        let limits = Limits {
+            max_pages: 3,
+            max_sites: 2,
+        };
+        let mut b = Buckets::new(12).unwrap().with_limits(limits);
+        let mut outcomes = Vec::new();
+        for i in 0..5u64 {
+            outcomes.push(b.fold(&visit("a.com", T0, &format!("/p{i}"), true, i)));
+        }
+        outcomes.push(b.fold(&visit("b.com", T0, "/", true, 9)));
+        outcomes.push(b.fold(&visit("c.com", T0, "/", true, 10)));
+        outcomes.push(b.fold(&visit("d.com", T0, "/x", true, 11)));
+        // A page already open keeps counting under its own name.
+        outcomes.push(b.fold(&visit("a.com", T0, "/p0", true, 12)));
+        use Folded::*;
+        assert_eq!(
+            outcomes,
+            [
+                Exact,
+                Exact,
+                Exact,
+                PageOverflow,
+                PageOverflow,
+                Exact,
+                SiteOverflow,
+                SiteOverflow,
+                Exact
+            ]
+        );
+        let mut keys: Vec<_> = b
+            .iter()
+            .map(|(s, _, p, b)| (s.to_owned(), p.to_owned(), b.views))
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ("(other)".into(), "(other)".into(), 2),
+                ("a.com".into(), "(other)".into(), 2),
+                ("a.com".into(), "/p0".into(), 2),
+                ("a.com".into(), "/p1".into(), 1),
+                ("a.com".into(), "/p2".into(), 1),
+                ("b.com".into(), "/".into(), 1),
+            ]
+        );
+        assert_eq!(
+            b.iter().map(|r| r.3.views).sum::<i64>(),
+            9,
+            "every view still counts"
+        );
+        // The limits are per hour.
+        assert_eq!(b.fold(&visit("a.com", T0 + 3600, "/p4", true, 1)), Exact);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// The checkpoint cannot be used.
+    #[error("checkpoint {}: {what}; move it away to start without it (its views are lost)", path.display())]
+    Checkpoint { path: PathBuf, what: String },
     /// A file-system operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {

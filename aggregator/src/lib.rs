@@ -6,12 +6,15 @@
 //! - [`buckets`]: the pure core. `Buckets::fold`, `merge`, `take_closed(now)`,
 //!   `to_record_batch`; no I/O, no clock.
 //! - [`writer`]: one record batch to one atomically published Parquet file.
+//! - [`checkpoint`]: the unwritten aggregates saved under `_state/`, so a
+//!   crash loses at most one interval, and never counts a row twice.
 //! - [`service`]: the async shell. [`Aggregator`] is the collector's
 //!   [`VisitSink`](footfall_schemas::VisitSink); it closes hours on a tick
 //!   and flushes everything on a stop.
 //! - [`error`]: [`Error`], with the path or value that went wrong.
 
 pub mod buckets;
+pub mod checkpoint;
 pub mod error;
 pub mod service;
 pub mod writer;

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use footfall_schemas::tables::{STATE_DIR, Table};
 use footfall_schemas::{Visit, VisitSink};
 
-use crate::buckets::Buckets;
+use crate::buckets::{Buckets, Folded, Limits};
+use crate::checkpoint;
 use crate::error::Error;
-use crate::writer::write_file;
+use crate::writer::{new_flush_id, write_file};
 
 /// The aggregator's settings.
 #[derive(Debug, Clone)]
@@ -25,6 +26,11 @@ pub struct AggregatorConfig {
     pub lg_k: u8,
     /// How often to look for closed hours (and retry failed writes).
     pub tick: Duration,
+    /// How often the unwritten aggregates are saved to `_state/checkpoint`:
+    /// the most a crash can lose.
+    pub checkpoint_interval: Duration,
+    /// Bounds on the buckets one hour may open.
+    pub limits: Limits,
 }
 
 /// Open buckets behind one mutex, and the machinery to write them.
@@ -40,9 +46,12 @@ pub struct Aggregator {
     /// retried on every tick, so a full or read-only disk loses nothing
     /// while memory lasts.
     failed: Mutex<Option<(Buckets, String)>>,
-    /// Serialises flushes, so a tick and the final flush never write the
-    /// same buckets twice.
+    /// Serialises flushes and checkpoints, so a tick and the final flush
+    /// never write the same buckets twice and a checkpoint never misses
+    /// buckets that a flush has taken out but not yet written.
     flushing: Mutex<()>,
+    /// Visits folded since the last checkpoint: nothing to save when zero.
+    dirty: AtomicU64,
     metrics: Metrics,
 }
 
@@ -53,6 +62,11 @@ struct Metrics {
     bytes: AtomicU64,
     write_errors: AtomicU64,
     last_flush_micros: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_errors: AtomicU64,
+    last_checkpoint_micros: AtomicU64,
+    page_overflow: AtomicU64,
+    site_overflow: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,8 +78,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Aggregator {
     /// Prepares the data dir and checks that it was not started with
     /// another `lg_k`.
+    ///
+    /// Aggregates a crash left in `_state/checkpoint` are restored into the
+    /// open buckets: closed hours among them are written on the first tick.
     pub fn open(config: AggregatorConfig) -> Result<Self, Error> {
-        let buckets = Buckets::new(config.lg_k)?;
+        let empty = Buckets::new(config.lg_k)?.with_limits(config.limits);
         fs::create_dir_all(&config.data_dir)
             .map_err(Error::io("creating data dir", &config.data_dir))?;
         check_lg_k(&config.data_dir, config.lg_k)?;
@@ -76,13 +93,70 @@ impl Aggregator {
                 "removed temporary files left by an interrupted write"
             );
         }
+        let state = config.data_dir.join(STATE_DIR);
+        let buckets = match checkpoint::load(&state, &config.data_dir, empty.clone())? {
+            Some(restored) => {
+                tracing::info!(
+                    buckets = restored.buckets.len(),
+                    already_written = restored.already_written,
+                    "restored unwritten aggregates from the checkpoint"
+                );
+                restored.buckets
+            }
+            None => empty,
+        };
         Ok(Self {
             config,
             open: Mutex::new(buckets),
             failed: Mutex::new(None),
             flushing: Mutex::new(()),
+            dirty: AtomicU64::new(0),
             metrics: Metrics::default(),
         })
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.config.data_dir.join(STATE_DIR)
+    }
+
+    /// Saves every unwritten aggregate to `_state/checkpoint`, if anything
+    /// changed since the last save. The open buckets are copied under the
+    /// lock (a short pause for requests) and encoded after it is released.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        let _one_at_a_time = lock(&self.flushing);
+        if self.dirty.swap(0, Relaxed) == 0 {
+            return Ok(());
+        }
+        let open = lock(&self.open).clone();
+        let failed = lock(&self.failed).as_ref().map(|(b, _)| b.clone());
+        let mut unwritten = vec![&open];
+        unwritten.extend(failed.as_ref());
+        self.save_checkpoint(&unwritten, None).inspect_err(|_| {
+            // Try again next time.
+            self.dirty.fetch_add(1, Relaxed);
+        })
+    }
+
+    fn save_checkpoint(
+        &self,
+        unwritten: &[&Buckets],
+        pending: Option<checkpoint::Pending<'_>>,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let result = checkpoint::save(&self.state_dir(), self.config.lg_k, unwritten, pending);
+        match &result {
+            Ok(_) => {
+                self.metrics.checkpoints.fetch_add(1, Relaxed);
+                self.metrics
+                    .last_checkpoint_micros
+                    .store(started.elapsed().as_micros() as u64, Relaxed);
+            }
+            Err(e) => {
+                self.metrics.checkpoint_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "saving the checkpoint failed");
+            }
+        }
+        result.map(|_| ())
     }
 
     /// The data dir files are written under.
@@ -93,6 +167,11 @@ impl Aggregator {
     /// Writes the buckets of every hour that ended by `now` (Unix seconds),
     /// or every bucket when `now` is `None`, plus whatever failed before.
     /// On error the unwritten buckets stay in memory for the next try.
+    ///
+    /// Around the writes the checkpoint is saved twice: first with the rows
+    /// about to be written marked pending under this flush's id, then
+    /// without them. A crash at any point neither loses nor doubles a row
+    /// (see [`checkpoint`]).
     pub fn flush(&self, now: Option<i64>) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
         let started = Instant::now();
@@ -103,7 +182,7 @@ impl Aggregator {
                 None => open.take_all(),
             }
         };
-        let mut todo = match lock(&self.failed).take() {
+        let todo = match lock(&self.failed).take() {
             Some((mut earlier, _)) => {
                 earlier.merge(taken);
                 earlier
@@ -111,13 +190,43 @@ impl Aggregator {
             None => taken,
         };
         if todo.is_empty() {
+            if now.is_none() {
+                // A stop with nothing left to write: no checkpoint to keep.
+                checkpoint::remove(&self.state_dir())?;
+            }
             return Ok(());
         }
+
+        let flush_id = new_flush_id();
+        let open_now = lock(&self.open).clone();
+        let pending = checkpoint::Pending {
+            flush_id,
+            buckets: &todo,
+        };
+        if self.save_checkpoint(&[&open_now], Some(pending)).is_err() {
+            // Without a durable pending mark, a crash after a data file
+            // appeared would restore its rows from the old checkpoint and
+            // count them twice. Losing the old checkpoint is the lesser harm;
+            // if even that fails, write nothing now and retry later.
+            if let Err(e) = checkpoint::remove(&self.state_dir()) {
+                *lock(&self.failed) = Some((todo, e.to_string()));
+                return Err(e);
+            }
+        }
+
         let lg_k = todo.lg_k();
+        let mut unwritten = Buckets::new(lg_k)?.with_limits(self.config.limits);
         let mut first_error = None;
-        for (date, part) in std::mem::replace(&mut todo, Buckets::new(lg_k)?).split_by_date() {
+        for (date, part) in todo.split_by_date() {
             let written = part.to_record_batch().and_then(|batch| {
-                write_file(&self.config.data_dir, Table::Pages, date, lg_k, &batch)
+                write_file(
+                    &self.config.data_dir,
+                    Table::Pages,
+                    date,
+                    lg_k,
+                    flush_id,
+                    &batch,
+                )
             });
             match written {
                 Ok(w) => {
@@ -128,7 +237,7 @@ impl Aggregator {
                 }
                 Err(e) => {
                     self.metrics.write_errors.fetch_add(1, Relaxed);
-                    todo.merge(part);
+                    unwritten.merge(part);
                     first_error.get_or_insert(e);
                 }
             }
@@ -136,10 +245,24 @@ impl Aggregator {
         self.metrics
             .last_flush_micros
             .store(started.elapsed().as_micros() as u64, Relaxed);
+
+        // The checkpoint without the rows just written. On a stop that wrote
+        // everything there is nothing left to keep.
+        let open_now = lock(&self.open).clone();
+        let everything_written = first_error.is_none() && now.is_none() && open_now.is_empty();
+        let saved = if everything_written {
+            checkpoint::remove(&self.state_dir())
+        } else {
+            self.save_checkpoint(&[&open_now, &unwritten], None)
+        };
+        if saved.is_err() {
+            // The pending mark still tells a restart which rows were written.
+            self.dirty.fetch_add(1, Relaxed);
+        }
         match first_error {
             None => Ok(()),
             Some(e) => {
-                *lock(&self.failed) = Some((todo, e.to_string()));
+                *lock(&self.failed) = Some((unwritten, e.to_string()));
                 Err(e)
             }
         }
@@ -155,6 +278,7 @@ impl Aggregator {
     ) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -163,17 +287,27 @@ impl Aggregator {
             }
             let now = clock();
             let due = lock(&self.open).has_closed(now) || lock(&self.failed).is_some();
-            if !due {
+            let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
+            if !due && !checkpoint_due {
                 continue;
             }
             let me = Arc::clone(&self);
-            match tokio::task::spawn_blocking(move || me.flush(Some(now))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "writing closed hours failed; kept in memory, will retry")
+            let work = move || {
+                if due {
+                    me.flush(Some(now))
+                        .map_err(|e| ("writing closed hours failed; kept in memory, will retry", e))
+                } else {
+                    me.checkpoint()
+                        .map_err(|e| ("checkpoint failed; will retry", e))
                 }
+            };
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(())) => {}
+                Ok(Err((what, e))) => tracing::error!(error = %e, "{what}"),
                 Err(e) => tracing::error!(error = %e, "the flush task panicked"),
             }
+            // A flush saves the checkpoint too.
+            last_checkpoint = Instant::now();
         }
     }
 
@@ -203,7 +337,17 @@ impl Aggregator {
 
 impl VisitSink for Aggregator {
     fn record(&self, visit: Visit) {
-        lock(&self.open).fold(&visit);
+        let folded = lock(&self.open).fold(&visit);
+        self.dirty.fetch_add(1, Relaxed);
+        match folded {
+            Folded::Exact => {}
+            Folded::PageOverflow => {
+                self.metrics.page_overflow.fetch_add(1, Relaxed);
+            }
+            Folded::SiteOverflow => {
+                self.metrics.site_overflow.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     fn health(&self) -> Result<(), String> {
@@ -217,62 +361,89 @@ impl VisitSink for Aggregator {
         let open = lock(&self.open).len();
         let pending = lock(&self.failed).as_ref().map_or(0, |(b, _)| b.len());
         let m = &self.metrics;
-        let series: [(&str, &str, &str, u64); 7] = [
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
+        let series: [(&str, &str, &str, String); 12] = [
             (
                 "footfall_open_buckets",
                 "gauge",
                 "Open (site, hour, page) buckets in memory.",
-                open as u64,
+                open.to_string(),
             ),
             (
                 "footfall_unwritten_buckets",
                 "gauge",
                 "Closed buckets whose write failed, kept for retry.",
-                pending as u64,
+                pending.to_string(),
             ),
             (
                 "footfall_files_written_total",
                 "counter",
                 "Parquet files written.",
-                m.files.load(Relaxed),
+                load(&m.files).to_string(),
             ),
             (
                 "footfall_rows_written_total",
                 "counter",
                 "Rows written to Parquet.",
-                m.rows.load(Relaxed),
+                load(&m.rows).to_string(),
             ),
             (
                 "footfall_bytes_written_total",
                 "counter",
                 "Bytes of Parquet written.",
-                m.bytes.load(Relaxed),
+                load(&m.bytes).to_string(),
             ),
             (
                 "footfall_write_errors_total",
                 "counter",
                 "Failed file writes (retried).",
-                m.write_errors.load(Relaxed),
+                load(&m.write_errors).to_string(),
             ),
             (
                 "footfall_last_flush_seconds",
                 "gauge",
                 "Duration of the last flush that wrote something.",
-                0,
+                secs(&m.last_flush_micros).to_string(),
+            ),
+            (
+                "footfall_checkpoints_total",
+                "counter",
+                "Checkpoints saved.",
+                load(&m.checkpoints).to_string(),
+            ),
+            (
+                "footfall_checkpoint_errors_total",
+                "counter",
+                "Checkpoints that could not be saved.",
+                load(&m.checkpoint_errors).to_string(),
+            ),
+            (
+                "footfall_last_checkpoint_seconds",
+                "gauge",
+                "Duration of the last checkpoint save.",
+                secs(&m.last_checkpoint_micros).to_string(),
+            ),
+            (
+                "footfall_overflow_views_total{kind=\"page\"}",
+                "counter",
+                "Views counted under page (other) because their site had --max-pages pages that hour; kind=site: under site (other), past --max-sites.",
+                load(&m.page_overflow).to_string(),
+            ),
+            (
+                "footfall_overflow_views_total{kind=\"site\"}",
+                "",
+                "",
+                load(&m.site_overflow).to_string(),
             ),
         ];
-        for (name, kind, help, value) in &series[..6] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+        for (name, kind, help, value) in &series {
+            if !kind.is_empty() {
+                let family = name.split('{').next().unwrap_or(name);
+                let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
+            }
+            let _ = writeln!(out, "{name} {value}");
         }
-        let (name, kind, help, _) = series[6];
-        let secs = m.last_flush_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {secs}"
-        );
     }
 }
 
@@ -312,6 +483,8 @@ mod tests {
             data_dir: dir.to_owned(),
             lg_k,
             tick: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(10),
+            limits: Limits::default(),
         }
     }
 

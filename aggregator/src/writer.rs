@@ -39,11 +39,15 @@ pub fn partition_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf 
 }
 
 /// Writes `batch` as a new file in the table's partition for `date`.
+///
+/// `flush_id` goes into the file name, so that a checkpoint can tell whether
+/// an interrupted flush reached the disk (see [`crate::checkpoint`]).
 pub fn write_file(
     data_dir: &Path,
     table: Table,
     date: NaiveDate,
     lg_k: u8,
+    flush_id: u64,
     batch: &RecordBatch,
 ) -> Result<Written, Error> {
     let dir = partition_dir(data_dir, table, date);
@@ -52,7 +56,7 @@ pub fn write_file(
     // visible, nothing may fail in a way that makes the caller write the
     // same rows again.
     let dir_handle = File::open(&dir).map_err(Error::io("opening", &dir))?;
-    let name = unique_name();
+    let name = unique_name(flush_id);
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
 
@@ -155,20 +159,32 @@ fn properties(table: Table, lg_k: u8) -> WriterProperties {
         .build()
 }
 
-/// `part-<unix millis>-<64 random bits>.parquet`: unique across flushes,
-/// restarts and collectors sharing a folder, and in time order when listed.
-fn unique_name() -> String {
+/// `part-<unix millis>-<flush id>.parquet`: unique across flushes, restarts
+/// and collectors sharing a folder (the id is 64 random bits), and in time
+/// order when listed.
+fn unique_name(flush_id: u64) -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
+    format!("part-{millis:013}-{}.parquet", flush_token(flush_id))
+}
+
+/// How a flush id appears in file names and checkpoints.
+pub fn flush_token(flush_id: u64) -> String {
+    format!("{flush_id:016x}")
+}
+
+/// A new random flush id.
+pub fn new_flush_id() -> u64 {
     let mut rand = [0u8; 8];
-    // A clash would need the same millisecond and the same 64 random bits;
-    // if the OS cannot give randomness, the time alone still orders files.
-    let _ = getrandom::fill(&mut rand);
-    format!(
-        "part-{millis:013}-{:016x}.parquet",
-        u64::from_le_bytes(rand)
-    )
+    // If the OS cannot give randomness the clock still separates flushes.
+    if getrandom::fill(&mut rand).is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return nanos as u64;
+    }
+    u64::from_le_bytes(rand)
 }
 
 #[cfg(test)]
@@ -195,7 +211,7 @@ mod tests {
         let batch = b.to_record_batch().unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
-        let w = write_file(tmp.path(), Table::Pages, date, 12, &batch).unwrap();
+        let w = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap();
         assert_eq!(w.rows, 5);
         assert!(w.path.starts_with(tmp.path().join("pages/date=2025-11-25")));
         assert!(w.path.extension().is_some_and(|e| e == "parquet"));
@@ -258,7 +274,7 @@ mod tests {
         let b = Buckets::new(12).unwrap();
         let batch = b.to_record_batch().unwrap();
         let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
-        let e = write_file(tmp.path(), Table::Pages, date, 12, &batch).unwrap_err();
+        let e = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap_err();
         assert!(e.to_string().contains("pages"), "{e}");
     }
 }

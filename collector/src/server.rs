@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::anonymise::{Client, SiteFilter, anonymise};
@@ -50,6 +51,10 @@ pub struct CollectorConfig {
     pub body_read_timeout: Duration,
     /// How long a stop waits for in-flight requests before closing them.
     pub shutdown_grace: Duration,
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until one closes, so a flood of idle connections cannot exhaust
+    /// memory or file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for CollectorConfig {
@@ -60,6 +65,7 @@ impl Default for CollectorConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -188,8 +194,13 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(collector.config.header_read_timeout)
         .keep_alive(true);
+    let slots = Arc::new(Semaphore::new(collector.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -210,6 +221,7 @@ pub async fn serve(
         let service = service_fn(move |req| handle(Arc::clone(&c), peer, req));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
+            let _slot = slot;
             // Client-side failures (resets, timeouts) are routine on the
             // internet and say nothing about the server: not logged above
             // debug, and never with the peer's address.

@@ -454,7 +454,15 @@ mod tests {
             });
         }
         for (d, part) in b.split_by_date() {
-            write_file(dir, Table::Pages, d, lg_k, &part.to_record_batch().unwrap()).unwrap();
+            write_file(
+                dir,
+                Table::Pages,
+                d,
+                lg_k,
+                footfall_aggregator::writer::new_flush_id(),
+                &part.to_record_batch().unwrap(),
+            )
+            .unwrap();
         }
     }
 

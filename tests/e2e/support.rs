@@ -81,6 +81,38 @@ impl Server {
         self.wait()
     }
 
+    /// Sends SIGKILL and waits: a crash, with no chance to flush.
+    pub fn kill(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("server already stopped");
+        child.kill().expect("SIGKILL");
+        self.wait()
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// The value of a `/metrics` series, e.g. `footfall_views_total`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = Conn::open(self.addr)
+            .send("GET", "/metrics", &[], b"")
+            .text();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         let child = self.child.as_ref().expect("server already stopped");

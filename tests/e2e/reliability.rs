@@ -1,0 +1,271 @@
+//! What the collector promises an operator: nothing answered 202 is lost on
+//! a clean stop, a crash loses at most one checkpoint interval and counts no
+//! one twice, memory stays bounded under a flood, and slow clients cannot
+//! hold it. Loopback only, bounded in count and time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::{Conn, Server, read_pages, union_estimate};
+
+fn beacon(page: &str, visitor: usize) -> Vec<u8> {
+    let body = format!(r#"{{"n":"pageview","u":"https://example.com{page}","d":"example.com"}}"#);
+    format!(
+        "POST /api/event HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 Test/{visitor}\r\n\
+         X-Forwarded-For: 100.66.{}.{}\r\nContent-Length: {}\r\n\r\n{body}",
+        visitor / 256 % 256,
+        visitor % 256,
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn sigterm_under_load_loses_no_counted_beacon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--trusted-proxy", "127.0.0.1/32"]);
+    let addr = server.addr;
+    let counted = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (counted, stop) = (Arc::clone(&counted), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut i = 0usize;
+                'connections: while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let Ok(stream) = TcpStream::connect(addr) else {
+                        break;
+                    };
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(20)))
+                        .unwrap();
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    loop {
+                        i += 1;
+                        if stream
+                            .write_all(&beacon(&format!("/load/{}", i % 50), t * 1000 + i % 700))
+                            .is_err()
+                        {
+                            continue 'connections;
+                        }
+                        // A reply counts only if it arrived whole.
+                        match read_status(&mut reader) {
+                            Some(202) => {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some(other) => panic!("status {other}"),
+                            None => continue 'connections,
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            break 'connections;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    server.terminate();
+    let status = server.wait();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(status.success(), "{}", server.log());
+    let counted = counted.load(Ordering::Relaxed);
+    assert!(counted > 100, "the load ran ({counted} beacons)");
+    let views: i64 = read_pages(tmp.path()).iter().map(|r| r.views).sum();
+    assert_eq!(
+        views as u64, counted,
+        "every 202 the clients saw is in the files, and nothing else"
+    );
+}
+
+/// Reads one response; `None` when the connection ended first.
+fn read_status(reader: &mut impl std::io::BufRead) -> Option<u16> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+#[test]
+fn a_crash_loses_nothing_checkpointed_and_counts_no_one_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--checkpoint-interval",
+        "300ms",
+    ];
+    let mut server = Server::start(tmp.path(), &args);
+    let mut conn = Conn::open(server.addr);
+    for i in 0..400 {
+        let reply = conn.raw(&beacon(&format!("/p/{}", i % 20), i % 80));
+        assert_eq!(reply.status, 202);
+    }
+    // Wait for a checkpoint that began after the last beacon.
+    let before = server.metric("footfall_checkpoints_total");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("footfall_checkpoints_total") < before + 1.0 {
+        assert!(Instant::now() < deadline, "no checkpoint within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!server.kill().success(), "killed");
+    assert!(
+        read_pages(tmp.path()).is_empty(),
+        "a crash writes no data file"
+    );
+
+    // The same 80 people come back after the restart.
+    let mut server = Server::start(tmp.path(), &args);
+    let mut conn = Conn::open(server.addr);
+    for i in 0..100 {
+        assert_eq!(conn.raw(&beacon("/after", i % 80)).status, 202);
+    }
+    assert!(server.stop().success(), "{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("restored unwritten aggregates from the checkpoint")
+    );
+
+    let rows = read_pages(tmp.path());
+    assert_eq!(
+        rows.iter().map(|r| r.views).sum::<i64>(),
+        500,
+        "nothing lost"
+    );
+    for p in 0..20 {
+        let page: Vec<_> = rows
+            .iter()
+            .filter(|r| r.page == format!("/p/{p}"))
+            .collect();
+        assert_eq!(page.iter().map(|r| r.views).sum::<i64>(), 20);
+    }
+    assert_eq!(
+        union_estimate(&rows).round(),
+        80.0,
+        "the same salt: 80 people, not 160"
+    );
+    assert!(
+        !tmp.path().join("_state/checkpoint").exists(),
+        "a clean stop that wrote everything leaves no checkpoint"
+    );
+}
+
+#[test]
+fn a_flood_of_unique_urls_stays_bounded_and_adds_up() {
+    const BEACONS: usize = 300_000;
+    const MAX_PAGES: usize = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--trusted-proxy", "127.0.0.1/32"]);
+    let idle = server.rss_kib();
+    let addr = server.addr;
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                let mut conn = Conn::open(addr);
+                for i in (t..BEACONS).step_by(4) {
+                    // A random-looking, never repeated path of some length.
+                    let path = format!(
+                        "/flood/{:016x}/{i}",
+                        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    );
+                    assert_eq!(conn.raw(&beacon(&path, i % 1000)).status, 202);
+                }
+            });
+        }
+    });
+    let grown_mib = server.rss_kib().saturating_sub(idle) / 1024;
+    let overflow = server.metric("footfall_overflow_views_total{kind=\"page\"}");
+    assert!(server.stop().success());
+
+    // The bound: 10,000 buckets of a few hundred bytes each and one (other)
+    // bucket, far below this, but allocator slack is not ours to predict.
+    assert!(grown_mib < 128, "resident memory grew by {grown_mib} MiB");
+    let rows = read_pages(tmp.path());
+    assert_eq!(
+        rows.iter().map(|r| r.views).sum::<i64>(),
+        BEACONS as i64,
+        "every view counted"
+    );
+    assert_eq!(rows.len(), MAX_PAGES + 1, "10,000 pages and (other)");
+    let other: i64 = rows
+        .iter()
+        .filter(|r| r.page == "(other)")
+        .map(|r| r.views)
+        .sum();
+    assert_eq!(other as usize, BEACONS - MAX_PAGES);
+    assert_eq!(overflow as usize, BEACONS - MAX_PAGES);
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_without_holding_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        tmp.path(),
+        &["--header-timeout", "1s", "--body-timeout", "1s"],
+    );
+
+    // Head one byte at a time.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    slow.write_all(b"POST /api/event HTTP/1.1\r\n").unwrap();
+    // Body one byte at a time, after a complete head.
+    let mut trickle = Conn::open(server.addr);
+    trickle.write_raw(b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{");
+
+    let started = Instant::now();
+    let mut cut = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        // Everyone else is served meanwhile.
+        let ok = Conn::open(server.addr).send("GET", "/healthz", &[], b"");
+        assert_eq!(ok.status, 200);
+        if slow.write_all(b"X").is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(0) = slow.read(&mut buf) {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cut, "the slow head was cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within a few seconds, not {:?}",
+        started.elapsed()
+    );
+
+    let reply = trickle.read_reply();
+    assert_eq!(reply.status, 408, "{}", reply.text());
+    assert!(server.stop().success());
+}
