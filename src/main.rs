@@ -131,6 +131,11 @@ struct ServeArgs {
     #[arg(long, env = "FOOTFALL_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     checkpoint_interval: Duration,
 
+    /// Also write the current hour's aggregates this often (`5m`), so the
+    /// files are never older than that [default: when an hour closes].
+    #[arg(long, env = "FOOTFALL_FLUSH_INTERVAL", value_parser = parse_duration)]
+    flush_interval: Option<Duration>,
+
     /// Distinct pages per site per hour; further pages count as `(other)`.
     #[arg(long, env = "FOOTFALL_MAX_PAGES", default_value_t = 10_000)]
     max_pages: usize,
@@ -256,6 +261,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             lg_k: args.lg_k,
             tick: Duration::from_secs(1),
             checkpoint_interval: args.checkpoint_interval,
+            flush_interval: args.flush_interval,
             limits: Limits {
                 max_pages: args.max_pages,
                 // An allow-list bounds the sites already.

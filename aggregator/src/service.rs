@@ -26,6 +26,10 @@ pub struct AggregatorConfig {
     pub lg_k: u8,
     /// How often to look for closed hours (and retry failed writes).
     pub tick: Duration,
+    /// Also write the open hour's buckets this often, so files are at most
+    /// this old (`None`: only when an hour closes, and on a stop). Each flush
+    /// makes a file per date; readers sum and union them as always.
+    pub flush_interval: Option<Duration>,
     /// How often the unwritten aggregates are saved to `_state/checkpoint`:
     /// the most a crash can lose.
     pub checkpoint_interval: Duration,
@@ -173,6 +177,10 @@ impl Aggregator {
     /// without them. A crash at any point neither loses nor doubles a row
     /// (see [`checkpoint`]).
     pub fn flush(&self, now: Option<i64>) -> Result<(), Error> {
+        self.flush_upto(now)
+    }
+
+    fn flush_upto(&self, now: Option<i64>) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
         let started = Instant::now();
         let taken = {
@@ -279,6 +287,12 @@ impl Aggregator {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
+        let mut last_flush = Instant::now();
+        // After a failed write, wait before the next try: 1 s, doubling up
+        // to a minute, so a full disk is not hammered (or the log flooded)
+        // every tick.
+        let mut backoff = Duration::ZERO;
+        let mut retry_after = Instant::now();
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -286,24 +300,46 @@ impl Aggregator {
                 () = &mut stop => return,
             }
             let now = clock();
-            let due = lock(&self.open).has_closed(now) || lock(&self.failed).is_some();
+            let periodic = self
+                .config
+                .flush_interval
+                .is_some_and(|every| last_flush.elapsed() >= every);
+            let closed = lock(&self.open).has_closed(now);
+            let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
+            let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
-            if !due && !checkpoint_due {
+            if !flush_due && !checkpoint_due {
                 continue;
             }
             let me = Arc::clone(&self);
             let work = move || {
-                if due {
-                    me.flush(Some(now))
-                        .map_err(|e| ("writing closed hours failed; kept in memory, will retry", e))
+                if flush_due {
+                    // A periodic flush writes the open hour too.
+                    let upto = if periodic { None } else { Some(now) };
+                    me.flush_upto(upto)
+                        .map(|()| true)
+                        .map_err(|e| ("writing aggregates failed; kept in memory, will retry", e))
                 } else {
                     me.checkpoint()
+                        .map(|()| false)
                         .map_err(|e| ("checkpoint failed; will retry", e))
                 }
             };
             match tokio::task::spawn_blocking(work).await {
-                Ok(Ok(())) => {}
-                Ok(Err((what, e))) => tracing::error!(error = %e, "{what}"),
+                Ok(Ok(flushed)) => {
+                    if flushed {
+                        backoff = Duration::ZERO;
+                        last_flush = Instant::now();
+                    }
+                }
+                Ok(Err((what, e))) => {
+                    backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                    retry_after = Instant::now() + backoff;
+                    if flush_due {
+                        last_flush = Instant::now();
+                    }
+                    tracing::error!(error = %e, retry_in_secs = backoff.as_secs(), "{what}");
+                }
                 Err(e) => tracing::error!(error = %e, "the flush task panicked"),
             }
             // A flush saves the checkpoint too.
@@ -484,6 +520,7 @@ mod tests {
             lg_k,
             tick: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(10),
+            flush_interval: None,
             limits: Limits::default(),
         }
     }

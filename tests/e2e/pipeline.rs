@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use crate::support::{Conn, Rng, Server, all_files, by_page, read_pages, union_estimate};
+use crate::support::{
+    Conn, Rng, Server, all_files, by_page, read_pages, union_estimate, wait_if_near_midnight,
+};
 
 /// Relative standard error of an lg_k 12 HLL union: 1.04 / sqrt(4096).
 const RSE: f64 = 1.04 / 64.0;
@@ -489,19 +491,6 @@ fn forwarded_for_is_ignored_unless_the_peer_is_trusted() {
         server.log().contains("no --site given"),
         "warns when any site is accepted"
     );
-}
-
-/// Tests that count visitors across a whole run must not straddle UTC
-/// midnight, when the salt (rightly) changes: start after it instead.
-fn wait_if_near_midnight() {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let to_midnight = 86_400 - secs % 86_400;
-    if to_midnight < 90 {
-        std::thread::sleep(std::time::Duration::from_secs(to_midnight + 1));
-    }
 }
 
 fn chrono_hour_now() -> i64 {

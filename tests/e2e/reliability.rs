@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::{Conn, Server, read_pages, union_estimate};
+use crate::support::{Conn, Server, read_pages, union_estimate, utc_today, wait_if_near_midnight};
 
 fn beacon(page: &str, visitor: usize) -> Vec<u8> {
     let body = format!(r#"{{"n":"pageview","u":"https://example.com{page}","d":"example.com"}}"#);
@@ -268,4 +268,58 @@ fn a_slowloris_client_is_cut_off_without_holding_the_server() {
     let reply = trickle.read_reply();
     assert_eq!(reply.status, 408, "{}", reply.text());
     assert!(server.stop().success());
+}
+
+#[test]
+fn an_unwritable_data_dir_keeps_aggregates_reports_503_and_recovers() {
+    wait_if_near_midnight();
+    let tmp = tempfile::tempdir().unwrap();
+    // A file where today's partition folder must go: every write fails,
+    // even for root, which ignores permission bits.
+    let blocker = tmp
+        .path()
+        .join("pages")
+        .join(format!("date={}", utc_today()));
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "not a folder").unwrap();
+
+    let args = ["--trusted-proxy", "127.0.0.1/32", "--flush-interval", "1s"];
+    let mut server = Server::start(tmp.path(), &args);
+    let mut conn = Conn::open(server.addr);
+    for i in 0..50 {
+        assert_eq!(conn.raw(&beacon("/disk", i)).status, 202);
+    }
+    let health = |server: &Server| Conn::open(server.addr).send("GET", "/healthz", &[], b"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unhealthy = loop {
+        let h = health(&server);
+        if h.status == 503 {
+            break h.text();
+        }
+        assert!(Instant::now() < deadline, "no 503 within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        unhealthy.contains("date="),
+        "names what cannot be written: {unhealthy}"
+    );
+    assert!(server.metric("footfall_write_errors_total") >= 1.0);
+    assert_eq!(server.metric("footfall_unwritten_buckets"), 1.0);
+    // Beacons are still taken while the disk is away.
+    assert_eq!(conn.raw(&beacon("/disk", 99)).status, 202);
+
+    std::fs::remove_file(&blocker).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while health(&server).status != 200 {
+        assert!(Instant::now() < deadline, "not healthy again within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.stop().success());
+    let rows = read_pages(tmp.path());
+    assert_eq!(
+        rows.iter().map(|r| r.views).sum::<i64>(),
+        51,
+        "nothing lost"
+    );
+    assert_eq!(union_estimate(&rows).round(), 51.0);
 }

@@ -386,3 +386,35 @@ impl Rng {
         ((n as f64).powf(u) - 1.0).floor().min((n - 1) as f64) as usize
     }
 }
+
+/// Tests that count visitors across a whole run must not straddle UTC
+/// midnight, when the salt (rightly) changes: start after it instead.
+pub fn wait_if_near_midnight() {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let to_midnight = 86_400 - secs % 86_400;
+    if to_midnight < 90 {
+        std::thread::sleep(std::time::Duration::from_secs(to_midnight + 1));
+    }
+}
+
+/// Today's UTC date, `YYYY-MM-DD`.
+pub fn utc_today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
