@@ -23,6 +23,15 @@ fn answers_follow_the_beacon_api() {
     );
     let secret_url = r#"{"u":"ftp://example.com/?token=leak-me-not","d":"example.com"}"#;
     let bad_number = r#"{"u":"https://example.com/n","d":"example.com","w":1e999999}"#;
+    let nested = format!(
+        r#"{{"u":"https://example.com/deep","d":"example.com","p":{}{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let nested_unclosed = format!(
+        r#"{{"u":"https://example.com/deep","p":{}"#,
+        "{\"a\":".repeat(3000)
+    );
     let huge_number =
         r#"{"u":"https://example.com/n","d":"example.com","w":123456789012345678901234567890}"#;
     let ua = (
@@ -32,7 +41,8 @@ fn answers_follow_the_beacon_api() {
 
     // (method, target, content type, body, status, dropped reason)
     type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, Option<&'a str>);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case> =
+        vec![
         (
             "POST",
             "/api/event",
@@ -172,6 +182,8 @@ fn answers_follow_the_beacon_api() {
             None,
         ),
         ("POST", "/api/event", "text/plain", huge.into(), 413, None),
+        ("POST", "/api/event", "text/plain", nested.into(), 202, None),
+        ("POST", "/api/event", "text/plain", nested_unclosed.into(), 400, None),
         (
             "GET",
             "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fpixel",
@@ -281,7 +293,8 @@ fn answers_follow_the_beacon_api() {
     }
 
     assert!(server.stop().success());
-    // Counted: three POSTs of /ok, the huge-number one, two pixels.
+    // Counted: three POSTs of /ok, the huge-number one, the deeply nested
+    // one, two pixels.
     let rows = read_pages(tmp.path());
     let views = |page: &str| {
         rows.iter()
@@ -292,7 +305,8 @@ fn answers_follow_the_beacon_api() {
     assert_eq!(views("/ok"), 3);
     assert_eq!(views("/n"), 1);
     assert_eq!(views("/pixel") + views("/px"), 2);
-    assert_eq!(rows.iter().map(|r| r.views).sum::<i64>(), 6);
+    assert_eq!(views("/deep"), 1);
+    assert_eq!(rows.iter().map(|r| r.views).sum::<i64>(), 7);
 }
 
 #[test]

@@ -31,9 +31,9 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
-            // Debug level: the privacy scan reads every line the server can
+            // Every level: the privacy scan reads every line the server can
             // log, not only the default ones.
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
