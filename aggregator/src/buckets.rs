@@ -10,7 +10,7 @@ use arrow_array::{
     ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use chrono::{DateTime, NaiveDate};
-use datasketches::hll::{HllSketch, HllType, HllUnion};
+use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 use footfall_schemas::Visit;
 use footfall_schemas::tables::Table;
 
@@ -29,9 +29,93 @@ pub struct PageBucket {
     pub views: i64,
     /// Views that landed from elsewhere (no referrer, or another site's).
     pub entries: i64,
-    /// Distinct visitor keys; starts in DataSketches' list mode, a few bytes
-    /// for a few visitors, and grows only as needed.
-    pub visitors: HllSketch,
+    /// Distinct visitor keys: a few bare coupons, then a sketch.
+    pub visitors: Visitors,
+}
+
+/// How many distinct visitors a bucket holds as bare coupons before it
+/// needs a sketch.
+const FEW: usize = 3;
+
+/// The distinct visitors of one bucket.
+///
+/// Most buckets of an hour are the long tail: a page seen by one to three
+/// people. A DataSketches sketch is 88 bytes before its first coupon, more
+/// than the rest of the bucket, so the first few coupons (the 32-bit hash
+/// fragments a sketch would store anyway, never the visitor keys) are kept
+/// inline and a sketch is made only for the fourth. A sketch fed the same
+/// coupons is the same sketch, so nothing downstream can tell.
+#[derive(Clone)]
+#[expect(
+    missing_debug_implementations,
+    reason = "PageBucket's Debug shows it without the coupons"
+)]
+pub enum Visitors {
+    Few { coupons: [Coupon; FEW], len: u8 },
+    Sketch(Box<HllSketch>),
+}
+
+impl Visitors {
+    fn new() -> Self {
+        Visitors::Few {
+            coupons: [Coupon::from_value(0u64); FEW],
+            len: 0,
+        }
+    }
+
+    fn add(&mut self, coupon: Coupon, lg_k: u8) {
+        match self {
+            Visitors::Few { coupons, len } => {
+                let n = usize::from(*len);
+                if coupons[..n].contains(&coupon) {
+                    return;
+                }
+                if n < FEW {
+                    coupons[n] = coupon;
+                    *len += 1;
+                    return;
+                }
+                let mut sketch = empty_sketch(lg_k);
+                for &c in &coupons[..n] {
+                    sketch.update_with_coupon(c);
+                }
+                sketch.update_with_coupon(coupon);
+                *self = Visitors::Sketch(Box::new(sketch));
+            }
+            Visitors::Sketch(sketch) => sketch.update_with_coupon(coupon),
+        }
+    }
+
+    /// The visitors as a DataSketches sketch (made on the spot for a few).
+    pub fn to_sketch(&self, lg_k: u8) -> std::borrow::Cow<'_, HllSketch> {
+        match self {
+            Visitors::Few { coupons, len } => {
+                let mut sketch = empty_sketch(lg_k);
+                for &c in &coupons[..usize::from(*len)] {
+                    sketch.update_with_coupon(c);
+                }
+                std::borrow::Cow::Owned(sketch)
+            }
+            Visitors::Sketch(sketch) => std::borrow::Cow::Borrowed(sketch),
+        }
+    }
+
+    fn merge(&mut self, other: &Visitors, lg_k: u8) {
+        if let Visitors::Few { coupons, len } = other {
+            for &c in &coupons[..usize::from(*len)] {
+                self.add(c, lg_k);
+            }
+            return;
+        }
+        let mut union = HllUnion::new(lg_k).expect("lg_k was checked by Buckets::new");
+        union.update(&self.to_sketch(lg_k));
+        union.update(&other.to_sketch(lg_k));
+        *self = Visitors::Sketch(Box::new(union.to_sketch(HLL_TYPE)));
+    }
+}
+
+fn empty_sketch(lg_k: u8) -> HllSketch {
+    HllSketch::new(lg_k, HLL_TYPE).expect("lg_k was checked by Buckets::new")
 }
 
 impl std::fmt::Debug for PageBucket {
@@ -39,7 +123,13 @@ impl std::fmt::Debug for PageBucket {
         f.debug_struct("PageBucket")
             .field("views", &self.views)
             .field("entries", &self.entries)
-            .field("visitors_estimate", &self.visitors.estimate())
+            .field(
+                "visitors",
+                &match &self.visitors {
+                    Visitors::Few { len, .. } => format!("{len} coupons"),
+                    Visitors::Sketch(s) => format!("sketch, estimate {:.1}", s.estimate()),
+                },
+            )
             .finish()
     }
 }
@@ -149,6 +239,7 @@ impl Buckets {
     /// the sketch. Past the hour's [`Limits`] it counts under [`OVERFLOW`].
     pub fn fold(&mut self, visit: &Visit) -> Folded {
         let hour = visit.time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        let lg_k = self.lg_k;
         // The common case, a page already open this hour: three lookups by
         // borrowed keys, no allocation.
         if let Some(bucket) = self
@@ -157,7 +248,7 @@ impl Buckets {
             .and_then(|sites| sites.get_mut(&*visit.site))
             .and_then(|pages| pages.get_mut(&*visit.page))
         {
-            bucket.add(visit);
+            bucket.add(visit, lg_k);
             return Folded::Exact;
         }
         let mut folded = Folded::Exact;
@@ -187,10 +278,10 @@ impl Buckets {
             OVERFLOW
         };
         if !pages.contains_key(page) {
-            pages.insert(page.into(), PageBucket::empty(self.lg_k));
+            pages.insert(page.into(), PageBucket::empty());
         }
         let bucket = pages.get_mut(page).expect("inserted above");
-        bucket.add(visit);
+        bucket.add(visit, self.lg_k);
         folded
     }
 
@@ -288,7 +379,7 @@ impl Buckets {
         rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         let sketches: Vec<Vec<u8>> = rows
             .iter()
-            .map(|r| canonical_image(&r.3.visitors, self.lg_k))
+            .map(|r| canonical_image(&r.3.visitors.to_sketch(self.lg_k), self.lg_k))
             .collect();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
@@ -313,31 +404,29 @@ impl PageBucket {
         Self {
             views,
             entries,
-            visitors,
+            visitors: Visitors::Sketch(Box::new(visitors)),
         }
     }
 
-    fn add(&mut self, visit: &Visit) {
+    fn add(&mut self, visit: &Visit, lg_k: u8) {
         self.views += 1;
         self.entries += i64::from(visit.entry);
-        self.visitors.update(visit.visitor.sketch_input());
+        self.visitors
+            .add(Coupon::from_value(visit.visitor.sketch_input()), lg_k);
     }
 
-    fn empty(lg_k: u8) -> Self {
+    fn empty() -> Self {
         Self {
             views: 0,
             entries: 0,
-            visitors: HllSketch::new(lg_k, HLL_TYPE).expect("lg_k was checked by Buckets::new"),
+            visitors: Visitors::new(),
         }
     }
 
     fn absorb(&mut self, other: &PageBucket, lg_k: u8) {
         self.views += other.views;
         self.entries += other.entries;
-        let mut union = HllUnion::new(lg_k).expect("lg_k was checked by Buckets::new");
-        union.update(&self.visitors);
-        union.update(&other.visitors);
-        self.visitors = union.to_sketch(HLL_TYPE);
+        self.visitors.merge(&other.visitors, lg_k);
     }
 }
 
@@ -416,7 +505,7 @@ mod tests {
                     p.to_owned(),
                     b.views,
                     b.entries,
-                    b.visitors.estimate().round(),
+                    b.visitors.to_sketch(12).estimate().round(),
                 )
             })
             .collect();
@@ -507,7 +596,16 @@ mod tests {
         let (_, _, _, bucket) = b.iter().next().unwrap();
         // List mode: an 8-byte preamble and 4 bytes a coupon, not 2 KiB of
         // registers.
-        assert!(bucket.visitors.serialize().len() <= 8 + 3 * 4);
+        assert!(bucket.visitors.to_sketch(12).serialize().len() <= 8 + 3 * 4);
+        assert!(
+            matches!(bucket.visitors, Visitors::Few { len: 3, .. }),
+            "no sketch yet"
+        );
+        assert!(
+            std::mem::size_of::<PageBucket>() <= 40,
+            "{}",
+            std::mem::size_of::<PageBucket>()
+        );
     }
 
     #[test]
@@ -628,7 +726,7 @@ mod tests {
                 let mut rows: Vec<_> = b
                     .iter()
                     .map(|(s, h, p, bucket)| {
-                        let image = canonical_image(&bucket.visitors, lg_k);
+                        let image = canonical_image(&bucket.visitors.to_sketch(lg_k), lg_k);
                         let sketch = HllSketch::deserialize(&image).unwrap();
                         ((s.to_owned(), h, p.to_owned()), bucket.views, bucket.entries, union_estimate(lg_k, [&sketch]))
                     })

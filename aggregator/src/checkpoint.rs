@@ -85,7 +85,10 @@ pub fn save(
     }
     // The sketch as it is, HIP state included: a restored bucket goes on
     // folding exactly as if there had been no crash.
-    let images: Vec<Vec<u8>> = rows.iter().map(|r| r.3.visitors.serialize()).collect();
+    let images: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.3.visitors.to_sketch(lg_k).serialize())
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
@@ -332,7 +335,7 @@ mod tests {
             ]
         );
         let (_, _, _, a) = restored.buckets.iter().find(|r| r.2 == "/a").unwrap();
-        assert_eq!(a.visitors.estimate().round(), 2.0);
+        assert_eq!(a.visitors.to_sketch(12).estimate().round(), 2.0);
 
         remove(&state).unwrap();
         assert!(
