@@ -25,6 +25,69 @@ pub struct PageUrl {
 /// browser used to build `location.href`, so `/a/../b`, `%7E` and IDNA hosts
 /// are normalised exactly as the browser shows them.
 pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
+    if let Some(page) = plain_page_url(raw, hash_mode) {
+        return Ok(page);
+    }
+    parsed_page_url(raw, hash_mode)
+}
+
+/// The same as [`page_url`] without the full parse, for the URLs that the
+/// WHATWG parser would return unchanged but for the host's case: an
+/// `http(s)` scheme, a plain domain, and a path and fragment of characters
+/// it leaves alone, with no dot segments to resolve. Nearly every URL a
+/// tracker sends is one; anything else (`None`) takes the full parse.
+fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = plain_http_host(&raw[..raw.len() - rest.len() + authority_end])?;
+    let rest = &rest[authority_end..];
+    let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let path = &rest[..path_end];
+    if !plain_path(path) {
+        return None;
+    }
+    let host = strip_www(&host.to_ascii_lowercase()).to_owned();
+    let mut page = readable_path(if path.is_empty() { "/" } else { path }).into_owned();
+    if hash_mode {
+        let fragment = rest.split_once('#').map(|(_, f)| f);
+        if let Some(route) = fragment.and_then(hash_route) {
+            if !plain_path(route) {
+                return None;
+            }
+            page.push('#');
+            page.push_str(&readable_path(route));
+        }
+    }
+    Some(PageUrl { host, page })
+}
+
+/// Characters a URL path keeps as they are, valid percent escapes, and no
+/// `.`/`..` segment (not even spelled `%2e`).
+fn plain_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => {}
+            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
+            | b',' | b';' | b'=' | b':' | b'@' | b'/' => {}
+            b'%' if bytes.len() > i + 2
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 2;
+            }
+            _ => return false,
+        }
+        i += 1;
+    }
+    let lower = path.to_ascii_lowercase();
+    !lower.contains("%2e") && !lower.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
     let url = Url::parse(raw).map_err(|_| BeaconError::InvalidUrl)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BeaconError::InvalidUrl);
@@ -60,6 +123,9 @@ fn hash_route(fragment: &str) -> Option<&str> {
 /// not a URL with a host (an app id, garbage) counts as no referrer: it is
 /// never an error, since browsers send all sorts.
 pub fn referrer_host(raw: &str) -> Option<String> {
+    if let Some(host) = plain_http_host(raw) {
+        return Some(strip_www(&host.to_ascii_lowercase()).to_owned());
+    }
     let url = Url::parse(raw).ok()?;
     let host = match url.host()? {
         Host::Domain(d) => strip_www(d.trim_end_matches('.')).to_ascii_lowercase(),
@@ -76,6 +142,9 @@ pub fn site_id(raw: &str) -> Result<String, BeaconError> {
     if raw.is_empty() || raw.len() > 253 {
         return Err(BeaconError::InvalidDomain);
     }
+    if is_plain_domain(raw) {
+        return Ok(strip_www(&raw.to_ascii_lowercase()).to_owned());
+    }
     match Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)? {
         Host::Domain(d) => Ok(strip_www(&d).to_owned()),
         Host::Ipv4(ip) => Ok(ip.to_string()),
@@ -90,6 +159,52 @@ pub fn on_site(host: &str, site: &str) -> bool {
         || (host.len() > site.len()
             && host.ends_with(site)
             && host.as_bytes()[host.len() - site.len() - 1] == b'.')
+}
+
+/// The host of an `http(s)://` URL when it is a plain domain name, found
+/// without a full parse; `None` sends the caller to the WHATWG parser.
+fn plain_http_host(raw: &str) -> Option<&str> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = &rest[..end];
+    // A port is fine; user info, brackets or anything unusual is not.
+    let host = match host.split_once(':') {
+        Some((h, port))
+            if port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok() =>
+        {
+            h
+        }
+        Some(_) => return None,
+        None => host,
+    };
+    is_plain_domain(host).then_some(host)
+}
+
+/// True for a domain name that the WHATWG host parser (IDNA, IPv4 forms)
+/// would return unchanged but for case: letters, digits and hyphens in
+/// non-empty labels, no punycode, and a last label that does not start with
+/// a digit (which would make it an IPv4 address like `0x7f.1`). Checking
+/// this is far cheaper than the parse, and nearly every real host passes.
+fn is_plain_domain(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && !label
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !host
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.as_bytes()[0].is_ascii_digit())
 }
 
 fn strip_www(host: &str) -> &str {
@@ -219,6 +334,7 @@ mod tests {
                 "/",
             ),
             ("http://127.0.0.1:8080/x", false, "127.0.0.1", "/x"),
+            ("https://example.com:443/x", false, "example.com", "/x"),
             ("https://example.com./x", false, "example.com", "/x"),
         ];
         for (url, hash, host, page) in cases {
@@ -231,6 +347,8 @@ mod tests {
     #[test]
     fn bad_page_urls() {
         for url in [
+            "https://example.com:99999/",
+            "https://example.com:65536/x",
             "/relative/path",
             "example.com/x",
             "ftp://example.com/file",
@@ -281,6 +399,75 @@ mod tests {
         }
         for raw in ["", "  ", "exa mple.com", "a/b", "x@y", &"a".repeat(300)] {
             assert_eq!(site_id(raw), Err(BeaconError::InvalidDomain), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_fast_paths_agree_with_the_whatwg_parser() {
+        let hosts = [
+            "https://Example.COM/x",
+            "https://www.google.com/search?q=1",
+            "https://WWW.Google.com/",
+            "http://news.ycombinator.com:8080/item",
+            "https://a-b.c-d.example/",
+            "https://0x7f.1/",
+            "https://127.0.0.1/",
+            "https://xn--bcher-kva.example/",
+            "https://bücher.example/",
+            "https://user:pw@example.com/",
+            "https://example.com:/",
+            "https://-bad-.example/",
+            "https://exa_mple.com/",
+            "https://[::1]:80/",
+            "https://example.com.",
+            "https:\\\\example.com\\x",
+            "https://ex%41mple.com/",
+            "https://1.2.3/",
+        ];
+        for raw in hosts {
+            let slow = Url::parse(raw).ok().and_then(|u| {
+                Some(match u.host()? {
+                    Host::Domain(d) => strip_www(d.trim_end_matches('.')).to_ascii_lowercase(),
+                    Host::Ipv4(ip) => ip.to_string(),
+                    Host::Ipv6(ip) => format!("[{ip}]"),
+                })
+            });
+            assert_eq!(referrer_host(raw), slow, "{raw}");
+        }
+        for raw in [
+            "Example.COM",
+            "a-b.example",
+            "www.x.org",
+            "127.0.0.1",
+            "1.2.3",
+            "0x7f.1",
+            "xn--bcher-kva.example",
+            "bücher.example",
+        ] {
+            let slow = match Host::parse(raw) {
+                Ok(Host::Domain(d)) => Ok(strip_www(&d).to_owned()),
+                Ok(Host::Ipv4(ip)) => Ok(ip.to_string()),
+                Ok(Host::Ipv6(ip)) => Ok(format!("[{ip}]")),
+                Err(_) => Err(BeaconError::InvalidDomain),
+            };
+            assert_eq!(site_id(raw), slow, "{raw}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast path and the full WHATWG parse give the same page for
+        /// every URL the fast path takes.
+        #[test]
+        fn the_fast_page_path_agrees_with_the_full_parse(
+            scheme in proptest::sample::select(vec!["http://", "https://", "HTTPS://", "ftp://"]),
+            host in "(www\\.)?[a-zA-Z0-9-]{1,8}(\\.[a-zA-Z0-9-]{1,6}){0,2}(:[0-9]{0,5})?",
+            path in "(/[a-zA-Z0-9._~%!$&'()*+,;=:@ #?\\[\\]{}|^`\"<>-]{0,10}){0,4}",
+            hash in proptest::bool::ANY,
+        ) {
+            let raw = format!("{scheme}{host}{path}");
+            if let Some(fast) = plain_page_url(&raw, hash) {
+                proptest::prop_assert_eq!(Ok(fast), parsed_page_url(&raw, hash), "{}", raw);
+            }
         }
     }
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Load benchmark: `footfall serve` against a bare hyper server (the least a
+# server on the same stack can do: read the body, answer 204), under the
+# same wrk load, in one run, and prints footfall's figures as ratios of the
+# baseline's. Loopback only; each run is bounded by DURATION.
+#
+#   benches/load.sh                      # 10 s a run, 64 connections, 1 thread
+#   DURATION=30s CONNS=64 THREADS=1 benches/load.sh
+#
+# On a machine with two or more cores the server is pinned to core 0 and wrk
+# to core 1, so they do not compete for one core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-1}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk from the distribution's packages" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --locked --quiet --bin footfall --example bare-hyper
+footfall=target/release/footfall
+bare=target/release/examples/bare-hyper
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "$(nproc)" -ge 2 ]; then
+  pin_server="taskset -c 0"
+  pin_wrk="taskset -c 1"
+else
+  pin_server=
+  pin_wrk=
+fi
+
+# A Plausible-style pageview, about 200 bytes, with a real browser's UA.
+body='{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}'
+ua='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+wrk.headers["User-Agent"] = "$ua"
+LUA
+cat >"$work/close.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+wrk.headers["User-Agent"] = "$ua"
+wrk.headers["Connection"] = "close"
+LUA
+cat >"$work/pixel.lua" <<LUA
+wrk.method = "GET"
+wrk.path = "/api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fblog%2F2026%2F11%2Fprivacy-first-analytics&r=https%3A%2F%2Fnews.ycombinator.com%2F&w=1440"
+wrk.headers["User-Agent"] = "$ua"
+LUA
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not start" >&2
+  return 1
+}
+
+# Prints "requests/s p99_microseconds" for one wrk run.
+measure() { # port script
+  local out
+  out=$($pin_wrk wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$work/$2.lua" "http://127.0.0.1:$1/api/event")
+  echo "$out" >>"$work/wrk.log"
+  local rps p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {v=$2; u=v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
+               m = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : 1; print v * m}' <<<"$out")
+  echo "$rps $p99"
+}
+
+run() { # name scenario
+  local port=$((20000 + RANDOM % 20000))
+  if [ "$1" = bare ]; then
+    $pin_server "$bare" "127.0.0.1:$port" "$THREADS" 2>/dev/null &
+  else
+    $pin_server "$footfall" serve --listen "127.0.0.1:$port" --threads "$THREADS" \
+      --data-dir "$work/data-$2" --site example.com 2>>"$work/footfall.log" &
+  fi
+  server_pid=$!
+  wait_port "$port"
+  measure "$port" "$2"
+  kill -TERM "$server_pid"
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+}
+
+printf 'wrk: 1 thread, %s connections, %s a run; servers: %s tokio worker thread(s)\n' "$CONNS" "$DURATION" "$THREADS"
+printf 'machine: %s cores, %s\n\n' "$(nproc)" "$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
+printf '%-22s %12s %12s %7s %11s %11s %7s\n' scenario "bare req/s" "footfall" ratio "bare p99" "footfall" ratio
+for scenario in post close pixel; do
+  read -r b_rps b_p99 < <(run bare "$scenario")
+  read -r f_rps f_p99 < <(run footfall "$scenario")
+  case $scenario in
+    post) label="POST keep-alive";;
+    close) label="POST Connection: close";;
+    pixel) label="GET pixel keep-alive";;
+  esac
+  awk -v l="$label" -v br="$b_rps" -v fr="$f_rps" -v bp="$b_p99" -v fp="$f_p99" 'BEGIN {
+    printf "%-22s %12.0f %12.0f %6.1f%% %9.0fus %9.0fus %6.2fx\n", l, br, fr, 100 * fr / br, bp, fp, fp / bp }'
+done
