@@ -146,7 +146,9 @@ pub fn site_id(raw: &str) -> Result<String, BeaconError> {
         return Ok(strip_www(&raw.to_ascii_lowercase()).to_owned());
     }
     match Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)? {
-        Host::Domain(d) => Ok(strip_www(&d).to_owned()),
+        // IDNA maps other full stops (`。`) to `.`, so a trailing one can
+        // appear only now.
+        Host::Domain(d) => Ok(strip_www(d.trim_end_matches('.')).to_owned()),
         Host::Ipv4(ip) => Ok(ip.to_string()),
         Host::Ipv6(ip) => Ok(format!("[{ip}]")),
     }
@@ -392,6 +394,7 @@ mod tests {
             (" Example.COM ", "example.com"),
             ("www.example.com", "example.com"),
             ("example.com.", "example.com"),
+            ("example。com。", "example.com"),
             ("bücher.example", "xn--bcher-kva.example"),
             ("127.0.0.1", "127.0.0.1"),
         ] {
