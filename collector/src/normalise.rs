@@ -37,6 +37,11 @@ pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
 /// it leaves alone, with no dot segments to resolve. Nearly every URL a
 /// tracker sends is one; anything else (`None`) takes the full parse.
 fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl> {
+    // The WHATWG parser drops tabs and newlines anywhere in the input, which
+    // can join what they separate: leave those to it.
+    if raw.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
+        return None;
+    }
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
@@ -98,6 +103,10 @@ fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
         Some(Host::Ipv6(ip)) => format!("[{ip}]"),
         None => return Err(BeaconError::InvalidUrl),
     };
+    // A host of dots alone (`https://./`) is no host.
+    if host.is_empty() {
+        return Err(BeaconError::InvalidUrl);
+    }
     let mut page = readable_path(url.path()).into_owned();
     if hash_mode && let Some(route) = url.fragment().and_then(hash_route) {
         page.push('#');
@@ -137,21 +146,29 @@ pub fn referrer_host(raw: &str) -> Option<String> {
 
 /// Normalises one site id from `d`/`--site`: trimmed, lowercase, IDNA,
 /// without a leading `www.` or trailing dot.
+///
+/// It follows the same steps as a page URL's host (parse, then drop trailing
+/// dots and `www.`), so a site id always equals the host of its own pages.
 pub fn site_id(raw: &str) -> Result<String, BeaconError> {
-    let raw = raw.trim().trim_end_matches('.');
+    let raw = raw.trim();
     if raw.is_empty() || raw.len() > 253 {
         return Err(BeaconError::InvalidDomain);
     }
-    if is_plain_domain(raw) {
-        return Ok(strip_www(&raw.to_ascii_lowercase()).to_owned());
+    let site = if is_plain_domain(raw) {
+        strip_www(&raw.to_ascii_lowercase()).to_owned()
+    } else {
+        match Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)? {
+            // Trailing dots go after parsing: IDNA maps other full stops
+            // (`。`) to `.`, and `88..` is a domain while `88` is an address.
+            Host::Domain(d) => strip_www(d.trim_end_matches('.')).to_owned(),
+            Host::Ipv4(ip) => ip.to_string(),
+            Host::Ipv6(ip) => format!("[{ip}]"),
+        }
+    };
+    if site.is_empty() {
+        return Err(BeaconError::InvalidDomain);
     }
-    match Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)? {
-        // IDNA maps other full stops (`。`) to `.`, so a trailing one can
-        // appear only now.
-        Host::Domain(d) => Ok(strip_www(d.trim_end_matches('.')).to_owned()),
-        Host::Ipv4(ip) => Ok(ip.to_string()),
-        Host::Ipv6(ip) => Ok(format!("[{ip}]")),
-    }
+    Ok(site)
 }
 
 /// True when `host` is `site` or one of its subdomains. Both sides are
@@ -166,6 +183,9 @@ pub fn on_site(host: &str, site: &str) -> bool {
 /// The host of an `http(s)://` URL when it is a plain domain name, found
 /// without a full parse; `None` sends the caller to the WHATWG parser.
 fn plain_http_host(raw: &str) -> Option<&str> {
+    if raw.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
+        return None;
+    }
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
