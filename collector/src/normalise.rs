@@ -103,8 +103,9 @@ fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
         Some(Host::Ipv6(ip)) => format!("[{ip}]"),
         None => return Err(BeaconError::InvalidUrl),
     };
-    // A host of dots alone (`https://./`) is no host.
-    if host.is_empty() {
+    // A host of dots alone (`https://./`), or with an empty label
+    // (`.a.com`, `a..com`), names no site.
+    if !has_no_empty_label(&host) {
         return Err(BeaconError::InvalidUrl);
     }
     let mut page = readable_path(url.path()).into_owned();
@@ -165,10 +166,15 @@ pub fn site_id(raw: &str) -> Result<String, BeaconError> {
             Host::Ipv6(ip) => format!("[{ip}]"),
         }
     };
-    if site.is_empty() {
+    if !has_no_empty_label(&site) {
         return Err(BeaconError::InvalidDomain);
     }
     Ok(site)
+}
+
+/// False for `""`, `.a.com`, `a..com`: names with an empty label.
+fn has_no_empty_label(host: &str) -> bool {
+    !host.is_empty() && !host.starts_with('.') && !host.contains("..")
 }
 
 /// True when `host` is `site` or one of its subdomains. Both sides are
@@ -378,6 +384,9 @@ mod tests {
             "javascript:alert(1)",
             "file:///etc/passwd",
             "https://",
+            "https://./",
+            "https://.a.com/x",
+            "https://a..com/x",
             "http://exa mple.com/",
             "not a url",
         ] {
@@ -420,7 +429,17 @@ mod tests {
         ] {
             assert_eq!(site_id(raw).as_deref(), Ok(want), "{raw}");
         }
-        for raw in ["", "  ", "exa mple.com", "a/b", "x@y", &"a".repeat(300)] {
+        for raw in [
+            "",
+            "  ",
+            "exa mple.com",
+            "a/b",
+            "x@y",
+            &"a".repeat(300),
+            ".a.com",
+            "a..com",
+            "。a.com",
+        ] {
             assert_eq!(site_id(raw), Err(BeaconError::InvalidDomain), "{raw}");
         }
     }
