@@ -120,8 +120,12 @@ printf 'wrk: 1 thread, %s connections, %s a run; servers: %s tokio worker thread
 printf 'machine: %s cores, %s\n\n' "$(nproc)" "$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
 printf '%-22s %12s %12s %7s %11s %11s %7s\n' scenario "bare req/s" "footfall" ratio "bare p99" "footfall" ratio
 for scenario in post close pixel; do
-  read -r b_rps b_p99 < <(run bare "$scenario")
-  read -r f_rps f_p99 < <(run footfall "$scenario")
+  # Not `< <(run …)`: a process substitution would leave the server's
+  # shutdown running behind the next measurement.
+  run bare "$scenario" >"$work/result"
+  read -r b_rps b_p99 <"$work/result"
+  run footfall "$scenario" >"$work/result"
+  read -r f_rps f_p99 <"$work/result"
   case $scenario in
     post) label="POST keep-alive";;
     close) label="POST Connection: close";;
@@ -133,8 +137,10 @@ done
 
 # Flushing off the request path: the same load over 10,000 pages, footfall
 # writing every open bucket to Parquet each second, against no flushing.
-read -r q_rps q_p99 < <(run footfall pages)
-read -r w_rps w_p99 < <(run footfall pages --flush-interval 1s)
+run footfall pages >"$work/result"
+read -r q_rps q_p99 <"$work/result"
+run footfall pages --flush-interval 1s >"$work/result"
+read -r w_rps w_p99 <"$work/result"
 files=$(find "$work/data-pages-2" -name "*.parquet" | wc -l)
 awk -v qr="$q_rps" -v wr="$w_rps" -v qp="$q_p99" -v wp="$w_p99" -v f="$files" 'BEGIN {
   printf "\nflush every second, 10,000 pages: %.0f req/s (%.1f%% of %.0f without), p99 %.0fus vs %.0fus (%.2fx); %d files written\n",
