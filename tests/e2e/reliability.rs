@@ -323,3 +323,38 @@ fn an_unwritable_data_dir_keeps_aggregates_reports_503_and_recovers() {
     );
     assert_eq!(union_estimate(&rows).round(), 51.0);
 }
+
+#[test]
+fn connections_past_the_limit_wait_until_one_closes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        tmp.path(),
+        &["--max-connections", "1", "--header-timeout", "30s"],
+    );
+
+    // The one slot, held by an idle keep-alive connection.
+    let mut first = Conn::open(server.addr);
+    assert_eq!(first.send("GET", "/healthz", &[], b"").status, 200);
+
+    // A second connection is accepted by the kernel but not served.
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 12];
+    let waited = second.read(&mut buf);
+    assert!(waited.is_err(), "served past the limit: {waited:?}");
+
+    // Once the first closes, the second is served.
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    drop(second);
+    assert!(server.stop().success());
+}
