@@ -56,7 +56,7 @@ struct ReportArgs {
     #[arg(long)]
     from: Option<chrono::NaiveDate>,
 
-    /// Last UTC day, inclusive (YYYY-MM-DD) [default: --from].
+    /// Last UTC day, inclusive (YYYY-MM-DD) [default: today].
     #[arg(long)]
     to: Option<chrono::NaiveDate>,
 
@@ -108,12 +108,8 @@ struct ServeArgs {
     /// Peers (CIDR, repeatable) whose `X-Forwarded-For` names the client:
     /// the nearest address that is not a trusted proxy. Anyone else's header,
     /// and entries a client wrote itself, are ignored: they could forge uniques.
-    #[arg(
-        long = "trusted-proxy",
-        env = "FOOTFALL_TRUSTED_PROXY",
-        value_name = "CIDR",
-        value_delimiter = ','
-    )]
+    #[arg(long = "trusted-proxy", env = "FOOTFALL_TRUSTED_PROXY", value_name = "CIDR",
+          value_delimiter = ',', value_parser = parse_net)]
     trusted_proxies: Vec<IpNet>,
 
     /// Tokio worker threads [default: all cores].
@@ -159,7 +155,15 @@ struct ServeArgs {
     body_timeout: Duration,
 }
 
-/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+/// A CIDR range, or a single address (`10.0.0.1` = `10.0.0.1/32`).
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an address nor a CIDR range like 10.0.0.0/8"))
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = s
@@ -172,7 +176,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
-        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{s:?}: the unit must be ms, s, m or h")),
     };
     if d.is_zero() {
         return Err("a duration must be above zero".into());
@@ -202,7 +207,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn report(args: ReportArgs) -> Result<()> {
-    let from = args.from.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let today = chrono::Utc::now().date_naive();
+    let from = args.from.unwrap_or(today);
     let query = footfall_report::Query {
         site: footfall_collector::normalise::site_id(&args.site).map_err(|_| {
             anyhow::anyhow!(
@@ -212,7 +218,7 @@ fn report(args: ReportArgs) -> Result<()> {
         })?,
         data_dir: args.data_dir,
         from,
-        to: args.to.unwrap_or(from),
+        to: args.to.unwrap_or(today),
         by: args.by.map(|ByArg::Page| footfall_report::Dimension::Page),
         limit: args.limit,
     };
@@ -373,7 +379,16 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_ranges_or_addresses() {
+        assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
+        assert!(parse_net("localhost").is_err());
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// Another process holds the data dir.
+    #[error(
+        "another footfall process is using this data dir ({} is locked); \
+         two would count the same unwritten views twice. Give each its own --data-dir",
+        path.display()
+    )]
+    Locked { path: PathBuf },
     /// The checkpoint cannot be used.
     #[error("checkpoint {}: {what}; move it away to start without it (its views are lost)", path.display())]
     Checkpoint { path: PathBuf, what: String },

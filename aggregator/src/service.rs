@@ -56,6 +56,10 @@ pub struct Aggregator {
     flushing: Mutex<()>,
     /// Visits folded since the last checkpoint: nothing to save when zero.
     dirty: AtomicU64,
+    /// An exclusive lock on `_state/lock`, held while this aggregator
+    /// lives: a second process on the same data dir would restore and write
+    /// the same checkpoint, counting its views twice.
+    _lock: fs::File,
     metrics: Metrics,
 }
 
@@ -89,6 +93,8 @@ impl Aggregator {
         let empty = Buckets::new(config.lg_k)?.with_limits(config.limits);
         fs::create_dir_all(&config.data_dir)
             .map_err(Error::io("creating data dir", &config.data_dir))?;
+        // First, before touching anything another process may be using.
+        let lock = lock_data_dir(&config.data_dir.join(STATE_DIR))?;
         check_lg_k(&config.data_dir, config.lg_k)?;
         let stale = crate::writer::remove_stale_temporaries(&config.data_dir, Table::Pages);
         if stale > 0 {
@@ -115,6 +121,7 @@ impl Aggregator {
             failed: Mutex::new(None),
             flushing: Mutex::new(()),
             dirty: AtomicU64::new(0),
+            _lock: lock,
             metrics: Metrics::default(),
         })
     }
@@ -483,6 +490,28 @@ impl VisitSink for Aggregator {
     }
 }
 
+/// Takes the data dir's lock, or says who holds it. The OS releases it when
+/// the process ends, however it ends, so a crash leaves no stale lock.
+fn lock_data_dir(state: &Path) -> Result<fs::File, Error> {
+    fs::create_dir_all(state).map_err(Error::io("creating", state))?;
+    let path = state.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("opening", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
+        Err(fs::TryLockError::Error(source)) => Err(Error::Io {
+            what: "locking",
+            path,
+            source,
+        }),
+    }
+}
+
 /// Records the data dir's `lg_k` on first use and refuses another one later.
 fn check_lg_k(data_dir: &Path, lg_k: u8) -> Result<(), Error> {
     let state = data_dir.join(STATE_DIR);
@@ -553,10 +582,21 @@ mod tests {
     }
 
     #[test]
+    fn one_process_per_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = Aggregator::open(config(tmp.path(), 12)).unwrap();
+        let e = Aggregator::open(config(tmp.path(), 12)).unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("another footfall"), "{e}");
+        drop(first);
+        Aggregator::open(config(tmp.path(), 12)).unwrap();
+    }
+
+    #[test]
     fn one_lg_k_per_data_dir() {
         let tmp = tempfile::tempdir().unwrap();
-        Aggregator::open(config(tmp.path(), 12)).unwrap();
-        Aggregator::open(config(tmp.path(), 12)).unwrap();
+        drop(Aggregator::open(config(tmp.path(), 12)).unwrap());
+        drop(Aggregator::open(config(tmp.path(), 12)).unwrap());
         let e = Aggregator::open(config(tmp.path(), 14)).unwrap_err();
         assert!(
             matches!(

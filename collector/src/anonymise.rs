@@ -90,10 +90,12 @@ impl SiteFilter {
 
 /// Turns a beacon into one visit per site it counts for, appended to `out`.
 ///
-/// Returns `Ok(None)` when at least one visit was made, `Ok(Some(reason))`
-/// when the beacon is well-formed but counts for no site, and an error when
-/// it is malformed (bad URL or site id). `now` is the arrival time in Unix
-/// seconds; `salt` is the key of the window `now` falls in.
+/// Returns `Ok(None)` when the beacon counted for every site it names,
+/// `Ok(Some(reason))` when it is well-formed but some site (or every site)
+/// did not count it, saying why for the first such site, and an error when
+/// it is malformed (bad URL or site id). Whatever was counted is in `out`.
+/// `now` is the arrival time in Unix seconds; `salt` is the key of the
+/// window `now` falls in.
 pub fn anonymise(
     beacon: &Beacon<'_>,
     client: Client<'_>,
@@ -126,7 +128,6 @@ pub fn anonymise(
 
     let referrer = beacon.referrer.as_deref().and_then(referrer_host);
     let mut dropped = None;
-    let before = out.len();
     for site in site_ids {
         if !sites.allows(&site) {
             dropped.get_or_insert(DropReason::UnknownSite);
@@ -147,7 +148,7 @@ pub fn anonymise(
             visitor,
         });
     }
-    Ok(if out.len() > before { None } else { dropped })
+    Ok(dropped)
 }
 
 /// SipHash-2-4, a PRF, of (site, IP, User-Agent) under the window's salt.
@@ -310,6 +311,17 @@ mod tests {
         for (body, want) in cases {
             assert_eq!(run(body, &SiteFilter::any()).0, Err(want), "{body}");
         }
+    }
+
+    #[test]
+    fn a_site_of_a_list_that_does_not_count_is_reported() {
+        let (r, visits) = run(
+            r#"{"u":"https://a.com/x","d":"a.com,example.com"}"#,
+            &SiteFilter::any(),
+        );
+        assert_eq!(r, Ok(Some(DropReason::UrlNotOnSite)));
+        assert_eq!(visits.len(), 1, "a.com still counts");
+        assert_eq!(&*visits[0].site, "a.com");
     }
 
     #[test]

@@ -319,6 +319,8 @@ fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Re
     let resp = match outcome {
         Ok(None) => empty(StatusCode::ACCEPTED),
         Ok(Some(reason)) => {
+            // The reason only: nothing about who sent it or which page.
+            tracing::debug!(reason = reason.as_str(), "beacon not counted for a site");
             c.metrics.dropped(reason);
             let mut r = empty(StatusCode::ACCEPTED);
             r.headers_mut().insert(
@@ -328,6 +330,7 @@ fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Re
             r
         }
         Err(e) => {
+            tracing::debug!(reason = e.label(), "beacon refused");
             c.metrics.rejected(e);
             let mut r = json_error(e.status(), &e.to_string());
             if matches!(e, BeaconError::BodyTooLarge | BeaconError::BodyTimeout) {
