@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::support::{
-    Conn, Rng, Server, all_files, by_page, read_pages, union_estimate, wait_if_near_midnight,
+    Conn, Rng, Server, all_files, by_page, read_pages, union_estimate, utc_date,
+    wait_if_near_midnight,
 };
 
 /// Relative standard error of an lg_k 12 HLL union: 1.04 / sqrt(4096).
@@ -321,7 +322,7 @@ fn beacons_become_exact_counts_and_accurate_uniques() {
             hour == started || hour == started + 3600,
             "hour {hour} vs run at {started}"
         );
-        let date = chrono_date(hour);
+        let date = utc_date(hour);
         assert!(
             r.file
                 .to_string_lossy()
@@ -372,7 +373,7 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize, started: i
         server
             .data_dir
             .join("_state")
-            .join(format!("salt-{}", chrono_date(started))),
+            .join(format!("salt-{}", utc_date(started))),
     )
     .unwrap();
     let mut salt = [0u8; 16];
@@ -499,19 +500,4 @@ fn chrono_hour_now() -> i64 {
         .unwrap()
         .as_secs() as i64;
     secs - secs % 3600
-}
-
-/// `YYYY-MM-DD` of a Unix time, without pulling a date crate into the tests.
-fn chrono_date(secs: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }

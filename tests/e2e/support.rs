@@ -406,6 +406,11 @@ pub fn utc_today() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    utc_date(secs)
+}
+
+/// `YYYY-MM-DD` of a Unix time, without pulling a date crate into the tests.
+pub fn utc_date(secs: i64) -> String {
     // Howard Hinnant's days-to-civil algorithm.
     let z = secs.div_euclid(86_400) + 719_468;
     let era = z.div_euclid(146_097);
