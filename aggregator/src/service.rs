@@ -184,10 +184,6 @@ impl Aggregator {
     /// without them. A crash at any point neither loses nor doubles a row
     /// (see [`checkpoint`]).
     pub fn flush(&self, now: Option<i64>) -> Result<(), Error> {
-        self.flush_upto(now)
-    }
-
-    fn flush_upto(&self, now: Option<i64>) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
         let started = Instant::now();
         let taken = {
@@ -323,7 +319,7 @@ impl Aggregator {
                 if flush_due {
                     // A periodic flush writes the open hour too.
                     let upto = if periodic { None } else { Some(now) };
-                    me.flush_upto(upto)
+                    me.flush(upto)
                         .map(|()| true)
                         .map_err(|e| ("writing aggregates failed; kept in memory, will retry", e))
                 } else {

@@ -97,12 +97,7 @@ fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BeaconError::InvalidUrl);
     }
-    let host = match url.host() {
-        Some(Host::Domain(d)) => strip_www(d.trim_end_matches('.')).to_owned(),
-        Some(Host::Ipv4(ip)) => ip.to_string(),
-        Some(Host::Ipv6(ip)) => format!("[{ip}]"),
-        None => return Err(BeaconError::InvalidUrl),
-    };
+    let host = host_name(&url.host().ok_or(BeaconError::InvalidUrl)?);
     // A host of dots alone (`https://./`), or with an empty label
     // (`.a.com`, `a..com`), names no site.
     if !has_no_empty_label(&host) {
@@ -137,11 +132,7 @@ pub fn referrer_host(raw: &str) -> Option<String> {
         return Some(strip_www(&host.to_ascii_lowercase()).to_owned());
     }
     let url = Url::parse(raw).ok()?;
-    let host = match url.host()? {
-        Host::Domain(d) => strip_www(d.trim_end_matches('.')).to_ascii_lowercase(),
-        Host::Ipv4(ip) => ip.to_string(),
-        Host::Ipv6(ip) => format!("[{ip}]"),
-    };
+    let host = host_name(&url.host()?);
     (!host.is_empty()).then_some(host)
 }
 
@@ -158,13 +149,10 @@ pub fn site_id(raw: &str) -> Result<String, BeaconError> {
     let site = if is_plain_domain(raw) {
         strip_www(&raw.to_ascii_lowercase()).to_owned()
     } else {
-        match Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)? {
-            // Trailing dots go after parsing: IDNA maps other full stops
-            // (`。`) to `.`, and `88..` is a domain while `88` is an address.
-            Host::Domain(d) => strip_www(d.trim_end_matches('.')).to_owned(),
-            Host::Ipv4(ip) => ip.to_string(),
-            Host::Ipv6(ip) => format!("[{ip}]"),
-        }
+        // Trailing dots go after parsing (in `host_name`): IDNA maps other
+        // full stops (`。`) to `.`, and `88..` is a domain while `88` is an
+        // address.
+        host_name(&Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)?)
     };
     if !has_no_empty_label(&site) {
         return Err(BeaconError::InvalidDomain);
@@ -233,6 +221,20 @@ fn is_plain_domain(host: &str) -> bool {
             .rsplit('.')
             .next()
             .is_some_and(|l| l.as_bytes()[0].is_ascii_digit())
+}
+
+/// A parsed host as footfall names it: a domain lowercase, without trailing
+/// dots or a leading `www.`; an address in its canonical text form (IPv6 in
+/// brackets). Page hosts, referrer hosts and site ids all go through here,
+/// so they always compare equal when they name the same host.
+fn host_name<S: AsRef<str>>(host: &Host<S>) -> String {
+    match host {
+        Host::Domain(d) => {
+            strip_www(&d.as_ref().trim_end_matches('.').to_ascii_lowercase()).to_owned()
+        }
+        Host::Ipv4(ip) => ip.to_string(),
+        Host::Ipv6(ip) => format!("[{ip}]"),
+    }
 }
 
 fn strip_www(host: &str) -> &str {

@@ -145,13 +145,13 @@ impl Collector {
             return client;
         }
         // Several header lines are one list, in order.
-        let hops: Vec<&str> = headers
+        let hops = headers
             .get_all("x-forwarded-for")
             .iter()
+            .rev()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect();
-        for hop in hops.iter().rev() {
+            .flat_map(|v| v.rsplit(','));
+        for hop in hops {
             match parse_forwarded(hop.trim()) {
                 Some(ip) => {
                     client = ip.to_canonical();

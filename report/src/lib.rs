@@ -140,9 +140,9 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     let mut groups: HashMap<String, Acc> = HashMap::new();
     let mut seen_sites: Vec<String> = Vec::new();
     for file in files_in_range(&q.data_dir, Table::Pages, q.from, q.to)? {
-        let file_lg_k = check_metadata(&file, lg_k)?;
+        let (file_lg_k, batches) = read(&file, lg_k)?;
         lg_k = Some(file_lg_k);
-        for batch in read(&file)? {
+        for batch in batches {
             fold_batch(&batch, q, file_lg_k, &mut groups, &mut seen_sites, &file)?;
         }
     }
@@ -279,18 +279,50 @@ fn files_in_range(
     Ok(files)
 }
 
-/// Checks schema version and `lg_k`; returns the file's `lg_k`.
-fn check_metadata(path: &Path, expected: Option<u8>) -> Result<u8, Error> {
+/// Opens a file once: checks its schema version and `lg_k` against the
+/// files read before it, then reads the columns a report needs. Returns the
+/// file's `lg_k` and its batches.
+fn read(path: &Path, expected: Option<u8>) -> Result<(u8, Vec<RecordBatch>), Error> {
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::open(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| Error::Parquet {
-            path: path.to_owned(),
-            source,
-        })?;
-    let kv = builder.metadata().file_metadata().key_value_metadata();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    let lg_k = check_metadata(
+        path,
+        builder.metadata().file_metadata().key_value_metadata(),
+        expected,
+    )?;
+    let wanted = ["site", "page", "views", "visitors"];
+    let schema = builder.parquet_schema();
+    let indices: Vec<usize> = (0..schema.num_columns())
+        .filter(|&i| wanted.contains(&schema.column(i).name()))
+        .collect();
+    let mask = ProjectionMask::leaves(schema, indices);
+    let batches = builder
+        .with_projection(mask)
+        .build()
+        .map_err(parquet_err)?
+        .map(|b| {
+            b.map_err(|e| Error::Parquet {
+                path: path.to_owned(),
+                source: e.into(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((lg_k, batches))
+}
+
+/// Checks schema version and `lg_k`; returns the file's `lg_k`.
+fn check_metadata(
+    path: &Path,
+    kv: Option<&Vec<parquet::file::metadata::KeyValue>>,
+    expected: Option<u8>,
+) -> Result<u8, Error> {
     let get = |key: &str| {
         kv.and_then(|kv| kv.iter().find(|e| e.key == key))
             .and_then(|e| e.value.clone())
@@ -315,35 +347,6 @@ fn check_metadata(path: &Path, expected: Option<u8>) -> Result<u8, Error> {
             expected: expected.unwrap_or(footfall_schemas::tables::DEFAULT_LG_K),
         }),
     }
-}
-
-fn read(path: &Path) -> Result<Vec<RecordBatch>, Error> {
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-    let wanted = ["site", "page", "views", "visitors"];
-    let schema = builder.parquet_schema();
-    let indices: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| wanted.contains(&schema.column(i).name()))
-        .collect();
-    let mask = ProjectionMask::leaves(schema, indices);
-    builder
-        .with_projection(mask)
-        .build()
-        .map_err(parquet_err)?
-        .map(|b| {
-            b.map_err(|e| Error::Parquet {
-                path: path.to_owned(),
-                source: e.into(),
-            })
-        })
-        .collect()
 }
 
 /// Output formats.
