@@ -1,9 +1,11 @@
-//! The pure core: folding visits into hourly buckets, merging bucket sets,
-//! closing hours, and turning buckets into Arrow record batches.
+//! The pure core: folding visits into hourly buckets of every table,
+//! merging bucket sets, closing hours, and turning buckets into Arrow
+//! record batches.
 //!
 //! Nothing here does I/O or reads the clock; time comes in as `now`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use arrow_array::{
@@ -11,8 +13,8 @@ use arrow_array::{
 };
 use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
-use footfall_schemas::Visit;
-use footfall_schemas::tables::Table;
+use footfall_schemas::tables::{Count, Table};
+use footfall_schemas::{Browser, Campaign, Country, Device, Os, Visit};
 
 use crate::error::Error;
 
@@ -22,9 +24,9 @@ const SECONDS_PER_HOUR: i64 = 3600;
 /// the type every DataSketches library reads.
 pub const HLL_TYPE: HllType = HllType::Hll4;
 
-/// Counts and a sketch of one (site, hour, page).
+/// Counts and a sketch of one row: (site, hour) and a table's dimensions.
 #[derive(Clone)]
-pub struct PageBucket {
+pub struct Bucket {
     /// Page views.
     pub views: i64,
     /// Views that landed from elsewhere (no referrer, or another site's).
@@ -48,7 +50,7 @@ const FEW: usize = 3;
 #[derive(Clone)]
 #[expect(
     missing_debug_implementations,
-    reason = "PageBucket's Debug shows it without the coupons"
+    reason = "Bucket's Debug shows it without the coupons"
 )]
 pub enum Visitors {
     Few { coupons: [Coupon; FEW], len: u8 },
@@ -118,9 +120,9 @@ fn empty_sketch(lg_k: u8) -> HllSketch {
     HllSketch::new(lg_k, HLL_TYPE).expect("lg_k was checked by Buckets::new")
 }
 
-impl std::fmt::Debug for PageBucket {
+impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PageBucket")
+        f.debug_struct("Bucket")
             .field("views", &self.views)
             .field("entries", &self.entries)
             .field(
@@ -134,23 +136,270 @@ impl std::fmt::Debug for PageBucket {
     }
 }
 
-/// page -> bucket, for one site and hour. Keys are looked up by `&str`, so a
-/// page already seen this hour costs no allocation.
-type Pages = HashMap<Box<str>, PageBucket>;
-/// site -> pages, for one hour.
-type Sites = HashMap<Box<str>, Pages>;
+impl Bucket {
+    /// A bucket with these counts and sketch (as read from a checkpoint).
+    pub fn from_parts(views: i64, entries: i64, visitors: HllSketch) -> Self {
+        Self {
+            views,
+            entries,
+            visitors: Visitors::Sketch(Box::new(visitors)),
+        }
+    }
 
-/// The page a view counts under once its (site, hour) has `max_pages`
-/// pages, and the site once an hour has `max_sites` sites. Neither can be a
-/// real page (pages start with `/`) or site (not a domain name).
+    fn empty() -> Self {
+        Self {
+            views: 0,
+            entries: 0,
+            visitors: Visitors::new(),
+        }
+    }
+
+    fn add(&mut self, entry: bool, coupon: Coupon, lg_k: u8) {
+        self.views += 1;
+        self.entries += i64::from(entry);
+        self.visitors.add(coupon, lg_k);
+    }
+
+    fn absorb(&mut self, other: &Bucket, lg_k: u8) {
+        self.views += other.views;
+        self.entries += other.entries;
+        self.visitors.merge(&other.visitors, lg_k);
+    }
+}
+
+/// The most dimension columns a table has (`sources`: four).
+pub const MAX_DIMS: usize = 4;
+
+/// A row's dimension values as text, in the table's column order; `None`
+/// is a null (and pads past the table's last dimension).
+pub type DimText<'a> = [Option<&'a str>; MAX_DIMS];
+
+/// The key of one table's rows within a (site, hour): its dimension values.
+pub trait Dims: Clone + Eq + Hash + Ord {
+    /// The table these are the dimensions of.
+    const TABLE: Table;
+    /// The values as the files write them.
+    fn text(&self) -> DimText<'_>;
+    /// The values written as `text`, if they are valid ones.
+    fn from_text(text: DimText<'_>) -> Option<Self>;
+}
+
+/// `pages`: the page.
+impl Dims for Box<str> {
+    const TABLE: Table = Table::Pages;
+    fn text(&self) -> DimText<'_> {
+        [Some(self), None, None, None]
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        match text {
+            [Some(page), None, None, None] => Some(page.into()),
+            _ => None,
+        }
+    }
+}
+
+/// `sources`: where a landing came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// The referrer's host; `None` for direct traffic.
+    pub referrer: Option<Box<str>>,
+    /// The landing page's campaign parameters.
+    pub campaign: Campaign,
+}
+
+impl SourceKey {
+    /// Where sources past the (site, hour)'s limit count.
+    fn overflow() -> Self {
+        Self {
+            referrer: Some(OVERFLOW.into()),
+            campaign: Campaign::default(),
+        }
+    }
+}
+
+impl Dims for SourceKey {
+    const TABLE: Table = Table::Sources;
+    fn text(&self) -> DimText<'_> {
+        let c = &self.campaign;
+        [
+            self.referrer.as_deref(),
+            c.source.as_deref(),
+            c.medium.as_deref(),
+            c.campaign.as_deref(),
+        ]
+    }
+    fn from_text([referrer, source, medium, campaign]: DimText<'_>) -> Option<Self> {
+        Some(Self {
+            referrer: referrer.map(Into::into),
+            campaign: Campaign {
+                source: source.map(Into::into),
+                medium: medium.map(Into::into),
+                campaign: campaign.map(Into::into),
+            },
+        })
+    }
+}
+
+/// `devices`: browser family, OS family, device class. A closed set, so
+/// these rows need no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub browser: Browser,
+    pub os: Os,
+    pub device: Device,
+}
+
+impl Dims for DeviceKey {
+    const TABLE: Table = Table::Devices;
+    fn text(&self) -> DimText<'_> {
+        [
+            Some(self.browser.name()),
+            Some(self.os.name()),
+            Some(self.device.name()),
+            None,
+        ]
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        match text {
+            [Some(b), Some(o), Some(d), None] => Some(Self {
+                browser: Browser::from_name(b)?,
+                os: Os::from_name(o)?,
+                device: Device::from_name(d)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `countries`: the country, `None` when the database does not know the
+/// address. At most ~250 values, so no limit either.
+impl Dims for Option<Country> {
+    const TABLE: Table = Table::Countries;
+    fn text(&self) -> DimText<'_> {
+        [self.as_ref().map(Country::as_str), None, None, None]
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        match text {
+            [Some(code), None, None, None] => Country::new(code).map(Some),
+            [None, None, None, None] => Some(None),
+            _ => None,
+        }
+    }
+}
+
+type Rows<K> = HashMap<K, Bucket>;
+
+/// The rows of one site in one hour, one map per table.
+///
+/// Pages are keyed by `Box<str>` and looked up by `&str`, so a page already
+/// seen this hour costs no allocation; devices and countries are `Copy`.
+#[derive(Debug, Clone, Default)]
+struct SiteHour {
+    pages: Rows<Box<str>>,
+    sources: Rows<SourceKey>,
+    devices: Rows<DeviceKey>,
+    countries: Rows<Option<Country>>,
+}
+
+impl SiteHour {
+    fn len(&self) -> usize {
+        self.pages.len() + self.sources.len() + self.devices.len() + self.countries.len()
+    }
+
+    fn fold(&mut self, visit: &Visit, coupon: Coupon, set: &Settings, site_full: bool) -> Folded {
+        let mut folded = Folded {
+            site: site_full,
+            ..Folded::default()
+        };
+        let lg_k = set.lg_k;
+        let max = set.limits.max_pages;
+
+        let page: &str = if site_full { OVERFLOW } else { &visit.page };
+        match self.pages.get_mut(page) {
+            Some(bucket) => bucket.add(visit.entry, coupon, lg_k),
+            None => {
+                let page = if self.pages.len() < max {
+                    page
+                } else {
+                    folded.page = true;
+                    OVERFLOW
+                };
+                let bucket = self.pages.entry(page.into()).or_insert_with(Bucket::empty);
+                bucket.add(visit.entry, coupon, lg_k);
+            }
+        }
+
+        if visit.entry {
+            let mut key = if site_full {
+                SourceKey::overflow()
+            } else {
+                // Allocates only for a landing with a referrer or campaign.
+                SourceKey {
+                    referrer: visit.referrer.clone(),
+                    campaign: visit.campaign.clone(),
+                }
+            };
+            if !self.sources.contains_key(&key) && self.sources.len() >= max {
+                folded.source = true;
+                key = SourceKey::overflow();
+            }
+            let bucket = self.sources.entry(key).or_insert_with(Bucket::empty);
+            bucket.add(true, coupon, lg_k);
+        }
+
+        let device = DeviceKey {
+            browser: visit.browser,
+            os: visit.os,
+            device: visit.device,
+        };
+        let bucket = self.devices.entry(device).or_insert_with(Bucket::empty);
+        bucket.add(visit.entry, coupon, lg_k);
+
+        if set.countries {
+            let bucket = self
+                .countries
+                .entry(visit.country)
+                .or_insert_with(Bucket::empty);
+            bucket.add(visit.entry, coupon, lg_k);
+        }
+        folded
+    }
+
+    fn merge(&mut self, other: SiteHour, lg_k: u8) {
+        merge_rows(&mut self.pages, other.pages, lg_k);
+        merge_rows(&mut self.sources, other.sources, lg_k);
+        merge_rows(&mut self.devices, other.devices, lg_k);
+        merge_rows(&mut self.countries, other.countries, lg_k);
+    }
+}
+
+fn merge_rows<K: Dims>(mine: &mut Rows<K>, theirs: Rows<K>, lg_k: u8) {
+    for (key, bucket) in theirs {
+        match mine.get_mut(&key) {
+            Some(b) => b.absorb(&bucket, lg_k),
+            None => {
+                mine.insert(key, bucket);
+            }
+        }
+    }
+}
+
+/// site -> its rows, for one hour.
+type Sites = HashMap<Box<str>, SiteHour>;
+
+/// The page (and referrer) a view counts under once its (site, hour) has
+/// `max_pages` of them, and the site once an hour has `max_sites` sites.
+/// Neither can be a real page (pages start with `/`), referrer or site (not
+/// a domain name).
 pub const OVERFLOW: &str = "(other)";
 
-/// Bounds on the buckets one hour may open, so a flood of unique URLs or
-/// invented site ids cannot grow memory without end. Views past a bound
-/// still count, under [`OVERFLOW`]: totals stay exact.
+/// Bounds on the buckets one hour may open, so a flood of unique URLs,
+/// referrers, campaign values or invented site ids cannot grow memory
+/// without end. Views past a bound still count, under [`OVERFLOW`]: totals
+/// stay exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Distinct pages per (site, hour).
+    /// Distinct pages per (site, hour); the same bound for distinct sources.
     pub max_pages: usize,
     /// Distinct sites per hour.
     pub max_sites: usize,
@@ -165,25 +414,46 @@ impl Default for Limits {
     }
 }
 
-/// What a fold did, for the overflow metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Folded {
-    /// Counted under its own site and page.
-    Exact,
-    /// Counted under page [`OVERFLOW`]: its (site, hour) was full.
-    PageOverflow,
-    /// Counted under site and page [`OVERFLOW`]: its hour was full.
-    SiteOverflow,
+/// Which bounds a fold ran into, for the overflow metrics. The default is
+/// none: counted under its own site, page and source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Folded {
+    /// Counted under site [`OVERFLOW`]: its hour was full of sites.
+    pub site: bool,
+    /// Counted under page [`OVERFLOW`]: its (site, hour) was full of pages.
+    pub page: bool,
+    /// Counted under referrer [`OVERFLOW`]: its (site, hour) was full of
+    /// sources.
+    pub source: bool,
 }
 
-/// Open aggregates, keyed by hour (Unix seconds of its start), site and page.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    lg_k: u8,
+    limits: Limits,
+    /// Whether visits' countries are counted (a GeoIP database is set).
+    countries: bool,
+}
+
+/// One row of any table, borrowed from the buckets.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub table: Table,
+    pub site: &'a str,
+    /// Start of the UTC hour, Unix seconds.
+    pub hour: i64,
+    pub dims: DimText<'a>,
+    pub bucket: &'a Bucket,
+}
+
+/// Open aggregates, keyed by hour (Unix seconds of its start), site and
+/// each table's dimensions.
 ///
 /// Hours are the outer key, in order, so closing every hour before `now` is a
 /// split of the map, not a scan.
 #[derive(Debug, Clone)]
 pub struct Buckets {
-    lg_k: u8,
-    limits: Limits,
+    settings: Settings,
     hours: BTreeMap<i64, Sites>,
 }
 
@@ -195,30 +465,39 @@ impl Buckets {
             reason: e.to_string(),
         })?;
         Ok(Self {
-            lg_k,
-            limits: Limits::default(),
+            settings: Settings {
+                lg_k,
+                limits: Limits::default(),
+                countries: false,
+            },
             hours: BTreeMap::new(),
         })
     }
 
     /// The same, with other bounds on the buckets per hour.
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
-    /// An empty set with the same `lg_k` and limits.
+    /// The same, counting the `countries` table too (off by default: only a
+    /// GeoIP database gives visits a country).
+    pub fn with_countries(mut self, on: bool) -> Self {
+        self.settings.countries = on;
+        self
+    }
+
+    /// An empty set with the same settings.
     fn empty_like(&self) -> Buckets {
         Buckets {
-            lg_k: self.lg_k,
-            limits: self.limits,
+            settings: self.settings,
             hours: BTreeMap::new(),
         }
     }
 
     /// The sketches' `lg_k`.
     pub fn lg_k(&self) -> u8 {
-        self.lg_k
+        self.settings.lg_k
     }
 
     /// True when no bucket is open.
@@ -226,97 +505,93 @@ impl Buckets {
         self.hours.is_empty()
     }
 
-    /// How many (site, hour, page) buckets are open.
+    /// How many buckets (rows, across every table) are open.
     pub fn len(&self) -> usize {
         self.hours
             .values()
             .flat_map(|sites| sites.values())
-            .map(HashMap::len)
+            .map(SiteHour::len)
             .sum()
     }
 
-    /// Counts one visit: a view, an entry if it landed, its visitor key in
-    /// the sketch. Past the hour's [`Limits`] it counts under [`OVERFLOW`].
+    /// Counts one visit in every table: a view, an entry if it landed, its
+    /// visitor key in each row's sketch. Past the hour's [`Limits`] it counts
+    /// under [`OVERFLOW`].
     pub fn fold(&mut self, visit: &Visit) -> Folded {
         let hour = visit.time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
-        let lg_k = self.lg_k;
-        // The common case, a page already open this hour: three lookups by
+        let coupon = Coupon::from_value(visit.visitor.sketch_input());
+        let settings = self.settings;
+        // The common case, a site already open this hour: two lookups by
         // borrowed keys, no allocation.
-        if let Some(bucket) = self
+        if let Some(site_hour) = self
             .hours
             .get_mut(&hour)
             .and_then(|sites| sites.get_mut(&*visit.site))
-            .and_then(|pages| pages.get_mut(&*visit.page))
         {
-            bucket.add(visit, lg_k);
-            return Folded::Exact;
+            return site_hour.fold(visit, coupon, &settings, false);
         }
-        let mut folded = Folded::Exact;
         let sites = self.hours.entry(hour).or_default();
-        // Two lookups where one would do: the borrow checker cannot yet see
-        // that a `get_mut` miss leaves the map free to insert into.
-        let site: &str = if sites.contains_key(&*visit.site) || sites.len() < self.limits.max_sites
-        {
-            &visit.site
-        } else {
-            folded = Folded::SiteOverflow;
-            OVERFLOW
-        };
-        if !sites.contains_key(site) {
-            sites.insert(site.into(), Pages::default());
-        }
-        let pages = sites.get_mut(site).expect("inserted above");
-        let page: &str = if folded == Folded::SiteOverflow {
-            OVERFLOW
-        } else {
-            &visit.page
-        };
-        let page = if pages.contains_key(page) || pages.len() < self.limits.max_pages {
-            page
-        } else {
-            folded = Folded::PageOverflow;
-            OVERFLOW
-        };
-        if !pages.contains_key(page) {
-            pages.insert(page.into(), PageBucket::empty());
-        }
-        let bucket = pages.get_mut(page).expect("inserted above");
-        bucket.add(visit, self.lg_k);
-        folded
+        let site_full = sites.len() >= settings.limits.max_sites;
+        let site: &str = if site_full { OVERFLOW } else { &visit.site };
+        sites
+            .entry(site.into())
+            .or_default()
+            .fold(visit, coupon, &settings, site_full)
     }
 
-    /// Adds one bucket as it is (restoring a checkpoint): merged into an
+    /// Adds one row as it is (restoring a checkpoint): merged into an
     /// existing one, never subject to the limits, which applied when it was
-    /// folded.
-    pub fn insert(&mut self, site: &str, hour: i64, page: &str, bucket: PageBucket) {
-        let pages = self
+    /// folded. `None` when `dims` are not valid for `table`.
+    pub fn insert(
+        &mut self,
+        table: Table,
+        site: &str,
+        hour: i64,
+        dims: DimText<'_>,
+        bucket: Bucket,
+    ) -> Option<()> {
+        let lg_k = self.settings.lg_k;
+        let site_hour = self
             .hours
             .entry(hour)
             .or_default()
             .entry(site.into())
             .or_default();
-        match pages.get_mut(page) {
-            Some(b) => b.absorb(&bucket, self.lg_k),
-            None => {
-                pages.insert(page.into(), bucket);
+        fn put<K: Dims>(
+            rows: &mut Rows<K>,
+            dims: DimText<'_>,
+            bucket: Bucket,
+            lg_k: u8,
+        ) -> Option<()> {
+            let key = K::from_text(dims)?;
+            match rows.get_mut(&key) {
+                Some(b) => b.absorb(&bucket, lg_k),
+                None => {
+                    rows.insert(key, bucket);
+                }
             }
+            Some(())
+        }
+        match table {
+            Table::Pages => put(&mut site_hour.pages, dims, bucket, lg_k),
+            Table::Sources => put(&mut site_hour.sources, dims, bucket, lg_k),
+            Table::Devices => put(&mut site_hour.devices, dims, bucket, lg_k),
+            Table::Countries => put(&mut site_hour.countries, dims, bucket, lg_k),
         }
     }
 
     /// Adds every bucket of `other` into `self`: counts are summed, sketches
     /// unioned. Folding a stream equals merging the folds of its parts.
     pub fn merge(&mut self, other: Buckets) {
-        debug_assert_eq!(self.lg_k, other.lg_k);
+        debug_assert_eq!(self.lg_k(), other.lg_k());
+        let lg_k = self.lg_k();
         for (hour, sites) in other.hours {
             let mine = self.hours.entry(hour).or_default();
-            for (site, pages) in sites {
-                let my_pages = mine.entry(site).or_default();
-                for (page, bucket) in pages {
-                    match my_pages.get_mut(&page) {
-                        Some(b) => b.absorb(&bucket, self.lg_k),
-                        None => {
-                            my_pages.insert(page, bucket);
-                        }
+            for (site, rows) in sites {
+                match mine.get_mut(&site) {
+                    Some(m) => m.merge(rows, lg_k),
+                    None => {
+                        mine.insert(site, rows);
                     }
                 }
             }
@@ -360,73 +635,100 @@ impl Buckets {
         out
     }
 
-    /// Iterates (site, hour, page, bucket) in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, i64, &str, &PageBucket)> {
+    /// Only the rows of `tables` (the rest dropped).
+    pub fn only(mut self, tables: &[Table]) -> Buckets {
+        for sites in self.hours.values_mut() {
+            for rows in sites.values_mut() {
+                for table in Table::ALL {
+                    if tables.contains(&table) {
+                        continue;
+                    }
+                    match table {
+                        Table::Pages => rows.pages.clear(),
+                        Table::Sources => rows.sources.clear(),
+                        Table::Devices => rows.devices.clear(),
+                        Table::Countries => rows.countries.clear(),
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    /// Every row of every table, in no particular order.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
         self.hours.iter().flat_map(|(&hour, sites)| {
-            sites.iter().flat_map(move |(site, pages)| {
-                pages
-                    .iter()
-                    .map(move |(page, b)| (&**site, hour, &**page, b))
+            sites.iter().flat_map(move |(site, rows)| {
+                fn each<'a, K: Dims>(
+                    rows: &'a Rows<K>,
+                    site: &'a str,
+                    hour: i64,
+                ) -> impl Iterator<Item = Row<'a>> {
+                    rows.iter().map(move |(key, bucket)| Row {
+                        table: K::TABLE,
+                        site,
+                        hour,
+                        dims: key.text(),
+                        bucket,
+                    })
+                }
+                each(&rows.pages, site, hour)
+                    .chain(each(&rows.sources, site, hour))
+                    .chain(each(&rows.devices, site, hour))
+                    .chain(each(&rows.countries, site, hour))
             })
         })
     }
 
-    /// The `pages` table rows of these buckets, sorted by (site, hour, page)
-    /// so that row-group statistics let engines skip what a query does not
-    /// need.
-    pub fn to_record_batch(&self) -> Result<RecordBatch, Error> {
-        let mut rows: Vec<_> = self.iter().collect();
-        rows.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    /// The rows of one table.
+    pub fn rows_of(&self, table: Table) -> impl Iterator<Item = Row<'_>> {
+        self.rows().filter(move |r| r.table == table)
+    }
+
+    /// The tables that have rows here.
+    pub fn tables(&self) -> Vec<Table> {
+        let mut present: Vec<Table> = Table::ALL
+            .into_iter()
+            .filter(|&t| self.rows_of(t).next().is_some())
+            .collect();
+        present.sort();
+        present
+    }
+
+    /// One table's rows as a record batch, sorted by (site, hour, dims) so
+    /// that row-group statistics let engines skip what a query does not
+    /// need. Empty when the table has no rows here.
+    pub fn to_record_batch(&self, table: Table) -> Result<RecordBatch, Error> {
+        let lg_k = self.lg_k();
+        let mut rows: Vec<Row<'_>> = self.rows_of(table).collect();
+        rows.sort_unstable_by(|a, b| (a.site, a.hour, a.dims).cmp(&(b.site, b.hour, b.dims)));
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.site))),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.hour * 1_000_000),
+                )
+                .with_timezone("UTC"),
+            ),
+        ];
+        for i in 0..table.dims().len() {
+            columns.push(Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.dims[i]),
+            )));
+        }
+        for count in table.counts() {
+            let values = rows.iter().map(|r| match count {
+                Count::Views => r.bucket.views,
+                Count::Entries => r.bucket.entries,
+            });
+            columns.push(Arc::new(Int64Array::from_iter_values(values)));
+        }
         let sketches: Vec<Vec<u8>> = rows
             .iter()
-            .map(|r| canonical_image(&r.3.visitors.to_sketch(self.lg_k), self.lg_k))
+            .map(|r| canonical_image(&r.bucket.visitors.to_sketch(lg_k), lg_k))
             .collect();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1 * 1_000_000))
-                    .with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.views))),
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|r| r.3.entries),
-            )),
-            Arc::new(BinaryArray::from_iter_values(sketches.iter())),
-        ];
-        RecordBatch::try_new(Table::Pages.schema(self.lg_k), columns).map_err(Error::Arrow)
-    }
-}
-
-impl PageBucket {
-    /// A bucket with these counts and sketch (as read from a checkpoint).
-    pub fn from_parts(views: i64, entries: i64, visitors: HllSketch) -> Self {
-        Self {
-            views,
-            entries,
-            visitors: Visitors::Sketch(Box::new(visitors)),
-        }
-    }
-
-    fn add(&mut self, visit: &Visit, lg_k: u8) {
-        self.views += 1;
-        self.entries += i64::from(visit.entry);
-        self.visitors
-            .add(Coupon::from_value(visit.visitor.sketch_input()), lg_k);
-    }
-
-    fn empty() -> Self {
-        Self {
-            views: 0,
-            entries: 0,
-            visitors: Visitors::new(),
-        }
-    }
-
-    fn absorb(&mut self, other: &PageBucket, lg_k: u8) {
-        self.views += other.views;
-        self.entries += other.entries;
-        self.visitors.merge(&other.visitors, lg_k);
+        columns.push(Arc::new(BinaryArray::from_iter_values(sketches.iter())));
+        RecordBatch::try_new(table.schema(lg_k), columns).map_err(Error::Arrow)
     }
 }
 
@@ -468,13 +770,28 @@ mod tests {
 
     fn visit(site: &str, time: i64, page: &str, entry: bool, visitor: u64) -> Visit {
         Visit {
-            site: site.into(),
-            time,
-            page: page.into(),
-            referrer: None,
             entry,
-            visitor: VisitorKey::from_hash(visitor),
+            referrer: (!entry).then(|| site.into()),
+            ..Visit::landing(site, time, page, VisitorKey::from_hash(visitor))
         }
+    }
+
+    /// (site, hour, page, views, entries) of the `pages` rows, sorted.
+    fn pages(b: &Buckets) -> Vec<(String, i64, String, i64, i64)> {
+        let mut rows: Vec<_> = b
+            .rows_of(Table::Pages)
+            .map(|r| {
+                (
+                    r.site.to_owned(),
+                    r.hour,
+                    r.dims[0].unwrap().to_owned(),
+                    r.bucket.views,
+                    r.bucket.entries,
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
     }
 
     /// What a reader computes for a key: the estimate of the union of every
@@ -495,17 +812,17 @@ mod tests {
         b.fold(&visit("a.com", T0 + 30, "/", true, 2));
         b.fold(&visit("a.com", T0 + 3600, "/", true, 1));
         b.fold(&visit("b.com", T0 + 40, "/", true, 1));
-        assert_eq!(b.len(), 3);
+        assert_eq!(b.rows_of(Table::Pages).count(), 3);
         let mut rows: Vec<_> = b
-            .iter()
-            .map(|(s, h, p, b)| {
+            .rows_of(Table::Pages)
+            .map(|r| {
                 (
-                    s.to_owned(),
-                    h,
-                    p.to_owned(),
-                    b.views,
-                    b.entries,
-                    b.visitors.to_sketch(12).estimate().round(),
+                    r.site.to_owned(),
+                    r.hour,
+                    r.dims[0].unwrap().to_owned(),
+                    r.bucket.views,
+                    r.bucket.entries,
+                    r.bucket.visitors.to_sketch(12).estimate().round(),
                 )
             })
             .collect();
@@ -520,6 +837,114 @@ mod tests {
         );
     }
 
+    /// (dims, views, entries, visitors) of one table's rows, sorted.
+    fn table(b: &Buckets, table: Table) -> Vec<(Vec<Option<String>>, i64, i64, f64)> {
+        let n = table.dims().len();
+        let mut rows: Vec<_> = b
+            .rows_of(table)
+            .map(|r| {
+                (
+                    r.dims[..n]
+                        .iter()
+                        .map(|d| d.map(str::to_owned))
+                        .collect::<Vec<_>>(),
+                    r.bucket.views,
+                    r.bucket.entries,
+                    r.bucket.visitors.to_sketch(12).estimate().round(),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    #[test]
+    fn folds_sources_from_landings_only_and_devices_and_countries_from_every_view() {
+        let s = |v: &str| Some(v.to_owned());
+        let mut b = Buckets::new(12).unwrap().with_countries(true);
+        let news = Campaign {
+            source: Some("news".into()),
+            medium: Some("email".into()),
+            campaign: None,
+        };
+        let phone = |v: Visit| Visit {
+            browser: Browser::Safari,
+            os: Os::Ios,
+            device: Device::Mobile,
+            country: Country::new("FR"),
+            ..v
+        };
+        b.fold(&visit("a.com", T0, "/", true, 1)); // direct
+        b.fold(&Visit {
+            referrer: Some("ref.net".into()),
+            ..visit("a.com", T0, "/", true, 2)
+        });
+        b.fold(&phone(Visit {
+            campaign: news.clone(),
+            ..visit("a.com", T0, "/", true, 3)
+        }));
+        b.fold(&phone(Visit {
+            campaign: news.clone(),
+            ..visit("a.com", T0, "/", true, 3)
+        }));
+        // Internal navigation: a view, never a source.
+        b.fold(&phone(visit("a.com", T0, "/next", false, 3)));
+
+        assert_eq!(
+            table(&b, Table::Sources),
+            [
+                (vec![None, None, None, None], 1, 1, 1.0),
+                (vec![None, s("news"), s("email"), None], 2, 2, 1.0),
+                (vec![s("ref.net"), None, None, None], 1, 1, 1.0),
+            ]
+        );
+        assert_eq!(
+            table(&b, Table::Devices),
+            [
+                (vec![s("Other"), s("Other"), s("desktop")], 2, 2, 2.0),
+                (vec![s("Safari"), s("iOS"), s("mobile")], 3, 2, 1.0),
+            ]
+        );
+        assert_eq!(
+            table(&b, Table::Countries),
+            [(vec![None], 2, 2, 2.0), (vec![s("FR")], 3, 2, 1.0)]
+        );
+
+        // Without a GeoIP database there is no countries table at all.
+        let mut off = Buckets::new(12).unwrap();
+        off.fold(&phone(visit("a.com", T0, "/", true, 1)));
+        assert_eq!(off.tables(), [Table::Pages, Table::Sources, Table::Devices]);
+        let batch = b.to_record_batch(Table::Sources).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.schema().field(2).name(), "referrer");
+    }
+
+    #[test]
+    fn a_flood_of_referrers_or_campaigns_folds_into_other() {
+        let limits = Limits {
+            max_pages: 2,
+            max_sites: 10,
+        };
+        let mut b = Buckets::new(12).unwrap().with_limits(limits);
+        let mut overflowed = 0;
+        for i in 0..5u64 {
+            let folded = b.fold(&Visit {
+                referrer: Some(format!("spam{i}.example").into()),
+                ..visit("a.com", T0, "/", true, i)
+            });
+            overflowed += u64::from(folded.source);
+        }
+        assert_eq!(overflowed, 3);
+        let rows = table(&b, Table::Sources);
+        assert_eq!(rows.len(), 3);
+        assert!(rows.contains(&(vec![Some(OVERFLOW.into()), None, None, None], 3, 3, 3.0)));
+        assert_eq!(
+            rows.iter().map(|r| r.2).sum::<i64>(),
+            5,
+            "every entry counts"
+        );
+    }
+
     #[test]
     fn closing_takes_only_finished_hours() {
         let mut b = Buckets::new(12).unwrap();
@@ -529,10 +954,11 @@ mod tests {
         assert!(b.has_closed(T0));
         assert!(b.take_closed(T0 - 1).is_empty());
         let closed = b.take_closed(T0 + 5);
-        assert_eq!(closed.iter().map(|r| r.2).collect::<Vec<_>>(), ["/old"]);
-        assert_eq!(b.iter().map(|r| r.2).collect::<Vec<_>>(), ["/new"]);
+        assert_eq!(pages(&closed)[0].2, "/old");
+        assert_eq!(pages(&closed).len(), 1);
+        assert_eq!(pages(&b)[0].2, "/new");
         assert!(!b.has_closed(T0 + 3599));
-        assert_eq!(b.take_all().len(), 1);
+        assert_eq!(pages(&b.take_all()).len(), 1);
         assert!(b.is_empty());
     }
 
@@ -553,7 +979,7 @@ mod tests {
         b.fold(&visit("a.com", T0 + 3600, "/a", true, 1));
         b.fold(&visit("a.com", T0, "/z", false, 2));
         b.fold(&visit("a.com", T0, "/a", true, 3));
-        let batch = b.to_record_batch().unwrap();
+        let batch = b.to_record_batch(Table::Pages).unwrap();
         let col = |i: usize| batch.column(i).clone();
         let sites = col(0);
         let sites = sites.as_any().downcast_ref::<StringArray>().unwrap();
@@ -593,7 +1019,7 @@ mod tests {
         for v in 0..3 {
             b.fold(&visit("a.com", T0, "/", true, v));
         }
-        let (_, _, _, bucket) = b.iter().next().unwrap();
+        let bucket = b.rows_of(Table::Pages).next().unwrap().bucket;
         // List mode: an 8-byte preamble and 4 bytes a coupon, not 2 KiB of
         // registers.
         assert!(bucket.visitors.to_sketch(12).serialize().len() <= 8 + 3 * 4);
@@ -602,9 +1028,9 @@ mod tests {
             "no sketch yet"
         );
         assert!(
-            std::mem::size_of::<PageBucket>() <= 40,
+            std::mem::size_of::<Bucket>() <= 40,
             "{}",
-            std::mem::size_of::<PageBucket>()
+            std::mem::size_of::<Bucket>()
         );
     }
 
@@ -624,26 +1050,23 @@ mod tests {
         outcomes.push(b.fold(&visit("d.com", T0, "/x", true, 11)));
         // A page already open keeps counting under its own name.
         outcomes.push(b.fold(&visit("a.com", T0, "/p0", true, 12)));
-        use Folded::*;
+        let exact = Folded::default();
+        let page = Folded {
+            page: true,
+            ..exact
+        };
+        let site = Folded {
+            site: true,
+            ..exact
+        };
         assert_eq!(
             outcomes,
-            [
-                Exact,
-                Exact,
-                Exact,
-                PageOverflow,
-                PageOverflow,
-                Exact,
-                SiteOverflow,
-                SiteOverflow,
-                Exact
-            ]
+            [exact, exact, exact, page, page, exact, site, site, exact]
         );
-        let mut keys: Vec<_> = b
-            .iter()
-            .map(|(s, _, p, b)| (s.to_owned(), p.to_owned(), b.views))
+        let keys: Vec<_> = pages(&b)
+            .into_iter()
+            .map(|(s, _, p, views, _)| (s, p, views))
             .collect();
-        keys.sort();
         assert_eq!(
             keys,
             [
@@ -655,13 +1078,15 @@ mod tests {
                 ("b.com".into(), "/".into(), 1),
             ]
         );
-        assert_eq!(
-            b.iter().map(|r| r.3.views).sum::<i64>(),
-            9,
-            "every view still counts"
-        );
+        for table in [Table::Pages, Table::Devices] {
+            assert_eq!(
+                b.rows_of(table).map(|r| r.bucket.views).sum::<i64>(),
+                9,
+                "every view still counts in {table:?}"
+            );
+        }
         // The limits are per hour.
-        assert_eq!(b.fold(&visit("a.com", T0 + 3600, "/p4", true, 1)), Exact);
+        assert_eq!(b.fold(&visit("a.com", T0 + 3600, "/p4", true, 1)), exact);
     }
 
     #[test]
@@ -676,17 +1101,38 @@ mod tests {
         // over 24 keys a key sees about 60 visitors: list and set mode at
         // lg_k 12, the dense HLL array at lg_k 5 (which leaves coupon mode
         // past 3 coupons), both at lg_k 8.
-        let one = (0..2usize, 0..3i64, 0..4usize, any::<bool>(), 0..3000u64).prop_map(
-            |(site, hour, page, entry, visitor)| {
-                visit(
-                    ["a.com", "b.org"][site],
-                    T0 + hour * 3600 + 17,
-                    ["/", "/x", "/y", "/z"][page],
-                    entry,
-                    visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                )
-            },
-        );
+        let one = (
+            (0..2usize, 0..3i64, 0..4usize, any::<bool>(), 0..3000u64),
+            (0..3usize, 0..3usize, 0..3usize),
+        )
+            .prop_map(
+                |((site, hour, page, entry, visitor), (source, device, country))| {
+                    let base = visit(
+                        ["a.com", "b.org"][site],
+                        T0 + hour * 3600 + 17,
+                        ["/", "/x", "/y", "/z"][page],
+                        entry,
+                        visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    );
+                    let campaign = Campaign {
+                        source: (source == 2).then(|| "news".into()),
+                        ..Campaign::default()
+                    };
+                    Visit {
+                        referrer: if entry {
+                            [None, Some("ref.net".into()), None][source].clone()
+                        } else {
+                            base.referrer.clone()
+                        },
+                        campaign,
+                        browser: [Browser::Chrome, Browser::Firefox, Browser::Safari][device],
+                        os: [Os::Windows, Os::Linux, Os::Ios][device],
+                        device: [Device::Desktop, Device::Desktop, Device::Mobile][device],
+                        country: [None, Country::new("DE"), Country::new("FR")][country],
+                        ..base
+                    }
+                },
+            );
         prop::collection::vec(one, 0..1500)
     }
 
@@ -702,7 +1148,7 @@ mod tests {
             cuts in prop::collection::vec(0..1500usize, 0..4),
             lg_k in prop::sample::select(vec![5u8, 8, 12]),
         ) {
-            let mut whole = Buckets::new(lg_k).unwrap();
+            let mut whole = Buckets::new(lg_k).unwrap().with_countries(true);
             for v in &visits {
                 whole.fold(v);
             }
@@ -711,9 +1157,9 @@ mod tests {
             bounds.push(0);
             bounds.push(visits.len());
             bounds.sort_unstable();
-            let mut merged = Buckets::new(lg_k).unwrap();
+            let mut merged = Buckets::new(lg_k).unwrap().with_countries(true);
             for w in bounds.windows(2) {
-                let mut part = Buckets::new(lg_k).unwrap();
+                let mut part = Buckets::new(lg_k).unwrap().with_countries(true);
                 for v in &visits[w[0]..w[1]] {
                     part.fold(v);
                 }
@@ -724,11 +1170,12 @@ mod tests {
             // and unioned per key as any engine would.
             let written = |b: &Buckets| {
                 let mut rows: Vec<_> = b
-                    .iter()
-                    .map(|(s, h, p, bucket)| {
-                        let image = canonical_image(&bucket.visitors.to_sketch(lg_k), lg_k);
+                    .rows()
+                    .map(|r| {
+                        let image = canonical_image(&r.bucket.visitors.to_sketch(lg_k), lg_k);
                         let sketch = HllSketch::deserialize(&image).unwrap();
-                        ((s.to_owned(), h, p.to_owned()), bucket.views, bucket.entries, union_estimate(lg_k, [&sketch]))
+                        let dims = r.dims.map(|d| d.map(str::to_owned));
+                        ((r.table, r.site.to_owned(), r.hour, dims), r.bucket.views, r.bucket.entries, union_estimate(lg_k, [&sketch]))
                     })
                     .collect::<Vec<_>>();
                 rows.sort_by(|a, b| a.0.cmp(&b.0));

@@ -14,10 +14,9 @@
 //! as well as in a file. So before a flush writes anything, the checkpoint is
 //! saved with the rows it is about to write marked *pending*, under a random
 //! flush id that also goes into each data file's name. At restart, pending
-//! rows whose date partition holds a file with that id were written and are
-//! dropped; the others were not, and are restored.
+//! rows whose table's date partition holds a file with that id were written
+//! and are dropped; the others were not, and are restored.
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,13 +32,15 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::buckets::{Buckets, PageBucket, date_of};
+use crate::buckets::{Bucket, Buckets, DimText, MAX_DIMS, Row, date_of};
 use crate::error::Error;
 use crate::writer::{flush_token, partition_dir};
 use footfall_schemas::tables::Table;
 
 const FILE: &str = "checkpoint";
-const VERSION: &str = "1";
+/// 2: rows of every table (`table`, dimensions `d0`..`d3`). 1: `pages`
+/// rows only (`page`), still read so an upgrade after a crash loses nothing.
+const VERSION: &str = "2";
 const KEY_VERSION: &str = "footfall.checkpoint.version";
 const KEY_FLUSH: &str = "footfall.checkpoint.pending_flush";
 const KEY_LG_K: &str = "footfall.hll.lg_k";
@@ -67,39 +68,58 @@ pub fn save(
     fs::create_dir_all(state_dir).map_err(Error::io("creating", state_dir))?;
     let target = path(state_dir);
     let tmp = state_dir.join(format!("{FILE}.tmp"));
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
+        Field::new("table", DataType::Utf8, false),
         Field::new("site", DataType::Utf8, false),
         Field::new("hour", DataType::Int64, false),
-        Field::new("page", DataType::Utf8, false),
+    ];
+    fields.extend((0..MAX_DIMS).map(|i| Field::new(format!("d{i}"), DataType::Utf8, true)));
+    fields.extend([
         Field::new("views", DataType::Int64, false),
         Field::new("entries", DataType::Int64, false),
         Field::new("visitors", DataType::Binary, false),
         Field::new("pending", DataType::Boolean, false),
-    ]));
-    let mut rows: Vec<(&str, i64, &str, &PageBucket, bool)> = Vec::new();
+    ]);
+    let schema = Arc::new(Schema::new(fields));
+    let mut rows: Vec<(Row<'_>, bool)> = Vec::new();
     for b in unwritten {
-        rows.extend(b.iter().map(|(s, h, p, b)| (s, h, p, b, false)));
+        rows.extend(b.rows().map(|r| (r, false)));
     }
     if let Some(p) = &pending {
-        rows.extend(p.buckets.iter().map(|(s, h, p, b)| (s, h, p, b, true)));
+        rows.extend(p.buckets.rows().map(|r| (r, true)));
     }
     // The sketch as it is, HIP state included: a restored bucket goes on
     // folding exactly as if there had been no crash.
     let images: Vec<Vec<u8>> = rows
         .iter()
-        .map(|r| r.3.visitors.to_sketch(lg_k).serialize())
+        .map(|(r, _)| r.bucket.visitors.to_sketch(lg_k).serialize())
         .collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3.views))),
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(r, _)| r.table.name()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|(r, _)| r.site),
+        )),
         Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.3.entries),
+            rows.iter().map(|(r, _)| r.hour),
+        )),
+    ];
+    for i in 0..MAX_DIMS {
+        columns.push(Arc::new(StringArray::from_iter(
+            rows.iter().map(|(r, _)| r.dims[i]),
+        )));
+    }
+    columns.extend([
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.bucket.views),
+        )) as ArrayRef,
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.bucket.entries),
         )),
         Arc::new(BinaryArray::from_iter_values(images.iter())),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.4)))),
-    ];
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(*p)))),
+    ]);
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::Arrow)?;
     let mut kv = vec![
         KeyValue::new(KEY_VERSION.into(), VERSION.to_string()),
@@ -188,8 +208,9 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
         path: target.clone(),
         what,
     };
-    if get(KEY_VERSION).as_deref() != Some(VERSION) {
-        return Err(corrupt(format!("unknown version {:?}", get(KEY_VERSION))));
+    let version = get(KEY_VERSION);
+    if !matches!(version.as_deref(), Some("1" | "2")) {
+        return Err(corrupt(format!("unknown version {version:?}")));
     }
     let lg_k = get(KEY_LG_K).and_then(|v| v.parse::<u8>().ok());
     if lg_k != Some(into.lg_k()) {
@@ -202,66 +223,66 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
 
     let mut buckets = into;
     let mut already_written = 0;
-    // Dates whose partition holds a file of the interrupted flush.
-    let mut written_dates = BTreeSet::new();
-    let mut checked_dates = BTreeSet::new();
+    // (table, date) partitions checked for a file of the interrupted flush,
+    // and whether they hold one.
+    let mut written = std::collections::BTreeMap::new();
     for batch in reader.build().map_err(parquet_err)? {
         let batch = batch.map_err(|e| parquet_err(e.into()))?;
-        let col = |i: usize| batch.column(i).clone();
-        let (sites, hours, pages, views, entries, sketches, pending) =
-            (col(0), col(1), col(2), col(3), col(4), col(5), col(6));
-        let bad = || corrupt("unexpected column types".into());
-        let sites = sites
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(bad)?;
-        let hours = hours
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(bad)?;
-        let pages = pages
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(bad)?;
-        let views = views
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(bad)?;
-        let entries = entries
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(bad)?;
-        let sketches = sketches
-            .as_any()
-            .downcast_ref::<BinaryArray>()
-            .ok_or_else(bad)?;
-        let pending = pending
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(bad)?;
+        let bad = |name: &str| corrupt(format!("column {name} missing or of another type"));
+        fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Option<&'b T> {
+            batch.column_by_name(name)?.as_any().downcast_ref::<T>()
+        }
+        let strings = |name: &str| column::<StringArray>(&batch, name).ok_or_else(|| bad(name));
+        let ints = |name: &str| column::<Int64Array>(&batch, name).ok_or_else(|| bad(name));
+        // Version 1 had no table column and one dimension, `page`.
+        let tables = column::<StringArray>(&batch, "table");
+        let dims: Vec<&StringArray> = if tables.is_some() {
+            (0..MAX_DIMS)
+                .map(|i| strings(&format!("d{i}")))
+                .collect::<Result<_, _>>()?
+        } else {
+            vec![strings("page")?]
+        };
+        let (sites, hours) = (strings("site")?, ints("hour")?);
+        let (views, entries) = (ints("views")?, ints("entries")?);
+        let sketches = column::<BinaryArray>(&batch, "visitors").ok_or_else(|| bad("visitors"))?;
+        let pending = column::<BooleanArray>(&batch, "pending").ok_or_else(|| bad("pending"))?;
         for i in 0..batch.num_rows() {
+            let table = match tables {
+                None => Table::Pages,
+                Some(t) => Table::ALL
+                    .into_iter()
+                    .find(|table| table.name() == t.value(i))
+                    .ok_or_else(|| corrupt(format!("row {i}: unknown table {:?}", t.value(i))))?,
+            };
             let hour = hours.value(i);
             if pending.value(i) {
                 let date = date_of(hour);
-                if checked_dates.insert(date)
-                    && let Some(token) = &pending_flush
-                    && partition_has(data_dir, date, token)
-                {
-                    written_dates.insert(date);
-                }
-                if written_dates.contains(&date) {
+                let was_written = *written.entry((table, date)).or_insert_with(|| {
+                    pending_flush
+                        .as_deref()
+                        .is_some_and(|token| partition_has(data_dir, table, date, token))
+                });
+                if was_written {
                     already_written += 1;
                     continue;
                 }
             }
             let sketch = HllSketch::deserialize(sketches.value(i))
                 .map_err(|e| corrupt(format!("row {i}: not an HLL sketch: {e}")))?;
-            buckets.insert(
-                sites.value(i),
-                hour,
-                pages.value(i),
-                PageBucket::from_parts(views.value(i), entries.value(i), sketch),
-            );
+            let mut text: DimText<'_> = [None; MAX_DIMS];
+            for (slot, column) in text.iter_mut().zip(&dims) {
+                *slot = column.is_valid(i).then(|| column.value(i));
+            }
+            buckets
+                .insert(
+                    table,
+                    sites.value(i),
+                    hour,
+                    text,
+                    Bucket::from_parts(views.value(i), entries.value(i), sketch),
+                )
+                .ok_or_else(|| corrupt(format!("row {i}: invalid {} dimensions", table.name())))?;
         }
     }
     Ok(Some(Restored {
@@ -270,8 +291,8 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
     }))
 }
 
-fn partition_has(data_dir: &Path, date: chrono::NaiveDate, token: &str) -> bool {
-    let dir = partition_dir(data_dir, Table::Pages, date);
+fn partition_has(data_dir: &Path, table: Table, date: chrono::NaiveDate, token: &str) -> bool {
+    let dir = partition_dir(data_dir, table, date);
     fs::read_dir(dir).is_ok_and(|entries| {
         entries.flatten().any(|e| {
             let name = e.file_name();
@@ -285,20 +306,18 @@ fn partition_has(data_dir: &Path, date: chrono::NaiveDate, token: &str) -> bool 
 mod tests {
     use super::*;
     use crate::writer::write_file;
-    use footfall_schemas::{Visit, VisitorKey};
+    use footfall_schemas::{Country, Visit, VisitorKey};
 
     const T0: i64 = 1_764_079_200; // 2025-11-25T14:00:00Z
 
     fn buckets(visits: &[(&str, i64, u64)]) -> Buckets {
-        let mut b = Buckets::new(12).unwrap();
+        let mut b = Buckets::new(12).unwrap().with_countries(true);
         for &(page, time, visitor) in visits {
+            let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             b.fold(&Visit {
-                site: "a.com".into(),
-                time,
-                page: page.into(),
-                referrer: None,
-                entry: true,
-                visitor: VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                referrer: Some("ref.net".into()),
+                country: Country::new("DE"),
+                ..Visit::landing("a.com", time, page, key)
             });
         }
         b
@@ -306,8 +325,8 @@ mod tests {
 
     fn views(b: &Buckets) -> Vec<(String, i64, i64)> {
         let mut v: Vec<_> = b
-            .iter()
-            .map(|(_, h, p, b)| (p.to_owned(), h, b.views))
+            .rows_of(Table::Pages)
+            .map(|r| (r.dims[0].unwrap().to_owned(), r.hour, r.bucket.views))
             .collect();
         v.sort();
         v
@@ -319,7 +338,8 @@ mod tests {
         let state = tmp.path().join("_state");
         let open = buckets(&[("/a", T0, 1), ("/a", T0 + 1, 2), ("/b", T0 + 3600, 3)]);
         let failed = buckets(&[("/old", T0 - 7200, 4)]);
-        assert_eq!(save(&state, 12, &[&open, &failed], None).unwrap(), 3);
+        // Pages, sources, devices, countries: a row each per (hour, page).
+        assert_eq!(save(&state, 12, &[&open, &failed], None).unwrap(), 3 * 4);
         assert!(!path(&state).to_string_lossy().ends_with(".parquet"));
 
         let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
@@ -334,8 +354,37 @@ mod tests {
                 ("/old".into(), T0 - 7200, 1)
             ]
         );
-        let (_, _, _, a) = restored.buckets.iter().find(|r| r.2 == "/a").unwrap();
-        assert_eq!(a.visitors.to_sketch(12).estimate().round(), 2.0);
+        let a = restored
+            .buckets
+            .rows()
+            .find(|r| r.dims[0] == Some("/a"))
+            .unwrap();
+        assert_eq!(a.bucket.visitors.to_sketch(12).estimate().round(), 2.0);
+        // Every table comes back, nulls and all.
+        let tables = |b: &Buckets| {
+            let mut rows: Vec<_> = b
+                .rows()
+                .map(|r| {
+                    (
+                        r.table,
+                        r.hour,
+                        r.dims.map(|d| d.map(str::to_owned)),
+                        r.bucket.views,
+                        r.bucket.entries,
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let mut all = Buckets::new(12).unwrap().with_countries(true);
+        all.merge(buckets(&[
+            ("/a", T0, 1),
+            ("/a", T0 + 1, 2),
+            ("/b", T0 + 3600, 3),
+        ]));
+        all.merge(buckets(&[("/old", T0 - 7200, 4)]));
+        assert_eq!(tables(&restored.buckets), tables(&all));
 
         remove(&state).unwrap();
         assert!(
@@ -370,22 +419,38 @@ mod tests {
         assert_eq!(restored.already_written, 0);
         assert_eq!(views(&restored.buckets).len(), 2);
 
-        // Crash after it appeared: they were written, and are dropped.
-        for (date, part) in closing.split_by_date() {
-            write_file(
-                tmp.path(),
-                Table::Pages,
-                date,
-                12,
-                flush_id,
-                &part.to_record_batch().unwrap(),
-            )
-            .unwrap();
-        }
+        // Crash after the pages file appeared but before the others: only
+        // the pages rows were written. The pending mark is per (table, date).
+        let write = |table: Table| {
+            for (date, part) in closing.clone().split_by_date() {
+                let batch = part.to_record_batch(table).unwrap();
+                write_file(tmp.path(), table, date, 12, flush_id, &batch).unwrap();
+            }
+        };
+        write(Table::Pages);
         let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(restored.already_written, 1);
+        assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
+        let pending_tables: Vec<Table> = restored
+            .buckets
+            .rows()
+            .filter(|r| r.hour == T0)
+            .map(|r| r.table)
+            .collect();
+        assert_eq!(pending_tables.len(), 3, "{pending_tables:?}");
+        assert!(!pending_tables.contains(&Table::Pages));
+
+        // Crash after every file appeared: all of the flush is dropped.
+        for table in [Table::Sources, Table::Devices, Table::Countries] {
+            write(table);
+        }
+        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(restored.already_written, 4);
+        assert_eq!(restored.buckets.rows().filter(|r| r.hour == T0).count(), 0);
         assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
     }
 

@@ -35,6 +35,9 @@ pub struct AggregatorConfig {
     pub checkpoint_interval: Duration,
     /// Bounds on the buckets one hour may open.
     pub limits: Limits,
+    /// Whether to write the `countries` table (visits carry a country only
+    /// when a GeoIP database was given).
+    pub countries: bool,
 }
 
 /// Open buckets behind one mutex, and the machinery to write them.
@@ -74,6 +77,7 @@ struct Metrics {
     checkpoint_errors: AtomicU64,
     last_checkpoint_micros: AtomicU64,
     page_overflow: AtomicU64,
+    source_overflow: AtomicU64,
     site_overflow: AtomicU64,
 }
 
@@ -90,13 +94,18 @@ impl Aggregator {
     /// Aggregates a crash left in `_state/checkpoint` are restored into the
     /// open buckets: closed hours among them are written on the first tick.
     pub fn open(config: AggregatorConfig) -> Result<Self, Error> {
-        let empty = Buckets::new(config.lg_k)?.with_limits(config.limits);
+        let empty = Buckets::new(config.lg_k)?
+            .with_limits(config.limits)
+            .with_countries(config.countries);
         fs::create_dir_all(&config.data_dir)
             .map_err(Error::io("creating data dir", &config.data_dir))?;
         // First, before touching anything another process may be using.
         let lock = lock_data_dir(&config.data_dir.join(STATE_DIR))?;
         check_lg_k(&config.data_dir, config.lg_k)?;
-        let stale = crate::writer::remove_stale_temporaries(&config.data_dir, Table::Pages);
+        let stale: usize = Table::ALL
+            .into_iter()
+            .map(|table| crate::writer::remove_stale_temporaries(&config.data_dir, table))
+            .sum();
         if stale > 0 {
             tracing::info!(
                 files = stale,
@@ -226,31 +235,35 @@ impl Aggregator {
         }
 
         let lg_k = todo.lg_k();
-        let mut unwritten = Buckets::new(lg_k)?.with_limits(self.config.limits);
+        let mut unwritten = Buckets::new(lg_k)?
+            .with_limits(self.config.limits)
+            .with_countries(self.config.countries);
         let mut first_error = None;
         for (date, part) in todo.split_by_date() {
-            let written = part.to_record_batch().and_then(|batch| {
-                write_file(
-                    &self.config.data_dir,
-                    Table::Pages,
-                    date,
-                    lg_k,
-                    flush_id,
-                    &batch,
-                )
-            });
-            match written {
-                Ok(w) => {
-                    self.metrics.files.fetch_add(1, Relaxed);
-                    self.metrics.rows.fetch_add(w.rows as u64, Relaxed);
-                    self.metrics.bytes.fetch_add(w.bytes, Relaxed);
-                    tracing::info!(path = %w.path.display(), rows = w.rows, bytes = w.bytes, "wrote file");
+            // One file per table with rows. A table whose write fails keeps
+            // only its own rows for the retry: the others are in files now,
+            // and the pending mark is per (table, date).
+            let mut failed_tables = Vec::new();
+            for table in part.tables() {
+                let written = part.to_record_batch(table).and_then(|batch| {
+                    write_file(&self.config.data_dir, table, date, lg_k, flush_id, &batch)
+                });
+                match written {
+                    Ok(w) => {
+                        self.metrics.files.fetch_add(1, Relaxed);
+                        self.metrics.rows.fetch_add(w.rows as u64, Relaxed);
+                        self.metrics.bytes.fetch_add(w.bytes, Relaxed);
+                        tracing::info!(path = %w.path.display(), rows = w.rows, bytes = w.bytes, "wrote file");
+                    }
+                    Err(e) => {
+                        self.metrics.write_errors.fetch_add(1, Relaxed);
+                        failed_tables.push(table);
+                        first_error.get_or_insert(e);
+                    }
                 }
-                Err(e) => {
-                    self.metrics.write_errors.fetch_add(1, Relaxed);
-                    unwritten.merge(part);
-                    first_error.get_or_insert(e);
-                }
+            }
+            if !failed_tables.is_empty() {
+                unwritten.merge(part.only(&failed_tables));
             }
         }
         self.metrics
@@ -378,13 +391,16 @@ impl VisitSink for Aggregator {
     fn record(&self, visit: Visit) {
         let folded = lock(&self.open).fold(&visit);
         self.dirty.fetch_add(1, Relaxed);
-        match folded {
-            Folded::Exact => {}
-            Folded::PageOverflow => {
-                self.metrics.page_overflow.fetch_add(1, Relaxed);
-            }
-            Folded::SiteOverflow => {
-                self.metrics.site_overflow.fetch_add(1, Relaxed);
+        if folded != Folded::default() {
+            let m = &self.metrics;
+            for (hit, counter) in [
+                (folded.page, &m.page_overflow),
+                (folded.source, &m.source_overflow),
+                (folded.site, &m.site_overflow),
+            ] {
+                if hit {
+                    counter.fetch_add(1, Relaxed);
+                }
             }
         }
     }
@@ -402,11 +418,11 @@ impl VisitSink for Aggregator {
         let m = &self.metrics;
         let load = |a: &AtomicU64| a.load(Relaxed);
         let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
-        let series: [(&str, &str, &str, String); 12] = [
+        let series: [(&str, &str, &str, String); 13] = [
             (
                 "footfall_open_buckets",
                 "gauge",
-                "Open (site, hour, page) buckets in memory.",
+                "Open buckets (rows of every table) in memory.",
                 open.to_string(),
             ),
             (
@@ -466,8 +482,14 @@ impl VisitSink for Aggregator {
             (
                 "footfall_overflow_views_total{kind=\"page\"}",
                 "counter",
-                "Views counted under page (other) because their site had --max-pages pages that hour; kind=site: under site (other), past --max-sites.",
+                "Views counted under page (other) because their site had --max-pages pages that hour; kind=source: landings under referrer (other), past --max-pages sources; kind=site: under site (other), past --max-sites.",
                 load(&m.page_overflow).to_string(),
+            ),
+            (
+                "footfall_overflow_views_total{kind=\"source\"}",
+                "",
+                "",
+                load(&m.source_overflow).to_string(),
             ),
             (
                 "footfall_overflow_views_total{kind=\"site\"}",
@@ -547,25 +569,19 @@ mod tests {
             checkpoint_interval: Duration::from_secs(10),
             flush_interval: None,
             limits: Limits::default(),
+            countries: false,
         }
     }
 
     fn visit(time: i64, page: &str) -> Visit {
-        Visit {
-            site: "a.com".into(),
-            time,
-            page: page.into(),
-            referrer: None,
-            entry: true,
-            visitor: VisitorKey::from_hash(time as u64),
-        }
+        Visit::landing("a.com", time, page, VisitorKey::from_hash(time as u64))
     }
 
     fn parquet_files(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_owned()];
         while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap().flatten() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
@@ -616,15 +632,20 @@ mod tests {
         agg.record(visit(t0 + 1, "/closed"));
         agg.record(visit(t0 + 3601, "/open"));
         agg.flush(Some(t0 + 3602)).unwrap();
-        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        // One file per table with rows: pages, sources, devices (countries
+        // only with a GeoIP database).
+        assert_eq!(parquet_files(tmp.path()).len(), 3);
+        for table in ["pages", "sources", "devices"] {
+            assert_eq!(parquet_files(&tmp.path().join(table)).len(), 1, "{table}");
+        }
         agg.flush(Some(t0 + 3603)).unwrap();
         assert_eq!(
             parquet_files(tmp.path()).len(),
-            1,
+            3,
             "nothing new closed, nothing written"
         );
         agg.flush(None).unwrap();
-        assert_eq!(parquet_files(tmp.path()).len(), 2);
+        assert_eq!(parquet_files(&tmp.path().join("pages")).len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -657,7 +678,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        assert_eq!(parquet_files(&tmp.path().join("pages")).len(), 1);
         assert!(lock(&agg.open).is_empty());
         stop_tx.send(()).unwrap();
         ticker.await.unwrap();
@@ -679,7 +700,7 @@ mod tests {
         };
         agg.flush_all(10).await.unwrap();
         unblock.join().unwrap();
-        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        assert_eq!(parquet_files(&tmp.path().join("pages")).len(), 1);
         assert!(agg.health().is_ok());
     }
 
@@ -698,12 +719,15 @@ mod tests {
         assert!(health.contains("pages"), "{health}");
         let mut m = String::new();
         agg.render_metrics(&mut m);
+        // Only the pages row waits: the other tables' files were written.
         assert!(m.contains("footfall_unwritten_buckets 1"), "{m}");
         assert!(m.contains("footfall_write_errors_total 1"), "{m}");
+        assert_eq!(parquet_files(tmp.path()).len(), 2);
 
         fs::remove_file(&table_dir).unwrap();
         agg.flush(None).unwrap();
-        assert_eq!(parquet_files(tmp.path()).len(), 1);
+        assert_eq!(parquet_files(&tmp.path().join("pages")).len(), 1);
+        assert_eq!(parquet_files(tmp.path()).len(), 3, "nothing written twice");
         assert!(agg.health().is_ok());
     }
 }

@@ -199,16 +199,14 @@ mod tests {
     fn round_trips_through_parquet_with_metadata() {
         let mut b = Buckets::new(12).unwrap();
         for i in 0..50u64 {
+            let key = VisitorKey::from_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let page = format!("/p{}", i % 5);
             b.fold(&Visit {
-                site: "a.com".into(),
-                time: 1_764_079_200 + i as i64,
-                page: format!("/p{}", i % 5).into(),
-                referrer: None,
                 entry: i % 2 == 0,
-                visitor: VisitorKey::from_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                ..Visit::landing("a.com", 1_764_079_200 + i as i64, &page, key)
             });
         }
-        let batch = b.to_record_batch().unwrap();
+        let batch = b.to_record_batch(Table::Pages).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
         let w = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap();
@@ -272,7 +270,7 @@ mod tests {
         let blocker = tmp.path().join("pages");
         fs::write(&blocker, "a file where a folder should be").unwrap();
         let b = Buckets::new(12).unwrap();
-        let batch = b.to_record_batch().unwrap();
+        let batch = b.to_record_batch(Table::Pages).unwrap();
         let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
         let e = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap_err();
         assert!(e.to_string().contains("pages"), "{e}");

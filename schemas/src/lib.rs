@@ -6,16 +6,24 @@
 //!   string, so nothing after the collector can store them.
 //! - [`VisitSink`]: where visits go; the aggregator implements it, the
 //!   collector calls it, and neither crate depends on the other.
+//! - [`dims`]: the closed vocabularies of the dimension tables (browser,
+//!   OS and device families, country codes).
 //! - [`tables`]: the Arrow schema of every table written to disk, and the
 //!   key-value metadata every file carries.
 //!
 //! This crate knows nothing of HTTP, tokio or Parquet writing.
 
+pub mod dims;
 pub mod tables;
+
+pub use dims::{Browser, Country, Device, Os};
 
 use std::fmt;
 
 /// One anonymous page view of one site, as it leaves the collector.
+///
+/// Every field is a value of a closed vocabulary or text cut down to what a
+/// table stores; none can hold an address, a User-Agent or a query string.
 ///
 /// Built only by the collector's `anonymise`; everything identifying was
 /// consumed there and does not exist past this point.
@@ -32,8 +40,56 @@ pub struct Visit {
     pub referrer: Option<Box<str>>,
     /// True when the view is a landing: no referrer, or one from another site.
     pub entry: bool,
+    /// The campaign parameters of the page URL, for landings only: the
+    /// three allow-listed values, nothing else of the query.
+    pub campaign: Campaign,
+    /// Browser family, from the User-Agent (which ends in the collector).
+    pub browser: Browser,
+    /// Operating system family, from the User-Agent.
+    pub os: Os,
+    /// Device class, from the screen width or else the User-Agent.
+    pub device: Device,
+    /// The country of the client address, when a database was given and
+    /// knows it. The address itself ends in the collector.
+    pub country: Option<Country>,
     /// Keyed hash of (site, IP, User-Agent) under the day's secret salt.
     pub visitor: VisitorKey,
+}
+
+impl Visit {
+    /// A landing on `page` with no referrer, campaign or country, from an
+    /// unknown desktop browser: the base that tests and benchmarks vary.
+    pub fn landing(site: &str, time: i64, page: &str, visitor: VisitorKey) -> Self {
+        Self {
+            site: site.into(),
+            time,
+            page: page.into(),
+            referrer: None,
+            entry: true,
+            campaign: Campaign::default(),
+            browser: Browser::Other,
+            os: Os::Other,
+            device: Device::Desktop,
+            country: None,
+            visitor,
+        }
+    }
+}
+
+/// The `utm_source`, `utm_medium` and `utm_campaign` values of a landing
+/// page's URL (trimmed, bounded in length; absent when empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Campaign {
+    pub source: Option<Box<str>>,
+    pub medium: Option<Box<str>>,
+    pub campaign: Option<Box<str>>,
+}
+
+impl Campaign {
+    /// True when no parameter was given.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.medium.is_none() && self.campaign.is_none()
+    }
 }
 
 impl fmt::Debug for Visit {
@@ -44,6 +100,11 @@ impl fmt::Debug for Visit {
             .field("page", &self.page)
             .field("referrer", &self.referrer)
             .field("entry", &self.entry)
+            .field("campaign", &self.campaign)
+            .field("browser", &self.browser)
+            .field("os", &self.os)
+            .field("device", &self.device)
+            .field("country", &self.country)
             .field("visitor", &self.visitor)
             .finish()
     }

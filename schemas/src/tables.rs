@@ -43,32 +43,97 @@ pub mod meta {
 }
 
 /// The tables footfall writes. Each lives in `<data-dir>/<name>/date=YYYY-MM-DD/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Every table has the same shape: `site`, `hour`, its dimension columns,
+/// its counts, `visitors`. The one rule for readers holds for all of them:
+/// `SUM` the counts and union the sketches of rows with the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// Views, entries and visitors per (site, hour, page).
     Pages,
+    /// Entries and visitors per (site, hour, referrer host, campaign):
+    /// landings only, since internal navigation is not a source.
+    Sources,
+    /// Views and visitors per (site, hour, browser, os, device).
+    Devices,
+    /// Views and visitors per (site, hour, country); only with a GeoIP
+    /// database.
+    Countries,
+}
+
+/// A count column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Page views.
+    Views,
+    /// Landings: views whose referrer is absent or another site.
+    Entries,
+}
+
+impl Count {
+    /// The column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Count::Views => "views",
+            Count::Entries => "entries",
+        }
+    }
 }
 
 impl Table {
+    /// Every table, in the order they are written.
+    pub const ALL: [Table; 4] = [
+        Table::Pages,
+        Table::Sources,
+        Table::Devices,
+        Table::Countries,
+    ];
+
     /// The folder and metadata name of the table.
     pub fn name(self) -> &'static str {
         match self {
             Table::Pages => "pages",
+            Table::Sources => "sources",
+            Table::Devices => "devices",
+            Table::Countries => "countries",
+        }
+    }
+
+    /// The dimension columns between `hour` and the counts, and whether
+    /// each may be null. All are Utf8.
+    pub fn dims(self) -> &'static [(&'static str, bool)] {
+        match self {
+            Table::Pages => &[("page", false)],
+            Table::Sources => &[
+                ("referrer", true),
+                ("utm_source", true),
+                ("utm_medium", true),
+                ("utm_campaign", true),
+            ],
+            Table::Devices => &[("browser", false), ("os", false), ("device", false)],
+            Table::Countries => &[("country", true)],
+        }
+    }
+
+    /// The count columns after the dimensions.
+    pub fn counts(self) -> &'static [Count] {
+        match self {
+            Table::Pages => &[Count::Views, Count::Entries],
+            Table::Sources => &[Count::Entries],
+            Table::Devices | Table::Countries => &[Count::Views],
         }
     }
 
     /// The table's Arrow schema, with the file metadata for `lg_k` attached.
     pub fn schema(self, lg_k: u8) -> SchemaRef {
-        let fields = match self {
-            Table::Pages => vec![
-                Field::new("site", DataType::Utf8, false),
-                hour_field(),
-                Field::new("page", DataType::Utf8, false),
-                Field::new("views", DataType::Int64, false),
-                Field::new("entries", DataType::Int64, false),
-                Field::new("visitors", DataType::Binary, false),
-            ],
-        };
+        let mut fields = vec![Field::new("site", DataType::Utf8, false), hour_field()];
+        for &(name, nullable) in self.dims() {
+            fields.push(Field::new(name, DataType::Utf8, nullable));
+        }
+        for count in self.counts() {
+            fields.push(Field::new(count.name(), DataType::Int64, false));
+        }
+        fields.push(Field::new("visitors", DataType::Binary, false));
         Arc::new(Schema::new_with_metadata(fields, self.metadata(lg_k)))
     }
 
@@ -121,5 +186,42 @@ mod tests {
         assert_eq!(schema.metadata()[meta::HLL_LG_K], "12");
         assert_eq!(schema.metadata()[meta::HLL_TYPE], "HLL_4");
         assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "1");
+    }
+
+    #[test]
+    fn every_table_has_site_hour_dims_counts_visitors() {
+        let columns = |t: Table| -> Vec<String> {
+            t.schema(12)
+                .fields()
+                .iter()
+                .map(|f| format!("{}{}", f.name(), if f.is_nullable() { "?" } else { "" }))
+                .collect()
+        };
+        assert_eq!(
+            columns(Table::Sources),
+            [
+                "site",
+                "hour",
+                "referrer?",
+                "utm_source?",
+                "utm_medium?",
+                "utm_campaign?",
+                "entries",
+                "visitors"
+            ]
+        );
+        assert_eq!(
+            columns(Table::Devices),
+            [
+                "site", "hour", "browser", "os", "device", "views", "visitors"
+            ]
+        );
+        assert_eq!(
+            columns(Table::Countries),
+            ["site", "hour", "country?", "views", "visitors"]
+        );
+        for t in Table::ALL {
+            assert_eq!(t.schema(12).metadata()[meta::TABLE], t.name());
+        }
     }
 }
