@@ -153,6 +153,18 @@ struct ServeArgs {
     /// A request whose body has not fully arrived by then gets a 408.
     #[arg(long, env = "FOOTFALL_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     body_timeout: Duration,
+
+    /// A country database in MaxMind DB format (GeoLite2 Country or City,
+    /// DB-IP Lite, ip-location-db): write the `countries` table. Addresses
+    /// are looked up in memory and never stored.
+    #[arg(long, env = "FOOTFALL_GEOIP_DB", value_name = "PATH")]
+    geoip_db: Option<PathBuf>,
+
+    /// Drop beacons from browsers that send `Sec-GPC: 1` (Global Privacy
+    /// Control). Off by default: footfall stores no personal data, so GPC's
+    /// opt-out of sale and sharing does not require it.
+    #[arg(long, env = "FOOTFALL_HONOR_GPC")]
+    honor_gpc: bool,
 }
 
 /// A CIDR range, or a single address (`10.0.0.1` = `10.0.0.1/32`).
@@ -247,6 +259,15 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 async fn serve_async(args: ServeArgs) -> Result<()> {
     let allow_list = !args.sites.is_empty();
+    let geo = match &args.geoip_db {
+        None => None,
+        Some(path) => {
+            let db = footfall_collector::GeoDb::open(path)
+                .with_context(|| format!("--geoip-db {}", path.display()))?;
+            tracing::info!(database = %db.describe(), "countries from the GeoIP database");
+            Some(Arc::new(db))
+        }
+    };
     let sites = if args.sites.is_empty() {
         tracing::warn!(
             "no --site given: counting beacons for any site; set --site to accept only yours"
@@ -277,6 +298,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
                     args.max_sites
                 },
             },
+            countries: geo.is_some(),
         })
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?,
     );
@@ -290,6 +312,8 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             max_connections: args.max_connections,
             header_read_timeout: args.header_timeout,
             body_read_timeout: args.body_timeout,
+            geo,
+            honor_gpc: args.honor_gpc,
             ..CollectorConfig::default()
         },
         salts,

@@ -5,12 +5,14 @@ use std::fmt;
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use footfall_schemas::{Visit, VisitorKey};
+use footfall_schemas::{Campaign, Device, Visit, VisitorKey};
 use siphasher::sip::SipHasher24;
 
+use crate::agent::classify;
 use crate::beacon::Beacon;
 use crate::error::{BeaconError, DropReason};
-use crate::normalise::{on_site, page_url, referrer_host, site_id};
+use crate::geo::GeoDb;
+use crate::normalise::{campaign, on_site, page_url, referrer_host, site_id};
 
 /// How many sites one beacon may count for (`d` is a comma-separated list).
 /// Bounds the work and the rows a single request can cause.
@@ -25,6 +27,8 @@ pub struct Client<'a> {
     pub ip: IpAddr,
     /// The raw User-Agent header, empty when absent.
     pub user_agent: &'a [u8],
+    /// The browser sent `Sec-GPC: 1` (Global Privacy Control).
+    pub gpc: bool,
 }
 
 impl fmt::Debug for Client<'_> {
@@ -88,20 +92,35 @@ impl SiteFilter {
     }
 }
 
+/// What `anonymise` needs besides the beacon and its sender.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The key of the uniqueness window `now` falls in.
+    pub salt: SaltKey,
+    /// Arrival time, Unix seconds.
+    pub now: i64,
+    /// Which sites count.
+    pub sites: &'a SiteFilter,
+    /// Where countries come from, if anywhere.
+    pub geo: Option<&'a GeoDb>,
+    /// Drop beacons whose browser sent `Sec-GPC: 1`.
+    pub honor_gpc: bool,
+}
+
 /// Turns a beacon into one visit per site it counts for, appended to `out`.
 ///
 /// Returns `Ok(None)` when the beacon counted for every site it names,
 /// `Ok(Some(reason))` when it is well-formed but some site (or every site)
 /// did not count it, saying why for the first such site, and an error when
 /// it is malformed (bad URL or site id). Whatever was counted is in `out`.
-/// `now` is the arrival time in Unix seconds; `salt` is the key of the
-/// window `now` falls in.
+///
+/// The User-Agent is reduced to a browser family, OS family and device
+/// class (or marks a bot), and the address to a country; both are hashed
+/// into the visitor key, and neither goes further.
 pub fn anonymise(
     beacon: &Beacon<'_>,
     client: Client<'_>,
-    salt: SaltKey,
-    now: i64,
-    sites: &SiteFilter,
+    cx: &Context<'_>,
     out: &mut Vec<Visit>,
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
@@ -120,6 +139,12 @@ pub fn anonymise(
             site_ids.push(site);
         }
     }
+    let Some(agent) = classify(client.user_agent) else {
+        return Ok(Some(DropReason::Bot));
+    };
+    if cx.honor_gpc && client.gpc {
+        return Ok(Some(DropReason::Gpc));
+    }
     match &*beacon.name {
         "pageview" => {}
         "engagement" => return Ok(Some(DropReason::Engagement)),
@@ -127,9 +152,15 @@ pub fn anonymise(
     }
 
     let referrer = beacon.referrer.as_deref().and_then(referrer_host);
+    let device = beacon
+        .screen_width
+        .map_or(agent.device, Device::from_screen_width);
+    let country = cx.geo.and_then(|geo| geo.country(client.ip));
+    // Read only when some site counts the view as a landing.
+    let mut landing_campaign: Option<Campaign> = None;
     let mut dropped = None;
     for site in site_ids {
-        if !sites.allows(&site) {
+        if !cx.sites.allows(&site) {
             dropped.get_or_insert(DropReason::UnknownSite);
             continue;
         }
@@ -138,13 +169,25 @@ pub fn anonymise(
             continue;
         }
         let entry = referrer.as_deref().is_none_or(|r| !on_site(r, &site));
-        let visitor = visitor_key(salt, &site, client);
+        let campaign = if entry {
+            landing_campaign
+                .get_or_insert_with(|| campaign(&beacon.url))
+                .clone()
+        } else {
+            Campaign::default()
+        };
+        let visitor = visitor_key(cx.salt, &site, client);
         out.push(Visit {
             site: site.into(),
-            time: now,
+            time: cx.now,
             page: page.page.as_str().into(),
             referrer: referrer.as_deref().map(Into::into),
             entry,
+            campaign,
+            browser: agent.browser,
+            os: agent.os,
+            device,
+            country,
             visitor,
         });
     }
@@ -174,6 +217,7 @@ pub fn visitor_key(salt: SaltKey, site: &str, client: Client<'_>) -> VisitorKey 
 mod tests {
     use super::*;
     use crate::beacon::decode_json;
+    use footfall_schemas::{Browser, Country, Os};
 
     const SALT: SaltKey = SaltKey([7; 16]);
     const UA: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -182,6 +226,7 @@ mod tests {
         Client {
             ip: ip.parse().unwrap(),
             user_agent: UA,
+            gpc: false,
         }
     }
 
@@ -189,17 +234,113 @@ mod tests {
         body: &str,
         sites: &SiteFilter,
     ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
+        run_as(body, sites, client("203.0.113.9"), None, false)
+    }
+
+    fn run_as(
+        body: &str,
+        sites: &SiteFilter,
+        client: Client<'_>,
+        geo: Option<&GeoDb>,
+        honor_gpc: bool,
+    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
         let beacon = decode_json(body.as_bytes()).unwrap();
         let mut out = Vec::new();
-        let r = anonymise(
-            &beacon,
-            client("203.0.113.9"),
-            SALT,
-            1_700_000_000,
+        let cx = Context {
+            salt: SALT,
+            now: 1_700_000_000,
             sites,
-            &mut out,
-        );
+            geo,
+            honor_gpc,
+        };
+        let r = anonymise(&beacon, client, &cx, &mut out);
         (r, out)
+    }
+
+    #[test]
+    fn a_visit_carries_families_device_country_and_a_landing_campaign() {
+        let geo = GeoDb::open(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/data/geo-geolite2.mmdb"),
+        )
+        .unwrap();
+        let iphone = b"Mozilla/5.0 (iPhone; CPU iPhone OS 18_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/26.1 Mobile/15E148 Safari/604.1";
+        let phone = Client {
+            user_agent: iphone,
+            ..client("203.0.113.9")
+        };
+        let landing = r#"{"u":"https://example.com/?utm_source=news&utm_campaign=fall&id=9","d":"example.com","r":"https://www.google.com/search?q=x"}"#;
+        let (r, visits) = run_as(landing, &SiteFilter::any(), phone, Some(&geo), false);
+        assert_eq!(r, Ok(None));
+        let v = &visits[0];
+        assert_eq!(
+            (v.browser, v.os, v.device),
+            (Browser::Safari, Os::Ios, Device::Mobile)
+        );
+        assert_eq!(v.country, Country::new("DE"));
+        assert_eq!(v.campaign.source.as_deref(), Some("news"));
+        assert_eq!(v.campaign.medium, None);
+        assert_eq!(v.campaign.campaign.as_deref(), Some("fall"));
+
+        // The screen width wins over the User-Agent; navigation within the
+        // site has no campaign; an unknown address has no country.
+        let inner = r#"{"u":"https://example.com/b?utm_source=news","d":"example.com","r":"https://example.com/a","w":1280}"#;
+        let elsewhere = Client {
+            ip: "10.1.2.3".parse().unwrap(),
+            ..phone
+        };
+        let (_, visits) = run_as(inner, &SiteFilter::any(), elsewhere, Some(&geo), false);
+        let v = &visits[0];
+        assert_eq!(v.device, Device::Desktop);
+        assert!(!v.entry);
+        assert!(v.campaign.is_empty());
+        assert_eq!(v.country, None);
+
+        // No database: no country, whatever the address.
+        let (_, visits) = run_as(landing, &SiteFilter::any(), phone, None, false);
+        assert_eq!(visits[0].country, None);
+    }
+
+    #[test]
+    fn bots_and_gpc_are_dropped_with_their_reason() {
+        let body = r#"{"u":"https://example.com/","d":"example.com"}"#;
+        for ua in [
+            &b"curl/8.14.1"[..],
+            b"",
+            b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        ] {
+            let bot = Client {
+                user_agent: ua,
+                ..client("203.0.113.9")
+            };
+            let (r, visits) = run_as(body, &SiteFilter::any(), bot, None, true);
+            assert_eq!(r, Ok(Some(DropReason::Bot)));
+            assert!(visits.is_empty());
+        }
+        let gpc = Client {
+            gpc: true,
+            ..client("203.0.113.9")
+        };
+        let (r, visits) = run_as(body, &SiteFilter::any(), gpc, None, true);
+        assert_eq!(r, Ok(Some(DropReason::Gpc)));
+        assert!(visits.is_empty());
+        // Off by default: nothing personal is stored either way.
+        let (r, visits) = run_as(body, &SiteFilter::any(), gpc, None, false);
+        assert_eq!(r, Ok(None));
+        assert_eq!(visits.len(), 1);
+        // A malformed beacon is an error whoever sends it.
+        let bot = Client {
+            user_agent: b"curl/8.14.1",
+            ..client("203.0.113.9")
+        };
+        let (r, _) = run_as(
+            r#"{"u":"nope","d":"example.com"}"#,
+            &SiteFilter::any(),
+            bot,
+            None,
+            false,
+        );
+        assert_eq!(r, Err(BeaconError::InvalidUrl));
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub enum DropReason {
     UnknownSite,
     /// The page URL's host is neither the site nor one of its subdomains.
     UrlNotOnSite,
+    /// The User-Agent is a crawler, bot, headless browser, command-line
+    /// client or link previewer, or there is none.
+    Bot,
+    /// The browser sent `Sec-GPC: 1` and `--honor-gpc` is on.
+    Gpc,
 }
 
 impl DropReason {
@@ -100,14 +105,18 @@ impl DropReason {
             DropReason::Engagement => "engagement",
             DropReason::UnknownSite => "unknown-site",
             DropReason::UrlNotOnSite => "url-not-on-site",
+            DropReason::Bot => "bot",
+            DropReason::Gpc => "gpc",
         }
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::CustomEvent,
         DropReason::Engagement,
         DropReason::UnknownSite,
         DropReason::UrlNotOnSite,
+        DropReason::Bot,
+        DropReason::Gpc,
     ];
 }

@@ -4,18 +4,23 @@
 //! # Layout
 //! - [`beacon`]: `decode_json` / `decode_query`, pure, bytes to [`Beacon`].
 //! - [`normalise`]: URLs reduced to host and path, referrers to a host.
+//! - [`agent`]: a User-Agent reduced to bot, or browser, OS and device
+//!   families (isbot's and uap-core's lists, embedded).
 //! - [`anonymise`]: the one place that sees the client IP and User-Agent,
 //!   hashes them with the day's salt and lets them go.
 //! - [`salt`]: one secret salt per UTC day, destroyed when the day ends.
+//! - [`geo`]: the country of an address, from a MaxMind DB held in memory.
 //! - [`server`]: the hyper shell; `serve(listener, collector, shutdown)`.
 //! - [`metrics`]: counters behind `/metrics`.
 //!
 //! The pure parts (`beacon`, `normalise`, `anonymise`) do no I/O; the shell
 //! only calls them.
 
+pub mod agent;
 pub mod anonymise;
 pub mod beacon;
 pub mod error;
+pub mod geo;
 pub mod metrics;
 pub mod normalise;
 pub mod salt;
@@ -24,5 +29,6 @@ pub mod server;
 pub use anonymise::{Client, SaltKey, SiteFilter, anonymise, visitor_key};
 pub use beacon::{Beacon, decode_json, decode_query};
 pub use error::{BeaconError, DropReason};
+pub use geo::{GeoDb, GeoError};
 pub use salt::{SaltError, SaltStore};
 pub use server::{Collector, CollectorConfig, serve};

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 use url::{Host, Url};
 
+use footfall_schemas::Campaign;
+
 use crate::error::BeaconError;
 
 /// The parts of a page URL that survive anonymisation.
@@ -134,6 +136,54 @@ pub fn referrer_host(raw: &str) -> Option<String> {
     let url = Url::parse(raw).ok()?;
     let host = host_name(&url.host()?);
     (!host.is_empty()).then_some(host)
+}
+
+/// The longest campaign value kept, in characters. Real ones are short
+/// (`spring_sale`, `newsletter`); a bound keeps a crafted URL from making a
+/// row of any size.
+pub const MAX_CAMPAIGN_CHARS: usize = 100;
+
+/// The allow-listed campaign parameters of a page URL's query:
+/// `utm_source`, `utm_medium`, `utm_campaign` (the first of each), decoded
+/// as a form would be, trimmed, cut to [`MAX_CAMPAIGN_CHARS`], and absent
+/// when empty or when they hold control characters. Nothing else of the
+/// query is read.
+pub fn campaign(raw_url: &str) -> Campaign {
+    let mut out = Campaign::default();
+    // The query runs from the first `?` to a `#`; a `#` before any `?`
+    // means there is none.
+    let Some(start) = raw_url.find(['?', '#']) else {
+        return out;
+    };
+    if raw_url.as_bytes()[start] != b'?' {
+        return out;
+    }
+    let query = &raw_url[start + 1..];
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    if !query.contains("utm_") {
+        return out;
+    }
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match &*key {
+            "utm_source" => &mut out.source,
+            "utm_medium" => &mut out.medium,
+            "utm_campaign" => &mut out.campaign,
+            _ => continue,
+        };
+        if slot.is_some() {
+            continue;
+        }
+        let value = value.trim();
+        if value.is_empty() || value.chars().any(misleading) {
+            continue;
+        }
+        let end = value
+            .char_indices()
+            .nth(MAX_CAMPAIGN_CHARS)
+            .map_or(value.len(), |(i, _)| i);
+        *slot = Some(value[..end].trim_end().into());
+    }
+    out
 }
 
 /// Normalises one site id from `d`/`--site`: trimmed, lowercase, IDNA,
@@ -416,6 +466,56 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(referrer_host(raw).as_deref(), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn campaigns_keep_the_three_utm_values_and_nothing_else() {
+        let c = |s: Option<&str>, m: Option<&str>, n: Option<&str>| Campaign {
+            source: s.map(Into::into),
+            medium: m.map(Into::into),
+            campaign: n.map(Into::into),
+        };
+        let long = "x".repeat(300);
+        let long_url = format!("https://a.com/?utm_campaign={long}");
+        let cases: &[(&str, Campaign)] = &[
+            ("https://a.com/", c(None, None, None)),
+            (
+                "https://a.com/p?utm_source=news&utm_medium=email&utm_campaign=spring%20sale&id=42",
+                c(Some("news"), Some("email"), Some("spring sale")),
+            ),
+            (
+                "https://a.com/?utm_source=a+b&utm_source=second",
+                c(Some("a b"), None, None),
+            ),
+            (
+                "https://a.com/?utm_term=x&utm_content=y&email=me%40x.com",
+                c(None, None, None),
+            ),
+            (
+                "https://a.com/?utm_source=%20%20&utm_medium=",
+                c(None, None, None),
+            ),
+            (
+                "https://a.com/?utm_source=caf%C3%A9",
+                c(Some("café"), None, None),
+            ),
+            ("https://a.com/?utm_source=bad%0Aline", c(None, None, None)),
+            ("https://a.com/#/route?utm_source=frag", c(None, None, None)),
+            ("https://a.com/?x=1#utm_source=frag", c(None, None, None)),
+            (
+                "https://a.com/?utm_medium=cpc#top",
+                c(None, Some("cpc"), None),
+            ),
+            (
+                "https://a.com/?utm_source=%FF",
+                c(Some("\u{FFFD}"), None, None),
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(&campaign(url), want, "{url}");
+        }
+        let got = campaign(&long_url).campaign.unwrap();
+        assert_eq!(got.chars().count(), MAX_CAMPAIGN_CHARS);
     }
 
     #[test]

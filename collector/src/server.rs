@@ -27,9 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::anonymise::{Client, SiteFilter, anonymise};
+use crate::anonymise::{Client, Context, SiteFilter, anonymise};
 use crate::beacon::{Beacon, decode_json, decode_query};
 use crate::error::{BeaconError, DropReason};
+use crate::geo::GeoDb;
 use crate::metrics::Metrics;
 use crate::salt::SaltStore;
 
@@ -55,6 +56,10 @@ pub struct CollectorConfig {
     /// until one closes, so a flood of idle connections cannot exhaust
     /// memory or file descriptors.
     pub max_connections: usize,
+    /// Country lookups, when `--geoip-db` names a database.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Drop beacons whose browser sent `Sec-GPC: 1` (`--honor-gpc`).
+    pub honor_gpc: bool,
 }
 
 impl Default for CollectorConfig {
@@ -66,6 +71,8 @@ impl Default for CollectorConfig {
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
+            geo: None,
+            honor_gpc: false,
         }
     }
 }
@@ -89,6 +96,8 @@ impl std::fmt::Debug for Collector {
 impl Collector {
     /// A collector handing its visits to `sink`.
     pub fn new(config: CollectorConfig, salts: SaltStore, sink: Arc<dyn VisitSink>) -> Self {
+        // Compile the User-Agent lists now, not on the first beacon.
+        crate::agent::warm_up();
         Self {
             config,
             salts,
@@ -116,11 +125,20 @@ impl Collector {
             user_agent: headers
                 .get(header::USER_AGENT)
                 .map_or(&[][..], |v| v.as_bytes()),
+            gpc: headers
+                .get("sec-gpc")
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         };
         let now = chrono::Utc::now().timestamp();
-        let salt = self.salts.key_for(now);
+        let cx = Context {
+            salt: self.salts.key_for(now),
+            now,
+            sites: &self.config.sites,
+            geo: self.config.geo.as_deref(),
+            honor_gpc: self.config.honor_gpc,
+        };
         let mut visits = Vec::with_capacity(1);
-        let dropped = anonymise(&beacon, client, salt, now, &self.config.sites, &mut visits)?;
+        let dropped = anonymise(&beacon, client, &cx, &mut visits)?;
         let n = visits.len();
         for visit in visits {
             self.sink.record(visit);

@@ -4,7 +4,9 @@
 (function () {
   "use strict";
   var w = window, d = document, l = w.location, s = d.currentScript;
-  if (!s) return;
+  // A browser driven by automation (Selenium, Puppeteer, Playwright) is not
+  // a visitor.
+  if (!s || navigator.webdriver) return;
   // Beacons go where the script came from unless data-api says otherwise.
   var api = s.getAttribute("data-api") || new URL("/api/event", s.src).href;
   var site = s.getAttribute("data-domain") || l.hostname;

@@ -5,7 +5,10 @@
 //! Each `check_*` takes the raw fuzz input and panics when an invariant
 //! fails; a returned error from the code under test is not a failure.
 
-use footfall_collector::normalise::{on_site, page_url, referrer_host, site_id};
+use footfall_collector::anonymise::Context;
+use footfall_collector::normalise::{
+    MAX_CAMPAIGN_CHARS, on_site, page_url, referrer_host, site_id,
+};
 use footfall_collector::{
     Beacon, Client, SaltKey, SiteFilter, anonymise, anonymise::MAX_SITES_PER_BEACON,
     beacon::MAX_URL_LEN, decode_json, decode_query,
@@ -142,10 +145,18 @@ fn check_beacon(beacon: &Beacon<'_>) {
     let client = Client {
         ip: "203.0.113.9".parse().unwrap(),
         user_agent: b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        gpc: false,
     };
-    let salt = SaltKey::from_bytes([7; 16]);
+    let sites = SiteFilter::any();
+    let cx = Context {
+        salt: SaltKey::from_bytes([7; 16]),
+        now: NOW,
+        sites: &sites,
+        geo: None,
+        honor_gpc: false,
+    };
     let mut out = Vec::new();
-    let result = anonymise(beacon, client, salt, NOW, &SiteFilter::any(), &mut out);
+    let result = anonymise(beacon, client, &cx, &mut out);
 
     // The same beacon with a space before its URLs, which the WHATWG parser
     // drops, takes the full parse rather than a fast path: same outcome.
@@ -153,7 +164,7 @@ fn check_beacon(beacon: &Beacon<'_>) {
     slow.url = format!(" {}", beacon.url).into();
     slow.referrer = beacon.referrer.as_ref().map(|r| format!(" {r}").into());
     let mut slow_out = Vec::new();
-    let slow_result = anonymise(&slow, client, salt, NOW, &SiteFilter::any(), &mut slow_out);
+    let slow_result = anonymise(&slow, client, &cx, &mut slow_out);
     assert_eq!(slow_result, result, "fast and full parse of {beacon:?}");
     assert!(
         slow_out == out,
@@ -171,6 +182,22 @@ fn check_beacon(beacon: &Beacon<'_>) {
         check_site(&visit.site, &beacon.domain);
         if let Some(r) = &visit.referrer {
             check_referrer(r, beacon.referrer.as_deref().unwrap_or(""));
+        }
+        let c = &visit.campaign;
+        assert!(
+            visit.entry || c.is_empty(),
+            "campaign off a landing: {beacon:?}"
+        );
+        for value in [&c.source, &c.medium, &c.campaign].into_iter().flatten() {
+            assert!(
+                !value.is_empty() && value.trim() == &**value,
+                "campaign {value:?}"
+            );
+            assert!(
+                value.chars().count() <= MAX_CAMPAIGN_CHARS,
+                "campaign {value:?}"
+            );
+            assert!(!value.chars().any(char::is_control), "campaign {value:?}");
         }
     }
 }
