@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Conn, Server, read_pages, union_estimate};
+use crate::support::{Conn, Server, read_pages, read_table, union_estimate};
 
 /// The site the test pages pretend to be; Chromium resolves it to loopback.
 const SITE: &str = "example.com";
@@ -77,8 +77,32 @@ struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// How the test browser introduces itself: a person's desktop Chromium.
+/// Headless Chromium's own User-Agent says `HeadlessChrome`, which footfall
+/// rightly drops as a bot.
+const DESKTOP_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+
+/// Leaves `navigator.webdriver` false.
+const NOT_AUTOMATED: &str = "--disable-blink-features=AutomationControlled";
+
 impl Browser {
+    /// Chromium as a person's browser: a desktop User-Agent, and not marked
+    /// as driven by automation (the remote-debugging port that keeps it
+    /// running would otherwise set `navigator.webdriver`).
     fn open(url: &str) -> Browser {
+        // A laptop's window: the tracker reports its width, which makes the
+        // device class (headless Chromium's default 800 px is a tablet's).
+        Browser::launch(
+            url,
+            &[
+                &format!("--user-agent={DESKTOP_UA}"),
+                NOT_AUTOMATED,
+                "--window-size=1280,800",
+            ],
+        )
+    }
+
+    fn launch(url: &str, extra: &[&str]) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new(chromium())
             .args([
@@ -94,6 +118,7 @@ impl Browser {
                 &format!("--host-resolver-rules=MAP {SITE} 127.0.0.1"),
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
             .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -127,6 +152,11 @@ fn chromium() -> String {
 /// views. (More than expected shows up in the final assertions, with the
 /// pages named.)
 fn wait_for_views(server: &Server, views: u64) {
+    wait_for_metric(server, "footfall_views_total", views);
+}
+
+/// Polls `/metrics` until `series` reaches `at_least`.
+fn wait_for_metric(server: &Server, series: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = Conn::open(server.addr)
@@ -134,15 +164,15 @@ fn wait_for_views(server: &Server, views: u64) {
             .text();
         let seen: u64 = metrics
             .lines()
-            .find_map(|l| l.strip_prefix("footfall_views_total "))
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
-        if seen >= views {
+        if seen >= at_least {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "fewer than {views} views within 60 s:\n{metrics}"
+            "{series} below {at_least} within 60 s:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -209,4 +239,68 @@ fn the_readme_tag_counts_loads_and_spa_navigation_and_honours_opt_out() {
         1.0,
         "one browser, one visitor"
     );
+    let devices = read_table(tmp.path(), "devices");
+    let families: Vec<_> = devices.iter().map(|r| r.dims.clone()).collect();
+    let s = |v: &str| Some(v.to_owned());
+    assert!(
+        families
+            .iter()
+            .all(|d| *d == [s("Chrome"), s("Linux"), s("desktop")]),
+        "{families:?}"
+    );
+}
+
+/// A page that sends, 500 ms after load, a marker beacon from its own
+/// script (not the tracker), so the test knows the tracker has had its
+/// chance without waiting blindly.
+fn page_with_marker(tag: &str, collector: &str, marker: &str) -> String {
+    format!(
+        "<!doctype html><html><head><title>{marker}</title>{tag}</head><body>\
+         <script>addEventListener('load', () => setTimeout(() => fetch('{collector}/api/event', \
+         {{method: 'POST', body: JSON.stringify({{n: 'pageview', u: location.origin + '/{marker}', d: '{SITE}'}})}}), 500));\
+         </script></body></html>"
+    )
+}
+
+#[test]
+fn headless_and_automated_browsers_are_not_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--site", SITE]);
+    let tag = readme_tag(server.addr);
+    let collector = format!("http://{}", server.addr);
+    let site = serve_pages(vec![
+        (
+            "/headless.html",
+            page_with_marker(&tag, &collector, "headless-marker"),
+        ),
+        (
+            "/automated.html",
+            page_with_marker(&tag, &collector, "automated-marker"),
+        ),
+    ]);
+    let site_url = format!("http://{SITE}:{}", site.port());
+
+    // Headless Chromium's own User-Agent (`HeadlessChrome`), not marked as
+    // automated, so the tracker does send: the server drops its beacon and
+    // the marker alike, as bots.
+    {
+        let _browser = Browser::launch(&format!("{site_url}/headless.html"), &[NOT_AUTOMATED]);
+        wait_for_metric(&server, "footfall_beacons_dropped_total{reason=\"bot\"}", 2);
+    }
+    // A person's User-Agent, but driven over the remote-debugging protocol,
+    // as Puppeteer and Playwright drive it (navigator.webdriver): the
+    // tracker sends nothing; only the page's own marker arrives.
+    {
+        let _browser = Browser::launch(
+            &format!("{site_url}/automated.html"),
+            &[&format!("--user-agent={DESKTOP_UA}")],
+        );
+        wait_for_metric(&server, "footfall_views_total", 1);
+    }
+    // Let a late tracker beacon arrive, if one were coming.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.stop().success());
+    let rows = read_pages(tmp.path());
+    let pages: Vec<&str> = rows.iter().map(|r| r.page.as_str()).collect();
+    assert_eq!(pages, ["/automated-marker"], "only the marker counts");
 }

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{Conn, Server, read_pages};
+use crate::support::{BROWSER_UA, Conn, Server, read_pages};
 
 const OK_BODY: &str = r#"{"n":"pageview","u":"https://example.com/ok","d":"example.com"}"#;
 
@@ -338,8 +338,14 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     assert_eq!(&answer, b"HTTP/1.1 413");
 
     // The server is still fine.
-    let ok = Conn::open(server.addr).send("POST", "/api/event", &[], OK_BODY.as_bytes());
+    let ok = Conn::open(server.addr).send(
+        "POST",
+        "/api/event",
+        &[("User-Agent", BROWSER_UA)],
+        OK_BODY.as_bytes(),
+    );
     assert_eq!(ok.status, 202);
+    assert_eq!(ok.header("x-footfall-dropped"), None);
     assert!(server.stop().success());
 }
 
@@ -351,7 +357,7 @@ fn a_request_in_flight_at_sigterm_is_answered_and_counted() {
     let body = OK_BODY.as_bytes();
     let (first, rest) = body.split_at(20);
     let head = format!(
-        "POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/event HTTP/1.1\r\nHost: x\r\nUser-Agent: {BROWSER_UA}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     let mut request = head.into_bytes();

@@ -2,6 +2,7 @@
 //! real HTTP, a real stop, the real Parquet files read back.
 
 mod browser;
+mod dimensions;
 mod http;
 mod pipeline;
 mod reliability;

@@ -14,7 +14,7 @@ use crate::support::{Conn, Server, read_pages, union_estimate, utc_today, wait_i
 fn beacon(page: &str, visitor: usize) -> Vec<u8> {
     let body = format!(r#"{{"n":"pageview","u":"https://example.com{page}","d":"example.com"}}"#);
     format!(
-        "POST /api/event HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 Test/{visitor}\r\n\
+        "POST /api/event HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/{visitor}\r\n\
          X-Forwarded-For: 100.66.{}.{}\r\nContent-Length: {}\r\n\r\n{body}",
         visitor / 256 % 256,
         visitor % 256,

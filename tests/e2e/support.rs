@@ -300,38 +300,103 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Reads every row of every `pages` file with arrow-rs.
 pub fn read_pages(data_dir: &Path) -> Vec<PageRow> {
+    read_table(data_dir, "pages")
+        .into_iter()
+        .map(|r| PageRow {
+            page: r.dims[0].clone().expect("page is never null"),
+            views: r.count("views"),
+            entries: r.count("entries"),
+            site: r.site,
+            hour_micros: r.hour_micros,
+            visitors: r.visitors,
+            file: r.file,
+        })
+        .collect()
+}
+
+/// One row of any table, read generically: its dimension columns (between
+/// `hour` and the counts) and its counts by name.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub site: String,
+    pub hour_micros: i64,
+    pub dims: Vec<Option<String>>,
+    /// `views` and/or `entries`, as the table has them.
+    pub counts: HashMap<String, i64>,
+    pub visitors: Vec<u8>,
+    pub file: PathBuf,
+}
+
+impl Row {
+    pub fn count(&self, name: &str) -> i64 {
+        self.counts[name]
+    }
+}
+
+/// Every row of every file of `table` (`sources`, `devices`, ...), read with
+/// arrow-rs by column name and type, as an engine would.
+pub fn read_table(data_dir: &Path, table: &str) -> Vec<Row> {
     let mut rows = Vec::new();
-    for file in parquet_files(&data_dir.join("pages")) {
+    for file in parquet_files(&data_dir.join(table)) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
             .unwrap()
             .build()
             .unwrap();
         for batch in reader {
             let batch = batch.unwrap();
-            let col = |name: &str| batch.column_by_name(name).unwrap().clone();
-            let site = col("site");
-            let site = site.as_any().downcast_ref::<StringArray>().unwrap();
-            let hour = col("hour");
-            let hour = hour
+            let schema = batch.schema();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let n = names.len();
+            assert_eq!(names[..2], ["site", "hour"], "{}", file.display());
+            assert_eq!(names[n - 1], "visitors", "{}", file.display());
+            let counts_start = names
+                .iter()
+                .position(|c| *c == "views" || *c == "entries")
+                .expect("a count column");
+            let strings = |i: usize| {
+                batch
+                    .column(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let site = strings(0);
+            let hour = batch
+                .column(1)
                 .as_any()
                 .downcast_ref::<TimestampMicrosecondArray>()
                 .unwrap();
-            let page = col("page");
-            let page = page.as_any().downcast_ref::<StringArray>().unwrap();
-            let views = col("views");
-            let views = views.as_any().downcast_ref::<Int64Array>().unwrap();
-            let entries = col("entries");
-            let entries = entries.as_any().downcast_ref::<Int64Array>().unwrap();
-            let visitors = col("visitors");
-            let visitors = visitors.as_any().downcast_ref::<BinaryArray>().unwrap();
+            let dims: Vec<StringArray> = (2..counts_start).map(strings).collect();
+            let counts: Vec<(&str, &Int64Array)> = (counts_start..n - 1)
+                .map(|i| {
+                    (
+                        names[i],
+                        batch
+                            .column(i)
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            let visitors = batch
+                .column(n - 1)
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .unwrap();
             for i in 0..batch.num_rows() {
-                assert!(!visitors.is_null(i));
-                rows.push(PageRow {
+                rows.push(Row {
                     site: site.value(i).to_owned(),
                     hour_micros: hour.value(i),
-                    page: page.value(i).to_owned(),
-                    views: views.value(i),
-                    entries: entries.value(i),
+                    dims: dims
+                        .iter()
+                        .map(|d| d.is_valid(i).then(|| d.value(i).to_owned()))
+                        .collect(),
+                    counts: counts
+                        .iter()
+                        .map(|(name, c)| ((*name).to_owned(), c.value(i)))
+                        .collect(),
                     visitors: visitors.value(i).to_vec(),
                     file: file.clone(),
                 });
@@ -341,15 +406,56 @@ pub fn read_pages(data_dir: &Path) -> Vec<PageRow> {
     rows
 }
 
+/// The estimate of the union of some rows' sketches (any table).
+pub fn union_of<'a>(sketches: impl IntoIterator<Item = &'a [u8]>) -> f64 {
+    use datasketches::hll::{HllSketch, HllUnion};
+    let mut union = HllUnion::new(12).unwrap();
+    for s in sketches {
+        union.update(&HllSketch::deserialize(s).expect("a DataSketches HLL image"));
+    }
+    union.estimate()
+}
+
+/// A current desktop browser's User-Agent, for requests that stand for a
+/// person (anything else is dropped as a bot).
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+
+/// Relative standard error of an lg_k 12 HLL union: 1.04 / sqrt(4096).
+pub const RSE: f64 = 1.04 / 64.0;
+
+/// An estimate is exact below 100 visitors (the sketch still lists them)
+/// and within three standard errors above.
+pub fn assert_estimate(what: &str, estimate: f64, truth: usize) {
+    if truth < 100 {
+        assert_eq!(
+            estimate.round() as usize,
+            truth,
+            "{what}: exact below 100 visitors"
+        );
+    } else {
+        let err = (estimate - truth as f64).abs() / truth as f64;
+        assert!(
+            err <= 3.0 * RSE,
+            "{what}: estimate {estimate:.1} vs truth {truth} ({:.2} %)",
+            err * 100.0
+        );
+    }
+}
+
+/// A raw `POST /api/event` with these headers.
+pub fn post(body: &str, ua: &str, xff: &str, content_type: &str) -> Vec<u8> {
+    format!(
+        "POST /api/event HTTP/1.1\r\nHost: collector.test\r\nUser-Agent: {ua}\r\nX-Forwarded-For: {xff}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// The estimate a reader gets for a set of rows: the union of their
 /// sketches, as DuckDB, Spark or Python would compute it.
 pub fn union_estimate<'a>(rows: impl IntoIterator<Item = &'a PageRow>) -> f64 {
-    use datasketches::hll::{HllSketch, HllUnion};
-    let mut union = HllUnion::new(12).unwrap();
-    for r in rows {
-        union.update(&HllSketch::deserialize(&r.visitors).expect("a DataSketches HLL image"));
-    }
-    union.estimate()
+    union_of(rows.into_iter().map(|r| &r.visitors[..]))
 }
 
 /// Sums of views and entries per (site, page), and the rows of each.

@@ -1,8 +1,9 @@
 """Interop: footfall's Parquet read by engines nobody here wrote.
 
-Runs the real server on a free loopback port, sends known traffic, stops it
-with SIGTERM, then checks the `pages` table with pyarrow, DuckDB and Apache
-DataSketches for Python against the truth and against `footfall report`.
+Runs the real server on a free loopback port (with the test GeoIP database),
+sends known traffic, stops it with SIGTERM, then checks every table with
+pyarrow and DuckDB, and the `pages` sketches with Apache DataSketches for
+Python, against the truth and against `footfall report`.
 """
 
 import glob
@@ -25,15 +26,31 @@ import pytest
 FOOTFALL = os.environ.get("FOOTFALL_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "target", "debug", "footfall"
 )
+GEO_DB = os.path.join(os.path.dirname(__file__), "..", "data", "geo-geolite2.mmdb")
 SITE = "example.com"
 VISITORS = 900
 BEACONS = 3000
+
+# Addresses of the test database's networks, and the country of each.
+PLACES = [("203.0.113.{}", "DE"), ("198.51.100.{}", "FR"), ("2001:db8::{:x}", "BR"), ("100.65.0.{}", None)]
+REFERRERS = [(None, None), ("https://www.google.com/search?q=x", "google.com"), (f"https://{SITE}/prev", None)]
+CAMPAIGNS = [{}, {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "fall"}]
+
+# The documented schema of every table (README "Output").
+S, TS, I64, BIN = pa.string(), pa.timestamp("us", tz="UTC"), pa.int64(), pa.binary()
+SCHEMAS = {
+    "pages": [("page", S, False), ("views", I64, False), ("entries", I64, False)],
+    "sources": [("referrer", S, True), ("utm_source", S, True), ("utm_medium", S, True),
+                ("utm_campaign", S, True), ("entries", I64, False)],
+    "devices": [("browser", S, False), ("os", S, False), ("device", S, False), ("views", I64, False)],
+    "countries": [("country", S, True), ("views", I64, False)],
+}
 
 
 def start_server(data_dir):
     proc = subprocess.Popen(
         [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-         "--trusted-proxy", "127.0.0.1/32", "--site", SITE],
+         "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     for line in proc.stderr:
@@ -53,23 +70,40 @@ def run(tmp_path_factory):
     rng = random.Random(20261125)
     truth_views = defaultdict(int)
     truth_visitors = defaultdict(set)
+    truth_sources = defaultdict(int)
+    truth_countries = defaultdict(int)
+    truth_devices = defaultdict(int)
     conn = http.client.HTTPConnection(host, port, timeout=30)
     for i in range(BEACONS):
         v = rng.randrange(VISITORS)
         # Long-tailed pages: the top ones pass 400 visitors, so their
         # sketches leave DataSketches' list/set modes for the HLL array.
         page = f"/p/{int(40 ** rng.random()) - 1}"
-        body = json.dumps({"n": "pageview", "u": f"https://{SITE}{page}?q={i}", "d": SITE, "r": None})
-        conn.request("POST", "/api/event", body=body, headers={
+        address, country = PLACES[v % len(PLACES)]
+        referrer, referrer_host = REFERRERS[rng.randrange(len(REFERRERS))]
+        campaign = CAMPAIGNS[rng.randrange(len(CAMPAIGNS))]
+        query = "&".join(f"{k}={val}" for k, val in campaign.items())
+        width = rng.choice([None, 390, 1440])
+        beacon = {"n": "pageview", "u": f"https://{SITE}{page}?q={i}&{query}", "d": SITE, "r": referrer}
+        if width:
+            beacon["w"] = width
+        conn.request("POST", "/api/event", body=json.dumps(beacon), headers={
             "Content-Type": "text/plain",
-            "User-Agent": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/{v}.0",
-            "X-Forwarded-For": f"100.65.{v // 256}.{v % 256}",
+            # One visitor, one browser: unique by its version.
+            "User-Agent": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+            "X-Forwarded-For": address.format(v % 250 + 1),
         })
         resp = conn.getresponse()
         resp.read()
         assert resp.status == 202
+        assert resp.getheader("X-Footfall-Dropped") is None
         truth_views[page] += 1
         truth_visitors[page].add(v)
+        if referrer_host is not None or referrer is None:
+            key = (referrer_host, campaign.get("utm_source"), campaign.get("utm_medium"), campaign.get("utm_campaign"))
+            truth_sources[key] += 1
+        truth_countries[country] += 1
+        truth_devices[("Firefox", "Windows", "mobile" if width == 390 else "desktop")] += 1
     conn.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
@@ -89,7 +123,33 @@ def run(tmp_path_factory):
         "all_visitors": len(set().union(*truth_visitors.values())),
         "report": {r["page"]: r for r in report},
         "totals": totals,
+        "sources": dict(truth_sources),
+        "countries": dict(truth_countries),
+        "devices": dict(truth_devices),
     }
+
+
+@pytest.mark.parametrize("table", sorted(SCHEMAS))
+def test_every_table_reads_with_pyarrow_and_sums_in_duckdb(run, table):
+    files = sorted(glob.glob(os.path.join(run["dir"], table, "**", "*.parquet"), recursive=True))
+    assert files, f"serve wrote {table} files"
+    fields = [pa.field("site", S, nullable=False), pa.field("hour", TS, nullable=False)]
+    fields += [pa.field(name, kind, nullable=nullable) for name, kind, nullable in SCHEMAS[table]]
+    fields.append(pa.field("visitors", BIN, nullable=False))
+    for f in files:
+        assert pq.read_table(f).schema.remove_metadata() == pa.schema(fields)
+        assert pq.read_metadata(f).metadata[b"footfall.table"] == table.encode()
+    names = [name for name, _, _ in SCHEMAS[table]]
+    dims = [n for n in names if n not in ("views", "entries")]
+    count = next(n for n in names if n in ("views", "entries"))
+    rows = duckdb.sql(f"""
+        SELECT {", ".join(dims)}, sum({count})::BIGINT
+        FROM read_parquet('{run["dir"]}/{table}/**/*.parquet', hive_partitioning = true)
+        WHERE site = '{SITE}' GROUP BY ALL
+    """).fetchall()
+    got = {tuple(r[:-1]) if len(dims) > 1 else r[0]: r[-1] for r in rows}
+    truth = run["views"] if table == "pages" else run[table]
+    assert got == dict(truth)
 
 
 def test_pyarrow_reads_the_documented_schema(run):
