@@ -447,14 +447,8 @@ mod tests {
     fn write(dir: &Path, lg_k: u8, visits: &[(&str, i64, &str, u64)]) {
         let mut b = Buckets::new(lg_k).unwrap();
         for &(site, time, page, visitor) in visits {
-            b.fold(&Visit {
-                site: site.into(),
-                time,
-                page: page.into(),
-                referrer: None,
-                entry: true,
-                visitor: VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            });
+            let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            b.fold(&Visit::landing(site, time, page, key));
         }
         for (d, part) in b.split_by_date() {
             write_file(
@@ -463,7 +457,7 @@ mod tests {
                 d,
                 lg_k,
                 footfall_aggregator::writer::new_flush_id(),
-                &part.to_record_batch().unwrap(),
+                &part.to_record_batch(Table::Pages).unwrap(),
             )
             .unwrap();
         }
