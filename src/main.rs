@@ -37,8 +37,8 @@ enum Command {
     /// Run the collector and the aggregator: take beacons over HTTP, write
     /// hourly Parquet aggregates. Stops cleanly on SIGINT/SIGTERM.
     Serve(ServeArgs),
-    /// Top pages or site totals for a date range, merging counts and
-    /// sketches from the Parquet files.
+    /// Top pages, sources, browsers, countries… or a time series, for a
+    /// site and date range, merging counts and sketches from the files.
     Report(ReportArgs),
 }
 
@@ -60,7 +60,9 @@ struct ReportArgs {
     #[arg(long)]
     to: Option<chrono::NaiveDate>,
 
-    /// Break down by this dimension; without it, one row of site totals.
+    /// Break down by this dimension (page, sources from `sources`, families
+    /// from `devices`, `country` from `countries`; `hour` and `day` are time
+    /// series of views); without it, one row of site totals.
     #[arg(long, value_enum)]
     by: Option<ByArg>,
 
@@ -76,6 +78,38 @@ struct ReportArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ByArg {
     Page,
+    Referrer,
+    #[value(name = "utm_source")]
+    UtmSource,
+    #[value(name = "utm_medium")]
+    UtmMedium,
+    #[value(name = "utm_campaign")]
+    UtmCampaign,
+    Browser,
+    Os,
+    Device,
+    Country,
+    Hour,
+    Day,
+}
+
+impl From<ByArg> for footfall_report::Dimension {
+    fn from(by: ByArg) -> Self {
+        use footfall_report::Dimension as D;
+        match by {
+            ByArg::Page => D::Page,
+            ByArg::Referrer => D::Referrer,
+            ByArg::UtmSource => D::UtmSource,
+            ByArg::UtmMedium => D::UtmMedium,
+            ByArg::UtmCampaign => D::UtmCampaign,
+            ByArg::Browser => D::Browser,
+            ByArg::Os => D::Os,
+            ByArg::Device => D::Device,
+            ByArg::Country => D::Country,
+            ByArg::Hour => D::Hour,
+            ByArg::Day => D::Day,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -231,7 +265,7 @@ fn report(args: ReportArgs) -> Result<()> {
         data_dir: args.data_dir,
         from,
         to: args.to.unwrap_or(today),
-        by: args.by.map(|ByArg::Page| footfall_report::Dimension::Page),
+        by: args.by.map(Into::into),
         limit: args.limit,
     };
     let report = footfall_report::run(&query)?;

@@ -13,11 +13,14 @@
 //! aggregator's internals.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, StringArray};
-use chrono::NaiveDate;
+use arrow_array::{
+    Array, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{HllSketch, HllUnion};
 use footfall_schemas::tables::{SCHEMA_VERSION, Table, meta};
 use parquet::arrow::ProjectionMask;
@@ -46,6 +49,8 @@ pub enum Error {
     },
     #[error("{} was written with schema version {found}; this footfall reads up to {SCHEMA_VERSION}: upgrade footfall", path.display())]
     NewerSchema { path: PathBuf, found: String },
+    #[error("no countries data in {}: footfall writes the countries table only when serve runs with --geoip-db", dir.display())]
+    NoCountries { dir: PathBuf },
     #[error("{} is not a footfall file: {what}", path.display())]
     NotOurs { path: PathBuf, what: String },
     #[error("reading {}: {source}", path.display())]
@@ -73,15 +78,85 @@ fn seen_hint(seen: &[String]) -> String {
 /// What to break the numbers down by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
-    /// One row per page.
     Page,
+    Referrer,
+    UtmSource,
+    UtmMedium,
+    UtmCampaign,
+    Browser,
+    Os,
+    Device,
+    Country,
+    /// A time series: one row per UTC hour.
+    Hour,
+    /// A time series: one row per UTC day.
+    Day,
 }
 
 impl Dimension {
-    /// The column name, also the key in CSV and JSON.
+    /// Every dimension, in the order `--help` lists them.
+    pub const ALL: [Dimension; 11] = [
+        Dimension::Page,
+        Dimension::Referrer,
+        Dimension::UtmSource,
+        Dimension::UtmMedium,
+        Dimension::UtmCampaign,
+        Dimension::Browser,
+        Dimension::Os,
+        Dimension::Device,
+        Dimension::Country,
+        Dimension::Hour,
+        Dimension::Day,
+    ];
+
+    /// The name on the command line, also the key in CSV and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Dimension::Page => "page",
+            Dimension::Referrer => "referrer",
+            Dimension::UtmSource => "utm_source",
+            Dimension::UtmMedium => "utm_medium",
+            Dimension::UtmCampaign => "utm_campaign",
+            Dimension::Browser => "browser",
+            Dimension::Os => "os",
+            Dimension::Device => "device",
+            Dimension::Country => "country",
+            Dimension::Hour => "hour",
+            Dimension::Day => "day",
+        }
+    }
+
+    /// The table the dimension is read from.
+    pub fn table(self) -> Table {
+        match self {
+            Dimension::Page | Dimension::Hour | Dimension::Day => Table::Pages,
+            Dimension::Referrer
+            | Dimension::UtmSource
+            | Dimension::UtmMedium
+            | Dimension::UtmCampaign => Table::Sources,
+            Dimension::Browser | Dimension::Os | Dimension::Device => Table::Devices,
+            Dimension::Country => Table::Countries,
+        }
+    }
+
+    /// The column holding the value (`hour` for both time series).
+    fn column(self) -> &'static str {
+        match self {
+            Dimension::Day => "hour",
+            d => d.name(),
+        }
+    }
+
+    fn is_time(self) -> bool {
+        matches!(self, Dimension::Hour | Dimension::Day)
+    }
+
+    /// How a null value reads in a table or CSV (JSON says `null`).
+    pub fn null_label(self) -> &'static str {
+        match self {
+            Dimension::Referrer => "(direct)",
+            Dimension::Country => "(unknown)",
+            _ => "(none)",
         }
     }
 }
@@ -102,9 +177,11 @@ pub struct Query {
 /// One output row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// The dimension value; the site for totals.
-    pub key: String,
-    pub views: i64,
+    /// The dimension value (the site for totals); `None` for a null one:
+    /// direct traffic, no campaign, an unknown country.
+    pub key: Option<String>,
+    /// Views, or entries for the source dimensions.
+    pub count: i64,
     /// Estimate of the sketch union over the whole range, rounded.
     pub visitors: u64,
 }
@@ -114,6 +191,10 @@ pub struct Row {
 pub struct Report {
     /// Name of the key column: the dimension, or `site` for totals.
     pub key_name: &'static str,
+    /// Name of the count column: `views`, or `entries` for sources.
+    pub count_name: &'static str,
+    /// How a null key is shown in a table or CSV.
+    pub null_label: &'static str,
     pub rows: Vec<Row>,
     /// True when the range spans more than one uniqueness window (day), so
     /// `visitors` counts visitor-days.
@@ -121,7 +202,7 @@ pub struct Report {
 }
 
 struct Acc {
-    views: i64,
+    count: i64,
     union: HllUnion,
 }
 
@@ -136,14 +217,30 @@ pub fn run(q: &Query) -> Result<Report, Error> {
             to: q.to,
         });
     }
+    let table = q.by.map_or(Table::Pages, Dimension::table);
+    let count_name = table.counts()[0].name();
+    let files = files_in_range(&q.data_dir, table, q.from, q.to)?;
+    if files.is_empty() && table == Table::Countries {
+        return Err(Error::NoCountries {
+            dir: q.data_dir.clone(),
+        });
+    }
     let mut lg_k: Option<u8> = None;
-    let mut groups: HashMap<String, Acc> = HashMap::new();
+    let mut groups: HashMap<Option<String>, Acc> = HashMap::new();
     let mut seen_sites: Vec<String> = Vec::new();
-    for file in files_in_range(&q.data_dir, Table::Pages, q.from, q.to)? {
-        let (file_lg_k, batches) = read(&file, lg_k)?;
+    for file in files {
+        let (file_lg_k, batches) = read(&file, lg_k, q.by, count_name)?;
         lg_k = Some(file_lg_k);
         for batch in batches {
-            fold_batch(&batch, q, file_lg_k, &mut groups, &mut seen_sites, &file)?;
+            let mut folder = Folder {
+                q,
+                lg_k: file_lg_k,
+                count_name,
+                groups: &mut groups,
+                seen_sites: &mut seen_sites,
+                file: &file,
+            };
+            folder.fold(&batch)?;
         }
     }
     if groups.is_empty() {
@@ -160,85 +257,119 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         .into_iter()
         .map(|(key, acc)| Row {
             key,
-            views: acc.views,
+            count: acc.count,
             visitors: acc.union.estimate().round() as u64,
         })
         .collect();
-    rows.sort_by(|a, b| b.views.cmp(&a.views).then_with(|| a.key.cmp(&b.key)));
+    if q.by.is_some_and(Dimension::is_time) {
+        // A time series reads in time order; the keys are ISO 8601.
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+    } else {
+        rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    }
     if let Some(n) = q.limit {
         rows.truncate(n);
     }
     Ok(Report {
         key_name: q.by.map_or("site", Dimension::name),
+        count_name,
+        null_label: q.by.map_or("(none)", Dimension::null_label),
         rows,
         spans_windows: q.from != q.to,
     })
 }
 
-fn fold_batch(
-    batch: &RecordBatch,
-    q: &Query,
+/// Folds the rows of one file's batches into the report's groups.
+struct Folder<'a> {
+    q: &'a Query,
     lg_k: u8,
-    groups: &mut HashMap<String, Acc>,
-    seen_sites: &mut Vec<String>,
-    file: &Path,
-) -> Result<(), Error> {
-    let not_ours = |what: &str| Error::NotOurs {
-        path: file.to_owned(),
-        what: what.to_owned(),
-    };
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| not_ours(&format!("no column {name}")))
-    };
-    let sites = column("site")?;
-    let sites = sites
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| not_ours("site is not a string"))?;
-    let pages = column("page")?;
-    let pages = pages
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| not_ours("page is not a string"))?;
-    let views = column("views")?;
-    let views = views
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| not_ours("views is not int64"))?;
-    let sketches = column("visitors")?;
-    let sketches = sketches
-        .as_any()
-        .downcast_ref::<BinaryArray>()
-        .ok_or_else(|| not_ours("visitors is not binary"))?;
-    for i in 0..batch.num_rows() {
-        let site = sites.value(i);
-        if site != q.site {
-            if !seen_sites.iter().any(|s| s == site) {
-                seen_sites.push(site.to_owned());
-            }
-            continue;
-        }
-        let key = match q.by {
-            None => site,
-            Some(Dimension::Page) => pages.value(i),
-        };
-        let acc = match groups.get_mut(key) {
-            Some(acc) => acc,
-            None => groups.entry(key.to_owned()).or_insert(Acc {
-                views: 0,
-                union: HllUnion::new(lg_k).map_err(|e| not_ours(&format!("lg_k {lg_k}: {e}")))?,
-            }),
-        };
-        acc.views += views.value(i);
-        if sketches.is_valid(i) {
-            let sketch = HllSketch::deserialize(sketches.value(i))
-                .map_err(|e| not_ours(&format!("row {i}: visitors is not an HLL sketch: {e}")))?;
-            acc.union.update(&sketch);
+    count_name: &'static str,
+    groups: &'a mut HashMap<Option<String>, Acc>,
+    seen_sites: &'a mut Vec<String>,
+    file: &'a Path,
+}
+
+impl Folder<'_> {
+    fn not_ours(&self, what: &str) -> Error {
+        Error::NotOurs {
+            path: self.file.to_owned(),
+            what: what.to_owned(),
         }
     }
-    Ok(())
+
+    fn column<'b, T: 'static>(
+        &self,
+        batch: &'b RecordBatch,
+        name: &str,
+        kind: &str,
+    ) -> Result<&'b T, Error> {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| self.not_ours(&format!("no column {name}")))?
+            .as_any()
+            .downcast_ref::<T>()
+            .ok_or_else(|| self.not_ours(&format!("{name} is not {kind}")))
+    }
+
+    fn fold(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        let sites: &StringArray = self.column(batch, "site", "a string")?;
+        let counts: &Int64Array = self.column(batch, self.count_name, "int64")?;
+        let sketches: &BinaryArray = self.column(batch, "visitors", "binary")?;
+        let by = self.q.by;
+        let values: Option<&StringArray> = match by {
+            Some(d) if !d.is_time() => Some(self.column(batch, d.column(), "a string")?),
+            _ => None,
+        };
+        let hours: Option<&TimestampMicrosecondArray> = match by {
+            Some(d) if d.is_time() => Some(self.column(batch, "hour", "a timestamp")?),
+            _ => None,
+        };
+        for i in 0..batch.num_rows() {
+            let site = sites.value(i);
+            if site != self.q.site {
+                if !self.seen_sites.iter().any(|s| s == site) {
+                    self.seen_sites.push(site.to_owned());
+                }
+                continue;
+            }
+            let key: Option<String> = match (by, values, hours) {
+                (None, ..) => Some(site.to_owned()),
+                (Some(_), Some(v), _) => v.is_valid(i).then(|| v.value(i).to_owned()),
+                (Some(d), None, Some(h)) => {
+                    let t = DateTime::from_timestamp_micros(h.value(i))
+                        .ok_or_else(|| self.not_ours(&format!("row {i}: hour out of range")))?;
+                    Some(if d == Dimension::Day {
+                        t.format("%Y-%m-%d").to_string()
+                    } else {
+                        t.format("%Y-%m-%dT%H:00:00Z").to_string()
+                    })
+                }
+                (Some(_), None, None) => unreachable!("a dimension reads values or hours"),
+            };
+            let sketch = if sketches.is_valid(i) {
+                Some(HllSketch::deserialize(sketches.value(i)).map_err(|e| {
+                    self.not_ours(&format!("row {i}: visitors is not an HLL sketch: {e}"))
+                })?)
+            } else {
+                None
+            };
+            let acc = match self.groups.entry(key) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    let union = HllUnion::new(self.lg_k).map_err(|e| Error::NotOurs {
+                        path: self.file.to_owned(),
+                        what: format!("lg_k {}: {e}", self.lg_k),
+                    })?;
+                    v.insert(Acc { count: 0, union })
+                }
+            };
+            acc.count += counts.value(i);
+            if let Some(sketch) = sketch {
+                acc.union.update(&sketch);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The visible `*.parquet` files of a table's partitions from `from` to `to`.
@@ -282,7 +413,12 @@ fn files_in_range(
 /// Opens a file once: checks its schema version and `lg_k` against the
 /// files read before it, then reads the columns a report needs. Returns the
 /// file's `lg_k` and its batches.
-fn read(path: &Path, expected: Option<u8>) -> Result<(u8, Vec<RecordBatch>), Error> {
+fn read(
+    path: &Path,
+    expected: Option<u8>,
+    by: Option<Dimension>,
+    count: &str,
+) -> Result<(u8, Vec<RecordBatch>), Error> {
     let parquet_err = |source| Error::Parquet {
         path: path.to_owned(),
         source,
@@ -297,7 +433,12 @@ fn read(path: &Path, expected: Option<u8>) -> Result<(u8, Vec<RecordBatch>), Err
         builder.metadata().file_metadata().key_value_metadata(),
         expected,
     )?;
-    let wanted = ["site", "page", "views", "visitors"];
+    let wanted = [
+        "site",
+        by.map_or("site", Dimension::column),
+        count,
+        "visitors",
+    ];
     let schema = builder.parquet_schema();
     let indices: Vec<usize> = (0..schema.num_columns())
         .filter(|&i| wanted.contains(&schema.column(i).name()))
@@ -356,61 +497,66 @@ pub enum Format {
     Table,
     /// A header row, then one row per key.
     Csv,
-    /// An array of objects with exactly the key column, `views`, `visitors`.
+    /// An array of objects with exactly the key column, the count
+    /// (`views`, or `entries` for sources) and `visitors`.
     Json,
 }
 
 /// Renders a report.
 pub fn render(report: &Report, format: Format) -> String {
-    let key = report.key_name;
+    let (key, count) = (report.key_name, report.count_name);
+    let shown = |r: &Row| {
+        r.key
+            .clone()
+            .unwrap_or_else(|| report.null_label.to_owned())
+    };
     match format {
         Format::Json => {
             let rows: Vec<serde_json::Value> = report
                 .rows
                 .iter()
-                .map(
-                    |r| serde_json::json!({ key: r.key, "views": r.views, "visitors": r.visitors }),
-                )
+                .map(|r| serde_json::json!({ key: r.key, count: r.count, "visitors": r.visitors }))
                 .collect();
             let mut s = serde_json::to_string_pretty(&rows).expect("JSON of strings and numbers");
             s.push('\n');
             s
         }
         Format::Csv => {
-            let mut s = format!("{key},views,visitors\n");
+            // A null is an empty field, as every CSV reader takes it.
+            let mut s = format!("{key},{count},visitors\n");
             for r in &report.rows {
                 s.push_str(&format!(
                     "{},{},{}\n",
-                    csv_field(&r.key),
-                    r.views,
+                    csv_field(r.key.as_deref().unwrap_or("")),
+                    r.count,
                     r.visitors
                 ));
             }
             s
         }
         Format::Table => {
-            let views: Vec<String> = report.rows.iter().map(|r| r.views.to_string()).collect();
+            let keys: Vec<String> = report.rows.iter().map(shown).collect();
+            let counts: Vec<String> = report.rows.iter().map(|r| r.count.to_string()).collect();
             let visitors: Vec<String> =
                 report.rows.iter().map(|r| r.visitors.to_string()).collect();
-            let w0 = report
-                .rows
-                .iter()
-                .map(|r| r.key.chars().count())
-                .chain([key.len()])
-                .max()
-                .unwrap_or(0);
-            let w1 = views.iter().map(String::len).chain([5]).max().unwrap_or(5);
-            let w2 = visitors
-                .iter()
-                .map(String::len)
-                .chain([8])
-                .max()
-                .unwrap_or(8);
-            let mut s = format!("{key:<w0$}  {:>w1$}  {:>w2$}\n", "views", "visitors");
-            for (i, r) in report.rows.iter().enumerate() {
+            let width = |cells: &[String], title: &str| {
+                cells
+                    .iter()
+                    .map(|c| c.chars().count())
+                    .chain([title.len()])
+                    .max()
+                    .unwrap_or(0)
+            };
+            let (w0, w1, w2) = (
+                width(&keys, key),
+                width(&counts, count),
+                width(&visitors, "visitors"),
+            );
+            let mut s = format!("{key:<w0$}  {count:>w1$}  {:>w2$}\n", "visitors");
+            for i in 0..keys.len() {
                 s.push_str(&format!(
                     "{:<w0$}  {:>w1$}  {:>w2$}\n",
-                    r.key, views[i], visitors[i]
+                    keys[i], counts[i], visitors[i]
                 ));
             }
             if report.spans_windows {
@@ -444,22 +590,38 @@ mod tests {
         NaiveDate::from_ymd_opt(2025, 11, d).unwrap()
     }
 
+    fn key(visitor: u64) -> VisitorKey {
+        VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
     fn write(dir: &Path, lg_k: u8, visits: &[(&str, i64, &str, u64)]) {
-        let mut b = Buckets::new(lg_k).unwrap();
-        for &(site, time, page, visitor) in visits {
-            let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            b.fold(&Visit::landing(site, time, page, key));
+        let visits: Vec<Visit> = visits
+            .iter()
+            .map(|&(site, time, page, visitor)| Visit::landing(site, time, page, key(visitor)))
+            .collect();
+        write_visits(dir, lg_k, &visits);
+    }
+
+    /// Folds the visits and writes every table, as a flush does.
+    fn write_visits(dir: &Path, lg_k: u8, visits: &[Visit]) {
+        let mut b = Buckets::new(lg_k).unwrap().with_countries(true);
+        for v in visits {
+            b.fold(v);
         }
+        let flush_id = footfall_aggregator::writer::new_flush_id();
         for (d, part) in b.split_by_date() {
-            write_file(
-                dir,
-                Table::Pages,
-                d,
-                lg_k,
-                footfall_aggregator::writer::new_flush_id(),
-                &part.to_record_batch(Table::Pages).unwrap(),
-            )
-            .unwrap();
+            for table in part.tables() {
+                let batch = part.to_record_batch(table).unwrap();
+                write_file(dir, table, d, lg_k, flush_id, &batch).unwrap();
+            }
+        }
+    }
+
+    fn row(key: Option<&str>, count: i64, visitors: u64) -> Row {
+        Row {
+            key: key.map(Into::into),
+            count,
+            visitors,
         }
     }
 
@@ -494,28 +656,10 @@ mod tests {
         let by_page = run(&query(tmp.path(), Some(Dimension::Page))).unwrap();
         assert_eq!(
             by_page.rows,
-            vec![
-                Row {
-                    key: "/".into(),
-                    views: 3,
-                    visitors: 2
-                },
-                Row {
-                    key: "/x".into(),
-                    views: 1,
-                    visitors: 1
-                },
-            ]
+            vec![row(Some("/"), 3, 2), row(Some("/x"), 1, 1)]
         );
         let totals = run(&query(tmp.path(), None)).unwrap();
-        assert_eq!(
-            totals.rows,
-            vec![Row {
-                key: "a.com".into(),
-                views: 4,
-                visitors: 3
-            }]
-        );
+        assert_eq!(totals.rows, vec![row(Some("a.com"), 4, 3)]);
         assert!(totals.spans_windows);
 
         let json = render(&by_page, Format::Json);
@@ -534,6 +678,138 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("visitor-days"));
+    }
+
+    #[test]
+    fn every_dimension_reads_its_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = |v: &str| Some(v.into());
+        let phone = |v: Visit| Visit {
+            browser: footfall_schemas::Browser::Safari,
+            os: footfall_schemas::Os::Ios,
+            device: footfall_schemas::Device::Mobile,
+            country: footfall_schemas::Country::new("FR"),
+            ..v
+        };
+        let visits = vec![
+            // Direct, from Germany's desktop Chrome (the base visit).
+            Visit {
+                browser: footfall_schemas::Browser::Chrome,
+                country: footfall_schemas::Country::new("DE"),
+                ..Visit::landing("a.com", DAY + 10, "/", key(1))
+            },
+            // From a newsletter, on a phone, twice by one person.
+            phone(Visit {
+                referrer: s("mail.example"),
+                campaign: footfall_schemas::Campaign {
+                    source: s("newsletter"),
+                    medium: s("email"),
+                    campaign: None,
+                },
+                ..Visit::landing("a.com", DAY + 3700, "/offer", key(2))
+            }),
+            phone(Visit {
+                referrer: s("mail.example"),
+                campaign: footfall_schemas::Campaign {
+                    source: s("newsletter"),
+                    medium: s("email"),
+                    campaign: None,
+                },
+                ..Visit::landing("a.com", DAY + 86_400 + 5, "/offer", key(2))
+            }),
+            // Then within the site: a view, not a source; no country known.
+            Visit {
+                country: None,
+                ..phone(Visit {
+                    referrer: s("a.com"),
+                    entry: false,
+                    ..Visit::landing("a.com", DAY + 86_400 + 60, "/buy", key(2))
+                })
+            },
+        ];
+        write_visits(tmp.path(), 12, &visits);
+        let by = |d: Dimension| run(&query(tmp.path(), Some(d))).unwrap();
+
+        let referrers = by(Dimension::Referrer);
+        assert_eq!(referrers.count_name, "entries");
+        assert_eq!(
+            referrers.rows,
+            [row(Some("mail.example"), 2, 1), row(None, 1, 1)]
+        );
+        assert_eq!(
+            by(Dimension::UtmSource).rows,
+            [row(Some("newsletter"), 2, 1), row(None, 1, 1)]
+        );
+        assert_eq!(
+            by(Dimension::UtmMedium).rows,
+            [row(Some("email"), 2, 1), row(None, 1, 1)]
+        );
+        assert_eq!(by(Dimension::UtmCampaign).rows, [row(None, 3, 2)]);
+        let browsers = by(Dimension::Browser);
+        assert_eq!(browsers.count_name, "views");
+        assert_eq!(
+            browsers.rows,
+            [row(Some("Safari"), 3, 1), row(Some("Chrome"), 1, 1)]
+        );
+        assert_eq!(
+            by(Dimension::Os).rows,
+            [row(Some("iOS"), 3, 1), row(Some("Other"), 1, 1)]
+        );
+        assert_eq!(
+            by(Dimension::Device).rows,
+            [row(Some("mobile"), 3, 1), row(Some("desktop"), 1, 1)]
+        );
+        assert_eq!(
+            by(Dimension::Country).rows,
+            [
+                row(Some("FR"), 2, 1),
+                row(None, 1, 1),
+                row(Some("DE"), 1, 1)
+            ]
+        );
+        assert_eq!(
+            by(Dimension::Hour).rows,
+            [
+                row(Some("2025-11-25T00:00:00Z"), 1, 1),
+                row(Some("2025-11-25T01:00:00Z"), 1, 1),
+                row(Some("2025-11-26T00:00:00Z"), 2, 1),
+            ],
+            "a time series in time order"
+        );
+        assert_eq!(
+            by(Dimension::Day).rows,
+            [row(Some("2025-11-25"), 2, 2), row(Some("2025-11-26"), 2, 1)]
+        );
+
+        // Nulls: `null` in JSON, an empty CSV field, a label in the table.
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&referrers, Format::Json)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"referrer": "mail.example", "entries": 2, "visitors": 1},
+                {"referrer": null, "entries": 1, "visitors": 1}
+            ])
+        );
+        assert_eq!(
+            render(&referrers, Format::Csv),
+            "referrer,entries,visitors\nmail.example,2,1\n,1,1\n"
+        );
+        let table = render(&referrers, Format::Table);
+        assert!(table.contains("(direct)"), "{table}");
+        assert!(
+            table.starts_with("referrer      entries  visitors\n"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn countries_without_a_geoip_database_say_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), 12, &[("a.com", DAY, "/", 1)]);
+        std::fs::remove_dir_all(tmp.path().join("countries")).unwrap();
+        let e = run(&query(tmp.path(), Some(Dimension::Country))).unwrap_err();
+        assert!(e.to_string().contains("--geoip-db"), "{e}");
     }
 
     #[test]

@@ -216,3 +216,54 @@ def test_datasketches_unions_match_report_and_truth(run):
     total = site_union.get_estimate()
     assert abs(total - run["totals"][0]["visitors"]) <= 0.5 + 0.001 * total
     assert abs(total - run["all_visitors"]) <= 3 * 1.04 / 64 * run["all_visitors"]
+
+
+# Each `footfall report --by` dimension: its table and column.
+DIMENSIONS = {
+    "referrer": ("sources", "referrer", "entries"),
+    "utm_source": ("sources", "utm_source", "entries"),
+    "utm_campaign": ("sources", "utm_campaign", "entries"),
+    "browser": ("devices", "browser", "views"),
+    "device": ("devices", "device", "views"),
+    "country": ("countries", "country", "views"),
+    "day": ("pages", "CAST(date AS VARCHAR)", "views"),
+}
+
+
+def report(run, by):
+    out = subprocess.run(
+        [FOOTFALL, "report", "--data-dir", run["dir"], "--site", SITE, "--by", by, "--format", "json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("by", sorted(DIMENSIONS))
+def test_report_by_every_dimension_matches_duckdb_and_datasketches(run, by):
+    table, column, count = DIMENSIONS[by]
+    rows = report(run, by)
+    assert all(set(r) == {by, count, "visitors"} for r in rows), rows[0]
+    got = {r[by]: r for r in rows}
+    sums = duckdb.sql(f"""
+        SELECT {column} AS k, sum({count})::BIGINT AS n, list(visitors) AS sketches
+        FROM read_parquet('{run["dir"]}/{table}/**/*.parquet', hive_partitioning = true)
+        WHERE site = '{SITE}' GROUP BY k
+    """).fetchall()
+    assert {k: n for k, n, _ in sums} == {k: r[count] for k, r in got.items()}
+    for k, _, sketches in sums:
+        union = datasketches.hll_union(12)
+        for blob in sketches:
+            union.update(datasketches.hll_sketch.deserialize(blob))
+        estimate = union.get_estimate()
+        assert abs(estimate - got[k]["visitors"]) <= 0.5 + 0.001 * estimate, (k, estimate, got[k])
+
+
+def test_report_by_hour_is_a_time_series_pyarrow_agrees_with(run):
+    rows = report(run, "hour")
+    keys = [r["hour"] for r in rows]
+    assert keys == sorted(keys), "in time order"
+    table = pa.concat_tables(pq.read_table(f) for f in run["files"])
+    views = defaultdict(int)
+    for hour, n in zip(table.column("hour").to_pylist(), table.column("views").to_pylist()):
+        views[hour.strftime("%Y-%m-%dT%H:00:00Z")] += n
+    assert {r["hour"]: r["views"] for r in rows} == dict(views)
