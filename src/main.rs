@@ -40,6 +40,22 @@ enum Command {
     /// Top pages, sources, browsers, countries… or a time series, for a
     /// site and date range, merging counts and sketches from the files.
     Report(ReportArgs),
+    /// Build the daily rollups (`<table>_daily/`) of closed UTC days, or of
+    /// one day. `serve` does this by itself after each day; this is for
+    /// backfills and data copied in from elsewhere.
+    Rollup(RollupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RollupArgs {
+    /// Folder that `serve` writes to.
+    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
+    data_dir: PathBuf,
+
+    /// The UTC day to roll up (YYYY-MM-DD) [default: every day before
+    /// today that has hourly files].
+    #[arg(long)]
+    date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +261,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args).inspect_err(|e| tracing::error!("{e:#}")),
         // A command's errors go to the person who typed it.
         Command::Report(args) => report(args).inspect_err(|e| eprintln!("footfall: error: {e:#}")),
+        Command::Rollup(args) => rollup(args).inspect_err(|e| eprintln!("footfall: error: {e:#}")),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -276,6 +293,67 @@ fn report(args: ReportArgs) -> Result<()> {
     };
     print!("{}", footfall_report::render(&report, format));
     Ok(())
+}
+
+fn rollup(args: RollupArgs) -> Result<()> {
+    use footfall_aggregator::rollup::{Outcome, rollup_date};
+    anyhow::ensure!(
+        args.data_dir.is_dir(),
+        "data dir {} does not exist (serve writes it; pass --data-dir)",
+        args.data_dir.display()
+    );
+    // The data dir's lg_k, as serve recorded it; else the first file's.
+    let lg_k = std::fs::read_to_string(args.data_dir.join(STATE_DIR).join("lg_k"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u8>().ok());
+    let today = chrono::Utc::now().date_naive();
+    let dates = match args.date {
+        Some(d) => vec![d],
+        None => hourly_dates(&args.data_dir)
+            .into_iter()
+            .filter(|d| *d < today)
+            .collect(),
+    };
+    if dates.is_empty() {
+        println!(
+            "no closed day with hourly files in {}",
+            args.data_dir.display()
+        );
+    }
+    for date in dates {
+        for (table, outcome) in
+            rollup_date(&args.data_dir, date, lg_k).with_context(|| format!("rolling up {date}"))?
+        {
+            match outcome {
+                Outcome::Written { written, covers } => println!(
+                    "{date} {}: wrote {} ({} rows from {covers} hourly files)",
+                    table.name(),
+                    written.path.display(),
+                    written.rows
+                ),
+                Outcome::UpToDate => println!("{date} {}: up to date", table.name()),
+                Outcome::NoData => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every date with a partition folder in any table.
+fn hourly_dates(data_dir: &std::path::Path) -> Vec<chrono::NaiveDate> {
+    let mut dates: Vec<chrono::NaiveDate> = footfall_schemas::tables::Table::ALL
+        .into_iter()
+        .filter_map(|t| std::fs::read_dir(data_dir.join(t.name())).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let day = name.to_str()?.strip_prefix("date=")?;
+            chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+        })
+        .collect();
+    dates.sort();
+    dates.dedup();
+    dates
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

@@ -41,6 +41,9 @@ pub enum Error {
     /// The checkpoint cannot be used.
     #[error("checkpoint {}: {what}; move it away to start without it (its views are lost)", path.display())]
     Checkpoint { path: PathBuf, what: String },
+    /// An hourly file a rollup should read is not one it can merge.
+    #[error("cannot roll up {}: {what}", path.display())]
+    Rollup { path: PathBuf, what: String },
     /// A file-system operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {

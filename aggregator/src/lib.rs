@@ -8,6 +8,8 @@
 //! - [`writer`]: one record batch to one atomically published Parquet file.
 //! - [`checkpoint`]: the unwritten aggregates saved under `_state/`, so a
 //!   crash loses at most one interval, and never counts a row twice.
+//! - [`rollup`]: each closed day's rows summed per key into
+//!   `<table>_daily/`, recording which hourly files they cover.
 //! - [`service`]: the async shell. [`Aggregator`] is the collector's
 //!   [`VisitSink`](footfall_schemas::VisitSink); it closes hours on a tick
 //!   and flushes everything on a stop.
@@ -16,6 +18,7 @@
 pub mod buckets;
 pub mod checkpoint;
 pub mod error;
+pub mod rollup;
 pub mod service;
 pub mod writer;
 

@@ -1,6 +1,7 @@
 //! The async shell around the pure core: take visits, close hours on a tick,
 //! write files off the request path, flush everything on a stop.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::future::Future;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use footfall_schemas::tables::{STATE_DIR, Table};
 use footfall_schemas::{Visit, VisitSink};
 
@@ -16,6 +18,15 @@ use crate::buckets::{Buckets, Folded, Limits};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::writer::{new_flush_id, write_file};
+
+/// How long after a UTC day ends its rollup waits: the last hour closes at
+/// midnight and is written on the next tick; this leaves room for a slow
+/// flush or a quick restart.
+pub const ROLLUP_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Days before today whose rollups are checked at start: a stop or crash
+/// around midnight, or late files written while the process was down.
+const ROLLUP_LOOKBACK_DAYS: u64 = 7;
 
 /// The aggregator's settings.
 #[derive(Debug, Clone)]
@@ -59,6 +70,9 @@ pub struct Aggregator {
     flushing: Mutex<()>,
     /// Visits folded since the last checkpoint: nothing to save when zero.
     dirty: AtomicU64,
+    /// Days that got a new hourly file: their rollups are (re)built once
+    /// the day and [`ROLLUP_GRACE`] are over.
+    rollup_due: Mutex<BTreeSet<NaiveDate>>,
     /// An exclusive lock on `_state/lock`, held while this aggregator
     /// lives: a second process on the same data dir would restore and write
     /// the same checkpoint, counting its views twice.
@@ -76,6 +90,8 @@ struct Metrics {
     checkpoints: AtomicU64,
     checkpoint_errors: AtomicU64,
     last_checkpoint_micros: AtomicU64,
+    rollups: AtomicU64,
+    rollup_errors: AtomicU64,
     page_overflow: AtomicU64,
     source_overflow: AtomicU64,
     site_overflow: AtomicU64,
@@ -104,7 +120,8 @@ impl Aggregator {
         check_lg_k(&config.data_dir, config.lg_k)?;
         let stale: usize = Table::ALL
             .into_iter()
-            .map(|table| crate::writer::remove_stale_temporaries(&config.data_dir, table))
+            .flat_map(|table| [table.name().to_owned(), table.daily_name()])
+            .map(|folder| crate::writer::remove_stale_temporaries(&config.data_dir, &folder))
             .sum();
         if stale > 0 {
             tracing::info!(
@@ -124,12 +141,16 @@ impl Aggregator {
             }
             None => empty,
         };
+        let today = chrono::Utc::now().date_naive();
+        let recent =
+            (1..=ROLLUP_LOOKBACK_DAYS).filter_map(|n| today.checked_sub_days(chrono::Days::new(n)));
         Ok(Self {
             config,
             open: Mutex::new(buckets),
             failed: Mutex::new(None),
             flushing: Mutex::new(()),
             dirty: AtomicU64::new(0),
+            rollup_due: Mutex::new(recent.collect()),
             _lock: lock,
             metrics: Metrics::default(),
         })
@@ -250,6 +271,7 @@ impl Aggregator {
                 });
                 match written {
                     Ok(w) => {
+                        lock(&self.rollup_due).insert(date);
                         self.metrics.files.fetch_add(1, Relaxed);
                         self.metrics.rows.fetch_add(w.rows as u64, Relaxed);
                         self.metrics.bytes.fetch_add(w.bytes, Relaxed);
@@ -292,6 +314,41 @@ impl Aggregator {
         }
     }
 
+    /// Builds the rollups of every due day whose end plus [`ROLLUP_GRACE`]
+    /// is before `now` (Unix seconds). A day that fails is logged and left
+    /// until it gets another file or the next start.
+    pub fn rollup_closed_days(&self, now: i64) {
+        let grace = ROLLUP_GRACE.as_secs() as i64;
+        let ready: Vec<NaiveDate> = {
+            let mut due = lock(&self.rollup_due);
+            let ready: Vec<NaiveDate> = due
+                .iter()
+                .copied()
+                .filter(|d| day_end(*d) + grace <= now)
+                .collect();
+            for d in &ready {
+                due.remove(d);
+            }
+            ready
+        };
+        for date in ready {
+            match crate::rollup::rollup_date(&self.config.data_dir, date, Some(self.config.lg_k)) {
+                Ok(outcomes) => {
+                    for (table, outcome) in outcomes {
+                        if let crate::rollup::Outcome::Written { written, covers } = outcome {
+                            self.metrics.rollups.fetch_add(1, Relaxed);
+                            tracing::info!(table = table.name(), %date, covers, rows = written.rows, path = %written.path.display(), "wrote daily rollup");
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.metrics.rollup_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, %date, "daily rollup failed; reports read the hourly files");
+                }
+            }
+        }
+    }
+
     /// Closes finished hours every tick until `stop` completes. Writes run on
     /// a blocking thread, never on the request path. `clock` gives Unix
     /// seconds (the real clock in production, a fake one in tests).
@@ -324,11 +381,17 @@ impl Aggregator {
             let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
             let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
-            if !flush_due && !checkpoint_due {
+            let grace = ROLLUP_GRACE.as_secs() as i64;
+            let rollup_due = lock(&self.rollup_due)
+                .first()
+                .is_some_and(|d| day_end(*d) + grace <= now);
+            if !flush_due && !checkpoint_due && !rollup_due {
                 continue;
             }
             let me = Arc::clone(&self);
             let work = move || {
+                // Rollups read files only, outside every lock but their own.
+                me.rollup_closed_days(now);
                 if flush_due {
                     // A periodic flush writes the open hour too.
                     let upto = if periodic { None } else { Some(now) };
@@ -418,7 +481,7 @@ impl VisitSink for Aggregator {
         let m = &self.metrics;
         let load = |a: &AtomicU64| a.load(Relaxed);
         let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
-        let series: [(&str, &str, &str, String); 13] = [
+        let series: [(&str, &str, &str, String); 15] = [
             (
                 "footfall_open_buckets",
                 "gauge",
@@ -480,6 +543,18 @@ impl VisitSink for Aggregator {
                 secs(&m.last_checkpoint_micros).to_string(),
             ),
             (
+                "footfall_rollups_total",
+                "counter",
+                "Daily rollup files written (one per table and closed day, again after a late file).",
+                load(&m.rollups).to_string(),
+            ),
+            (
+                "footfall_rollup_errors_total",
+                "counter",
+                "Daily rollups that failed (reports then read the hourly files).",
+                load(&m.rollup_errors).to_string(),
+            ),
+            (
                 "footfall_overflow_views_total{kind=\"page\"}",
                 "counter",
                 "Views counted under page (other) because their site had --max-pages pages that hour; kind=source: landings under referrer (other), past --max-pages sources; kind=site: under site (other), past --max-sites.",
@@ -506,6 +581,12 @@ impl VisitSink for Aggregator {
             let _ = writeln!(out, "{name} {value}");
         }
     }
+}
+
+/// Unix seconds at the end of a UTC day.
+fn day_end(date: NaiveDate) -> i64 {
+    date.and_hms_opt(0, 0, 0)
+        .map_or(i64::MAX, |t| t.and_utc().timestamp() + 86_400)
 }
 
 /// Takes the data dir's lock, or says who holds it. The OS releases it when
@@ -682,6 +763,31 @@ mod tests {
         assert!(lock(&agg.open).is_empty());
         stop_tx.send(()).unwrap();
         ticker.await.unwrap();
+    }
+
+    #[test]
+    fn a_day_is_rolled_up_once_it_and_its_grace_are_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let agg = Aggregator::open(config(tmp.path(), 12)).unwrap();
+        let t0 = 1_764_079_200; // 2025-11-25T14:00:00Z
+        let midnight = 1_764_115_200;
+        agg.record(visit(t0 + 1, "/a"));
+        agg.flush(None).unwrap();
+        let rollups = || parquet_files(&tmp.path().join("pages_daily"));
+        agg.rollup_closed_days(midnight - 1);
+        agg.rollup_closed_days(midnight + 60);
+        assert!(rollups().is_empty(), "the day's grace is not over");
+        agg.rollup_closed_days(midnight + ROLLUP_GRACE.as_secs() as i64);
+        assert_eq!(rollups().len(), 1);
+        for table in ["sources_daily", "devices_daily"] {
+            assert_eq!(parquet_files(&tmp.path().join(table)).len(), 1, "{table}");
+        }
+        let mut m = String::new();
+        agg.render_metrics(&mut m);
+        assert!(m.contains("footfall_rollups_total 3"), "{m}");
+        // Done: not again until the day gets another file.
+        agg.rollup_closed_days(midnight + 86_400);
+        assert_eq!(rollups().len(), 1);
     }
 
     #[tokio::test]

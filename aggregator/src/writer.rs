@@ -50,17 +50,37 @@ pub fn write_file(
     flush_id: u64,
     batch: &RecordBatch,
 ) -> Result<Written, Error> {
-    let dir = partition_dir(data_dir, table, date);
-    fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    let kv = table
+        .metadata(lg_k)
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    publish(
+        &partition_dir(data_dir, table, date),
+        &unique_name("part", flush_id),
+        kv,
+        batch,
+    )
+}
+
+/// Makes `batch` visible as `dir/name` with this footer metadata, or fails
+/// leaving nothing visible: a hidden temporary, fsynced, renamed, then the
+/// folder fsynced.
+pub(crate) fn publish(
+    dir: &Path,
+    name: &str,
+    kv: Vec<KeyValue>,
+    batch: &RecordBatch,
+) -> Result<Written, Error> {
+    fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
     // Opened before the file is written: once the rename has made the file
     // visible, nothing may fail in a way that makes the caller write the
     // same rows again.
-    let dir_handle = File::open(&dir).map_err(Error::io("opening", &dir))?;
-    let name = unique_name(flush_id);
-    let path = dir.join(&name);
+    let dir_handle = File::open(dir).map_err(Error::io("opening", dir))?;
+    let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
 
-    let bytes = match write_tmp(&tmp, table, lg_k, batch).and_then(|bytes| {
+    let bytes = match write_tmp(&tmp, kv, batch).and_then(|bytes| {
         fs::rename(&tmp, &path)
             .map(|()| bytes)
             .map_err(Error::io("renaming into place", &path))
@@ -84,10 +104,11 @@ pub fn write_file(
     })
 }
 
-/// Removes temporary files that a crash left in the table's partitions
-/// (`.part-….parquet.tmp`): they were never visible and never will be.
-pub fn remove_stale_temporaries(data_dir: &Path, table: Table) -> usize {
-    let Ok(partitions) = fs::read_dir(data_dir.join(table.name())) else {
+/// Removes temporary files that a crash left in a table's partitions
+/// (`.part-….parquet.tmp`, `.rollup-….parquet.tmp`; `folder` is a table's
+/// name or its daily rollup's): they were never visible and never will be.
+pub fn remove_stale_temporaries(data_dir: &Path, folder: &str) -> usize {
+    let Ok(partitions) = fs::read_dir(data_dir.join(folder)) else {
         return 0;
     };
     let mut removed = 0;
@@ -98,8 +119,8 @@ pub fn remove_stale_temporaries(data_dir: &Path, table: Table) -> usize {
         for file in files.flatten() {
             let name = file.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(".part-")
-                && name.ends_with(".tmp")
+            if name.starts_with('.')
+                && name.ends_with(".parquet.tmp")
                 && fs::remove_file(file.path()).is_ok()
             {
                 removed += 1;
@@ -109,14 +130,14 @@ pub fn remove_stale_temporaries(data_dir: &Path, table: Table) -> usize {
     removed
 }
 
-fn write_tmp(tmp: &Path, table: Table, lg_k: u8, batch: &RecordBatch) -> Result<u64, Error> {
+fn write_tmp(tmp: &Path, kv: Vec<KeyValue>, batch: &RecordBatch) -> Result<u64, Error> {
     let file = File::create(tmp).map_err(Error::io("creating", tmp))?;
     let parquet_err = |source| Error::Parquet {
         path: tmp.to_owned(),
         source,
     };
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties(table, lg_k)))
-        .map_err(parquet_err)?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(properties(kv))).map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
     let file = writer.into_inner().map_err(parquet_err)?;
     file.sync_all().map_err(Error::io("syncing", tmp))?;
@@ -127,17 +148,13 @@ fn write_tmp(tmp: &Path, table: Table, lg_k: u8, batch: &RecordBatch) -> Result<
     Ok(bytes)
 }
 
-/// ZSTD, statistics on the key columns, rows declared sorted by
-/// (site, hour, page), and the table's metadata in the file footer where
+/// ZSTD, statistics on the key columns, rows declared sorted by (site,
+/// hour or day, first dimension) with nulls first (as the rows are: Rust
+/// orders `None` first), and the table's metadata in the file footer where
 /// every engine can read it (`parquet_kv_metadata` in DuckDB,
 /// `pq.read_metadata(...).metadata` in pyarrow).
-fn properties(table: Table, lg_k: u8) -> WriterProperties {
+fn properties(kv: Vec<KeyValue>) -> WriterProperties {
     let sketch_col = ColumnPath::from("visitors");
-    let kv = table
-        .metadata(lg_k)
-        .into_iter()
-        .map(|(k, v)| KeyValue::new(k, v))
-        .collect();
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -150,7 +167,7 @@ fn properties(table: Table, lg_k: u8) -> WriterProperties {
                 .map(|column_idx| SortingColumn {
                     column_idx,
                     descending: false,
-                    nulls_first: false,
+                    nulls_first: true,
                 })
                 .collect(),
         ))
@@ -159,14 +176,14 @@ fn properties(table: Table, lg_k: u8) -> WriterProperties {
         .build()
 }
 
-/// `part-<unix millis>-<flush id>.parquet`: unique across flushes, restarts
+/// `<kind>-<unix millis>-<id>.parquet`: unique across flushes, restarts
 /// and collectors sharing a folder (the id is 64 random bits), and in time
 /// order when listed.
-fn unique_name(flush_id: u64) -> String {
+pub(crate) fn unique_name(kind: &str, id: u64) -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    format!("part-{millis:013}-{}.parquet", flush_token(flush_id))
+    format!("{kind}-{millis:013}-{}.parquet", flush_token(id))
 }
 
 /// How a flush id appears in file names and checkpoints.
@@ -255,7 +272,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(".part-1-2.parquet.tmp"), "torn").unwrap();
         fs::write(dir.join("part-1-3.parquet"), "kept").unwrap();
-        assert_eq!(remove_stale_temporaries(tmp.path(), Table::Pages), 1);
+        assert_eq!(remove_stale_temporaries(tmp.path(), Table::Pages.name()), 1);
         let left: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .flatten()

@@ -40,6 +40,10 @@ pub mod meta {
     pub const HLL_TYPE: &str = "footfall.hll.type";
     /// [`super::UNIQUENESS_WINDOW`].
     pub const UNIQUENESS_WINDOW: &str = "footfall.uniqueness_window";
+    /// In a daily rollup: the names of the hourly files it was built from
+    /// (the file names in `<table>/date=D/`, sorted, joined by `,`). A
+    /// rollup stands for its day only while that is still the list present.
+    pub const ROLLUP_COVERS: &str = "footfall.rollup.covers";
 }
 
 /// The tables footfall writes. Each lives in `<data-dir>/<name>/date=YYYY-MM-DD/`.
@@ -124,9 +128,29 @@ impl Table {
         }
     }
 
+    /// The folder and metadata name of the table's daily rollup
+    /// (`pages_daily`): the same rows summed per UTC day.
+    pub fn daily_name(self) -> String {
+        format!("{}_daily", self.name())
+    }
+
     /// The table's Arrow schema, with the file metadata for `lg_k` attached.
     pub fn schema(self, lg_k: u8) -> SchemaRef {
-        let mut fields = vec![Field::new("site", DataType::Utf8, false), hour_field()];
+        self.schema_with(hour_field(), self.metadata(lg_k))
+    }
+
+    /// The daily rollup's schema: `day` (a date) where the table has `hour`.
+    /// Its metadata is the table's, named as the rollup, plus
+    /// [`meta::ROLLUP_COVERS`].
+    pub fn daily_schema(self, lg_k: u8, covers: &str) -> SchemaRef {
+        let mut metadata = self.metadata(lg_k);
+        metadata.insert(meta::TABLE.into(), self.daily_name());
+        metadata.insert(meta::ROLLUP_COVERS.into(), covers.into());
+        self.schema_with(Field::new("day", DataType::Date32, false), metadata)
+    }
+
+    fn schema_with(self, time: Field, metadata: HashMap<String, String>) -> SchemaRef {
+        let mut fields = vec![Field::new("site", DataType::Utf8, false), time];
         for &(name, nullable) in self.dims() {
             fields.push(Field::new(name, DataType::Utf8, nullable));
         }
@@ -134,7 +158,7 @@ impl Table {
             fields.push(Field::new(count.name(), DataType::Int64, false));
         }
         fields.push(Field::new("visitors", DataType::Binary, false));
-        Arc::new(Schema::new_with_metadata(fields, self.metadata(lg_k)))
+        Arc::new(Schema::new_with_metadata(fields, metadata))
     }
 
     /// The key-value metadata every file of this table carries.

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `footfall` binary on a free loopback port,
 //! real HTTP, a real stop, the real Parquet files read back.
 
+mod analyst;
 mod browser;
 mod dimensions;
 mod http;
