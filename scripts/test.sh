@@ -3,7 +3,8 @@
 # (Debian's Chromium for the tracker's browser test, a Python virtual
 # environment for the interop suite), checks formatting and lints, runs the
 # Rust tests (unit, property, end-to-end, browser), then the interop suite
-# against pyarrow, DuckDB and Apache DataSketches for Python.
+# against pyarrow, DuckDB, Apache DataSketches for Python, Polars and Spark
+# SQL (PySpark, which needs a Java runtime: Debian's OpenJDK 17).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,11 @@ sudo_if_needed() {
 
 packages=()
 command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || packages+=(chromium)
+# PySpark 4 runs on Java 17 or newer.
+java_major() { java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -n 1; }
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; then
+  packages+=(openjdk-17-jre-headless)
+fi
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -45,6 +51,6 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-step "interop tests: pyarrow, DuckDB, datasketches"
+step "interop tests: pyarrow, DuckDB, datasketches, Polars, Spark SQL"
 cargo build --locked --bin footfall
 FOOTFALL_BIN="$PWD/target/debug/footfall" "$venv/bin/python" -m pytest tests/interop -q

@@ -1,20 +1,13 @@
 """Interop: footfall's Parquet read by engines nobody here wrote.
 
-Runs the real server on a free loopback port (with the test GeoIP database),
-sends known traffic, stops it with SIGTERM, then checks every table with
-pyarrow and DuckDB, and the `pages` sketches with Apache DataSketches for
-Python, against the truth and against `footfall report`.
+On the suite's one server run (conftest.py: the real server, known traffic,
+SIGTERM), checks every table with pyarrow and DuckDB, and the `pages`
+sketches with Apache DataSketches for Python, against the truth and against
+`footfall report`.
 """
 
 import glob
-import http.client
-import json
 import os
-import random
-import re
-import signal
-import subprocess
-import threading
 from collections import defaultdict
 
 import datasketches
@@ -23,110 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-FOOTFALL = os.environ.get("FOOTFALL_BIN") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "target", "debug", "footfall"
-)
-GEO_DB = os.path.join(os.path.dirname(__file__), "..", "data", "geo-geolite2.mmdb")
-SITE = "example.com"
-VISITORS = 900
-BEACONS = 3000
-
-# Addresses of the test database's networks, and the country of each.
-PLACES = [("203.0.113.{}", "DE"), ("198.51.100.{}", "FR"), ("2001:db8::{:x}", "BR"), ("100.65.0.{}", None)]
-REFERRERS = [(None, None), ("https://www.google.com/search?q=x", "google.com"), (f"https://{SITE}/prev", None)]
-CAMPAIGNS = [{}, {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "fall"}]
-
-# The documented schema of every table (README "Output").
-S, TS, I64, BIN = pa.string(), pa.timestamp("us", tz="UTC"), pa.int64(), pa.binary()
-SCHEMAS = {
-    "pages": [("page", S, False), ("views", I64, False), ("entries", I64, False)],
-    "sources": [("referrer", S, True), ("utm_source", S, True), ("utm_medium", S, True),
-                ("utm_campaign", S, True), ("entries", I64, False)],
-    "devices": [("browser", S, False), ("os", S, False), ("device", S, False), ("views", I64, False)],
-    "countries": [("country", S, True), ("views", I64, False)],
-}
-
-
-def start_server(data_dir):
-    proc = subprocess.Popen(
-        [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-         "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    for line in proc.stderr:
-        m = re.search(r"addr=(\S+)", line)
-        if m:
-            host, port = m.group(1).rsplit(":", 1)
-            # Keep draining the log so the server never blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, host, int(port)
-    raise RuntimeError("footfall did not start")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    proc, host, port = start_server(data_dir)
-    rng = random.Random(20261125)
-    truth_views = defaultdict(int)
-    truth_visitors = defaultdict(set)
-    truth_sources = defaultdict(int)
-    truth_countries = defaultdict(int)
-    truth_devices = defaultdict(int)
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    for i in range(BEACONS):
-        v = rng.randrange(VISITORS)
-        # Long-tailed pages: the top ones pass 400 visitors, so their
-        # sketches leave DataSketches' list/set modes for the HLL array.
-        page = f"/p/{int(40 ** rng.random()) - 1}"
-        address, country = PLACES[v % len(PLACES)]
-        referrer, referrer_host = REFERRERS[rng.randrange(len(REFERRERS))]
-        campaign = CAMPAIGNS[rng.randrange(len(CAMPAIGNS))]
-        query = "&".join(f"{k}={val}" for k, val in campaign.items())
-        width = rng.choice([None, 390, 1440])
-        beacon = {"n": "pageview", "u": f"https://{SITE}{page}?q={i}&{query}", "d": SITE, "r": referrer}
-        if width:
-            beacon["w"] = width
-        conn.request("POST", "/api/event", body=json.dumps(beacon), headers={
-            "Content-Type": "text/plain",
-            # One visitor, one browser: unique by its version.
-            "User-Agent": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-            "X-Forwarded-For": address.format(v % 250 + 1),
-        })
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 202
-        assert resp.getheader("X-Footfall-Dropped") is None
-        truth_views[page] += 1
-        truth_visitors[page].add(v)
-        if referrer_host is not None or referrer is None:
-            key = (referrer_host, campaign.get("utm_source"), campaign.get("utm_medium"), campaign.get("utm_campaign"))
-            truth_sources[key] += 1
-        truth_countries[country] += 1
-        truth_devices[("Firefox", "Windows", "mobile" if width == 390 else "desktop")] += 1
-    conn.close()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0
-    report = json.loads(subprocess.run(
-        [FOOTFALL, "report", "--data-dir", data_dir, "--site", SITE, "--by", "page", "--format", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
-    totals = json.loads(subprocess.run(
-        [FOOTFALL, "report", "--data-dir", data_dir, "--site", SITE, "--format", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
-    return {
-        "dir": data_dir,
-        "files": sorted(glob.glob(os.path.join(data_dir, "pages", "**", "*.parquet"), recursive=True)),
-        "views": truth_views,
-        "visitors": {p: len(s) for p, s in truth_visitors.items()},
-        "all_visitors": len(set().union(*truth_visitors.values())),
-        "report": {r["page"]: r for r in report},
-        "totals": totals,
-        "sources": dict(truth_sources),
-        "countries": dict(truth_countries),
-        "devices": dict(truth_devices),
-    }
+from conftest import BIN, S, SCHEMAS, SITE, TS, report
 
 
 @pytest.mark.parametrize("table", sorted(SCHEMAS))
@@ -228,14 +118,6 @@ DIMENSIONS = {
     "country": ("countries", "country", "views"),
     "day": ("pages", "CAST(date AS VARCHAR)", "views"),
 }
-
-
-def report(run, by):
-    out = subprocess.run(
-        [FOOTFALL, "report", "--data-dir", run["dir"], "--site", SITE, "--by", by, "--format", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return json.loads(out)
 
 
 @pytest.mark.parametrize("by", sorted(DIMENSIONS))
