@@ -242,7 +242,24 @@ pub fn run(q: &Query) -> Result<Report, Error> {
             dir: q.data_dir.clone(),
         });
     }
-    let mut lg_k: Option<u8> = None;
+    // The files are split between the cores; each part is merged on its
+    // own and the parts' unions merged at the end. Union is associative
+    // and the estimate is settled, so the split changes no number.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Part, Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|files| scope.spawn(move || read_part(q, files, count_name)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut lg_k: Option<(u8, PathBuf)> = None;
     let mut groups: HashMap<Option<String>, Acc> = HashMap::new();
     let mut seen_sites: Vec<String> = Vec::new();
     let mut stats = Stats {
@@ -250,21 +267,41 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         rollups,
         rows: 0,
     };
-    for file in files {
-        let (file_lg_k, batches) = read(&file, lg_k, q.by, count_name)?;
-        lg_k = Some(file_lg_k);
-        for batch in batches {
-            let mut folder = Folder {
-                q,
-                lg_k: file_lg_k,
-                count_name,
-                groups: &mut groups,
-                seen_sites: &mut seen_sites,
-                file: &file,
-            };
-            stats.rows += folder.fold(&batch)?;
+    for part in parts {
+        let part = part?;
+        if let Some((part_lg_k, path)) = part.lg_k {
+            match &lg_k {
+                None => lg_k = Some((part_lg_k, path)),
+                Some((expected, _)) if *expected == part_lg_k => {}
+                Some((expected, _)) => {
+                    return Err(Error::LgKMismatch {
+                        path,
+                        found: part_lg_k.to_string(),
+                        expected: *expected,
+                    });
+                }
+            }
+        }
+        stats.rows += part.rows;
+        for site in part.seen_sites {
+            if !seen_sites.contains(&site) {
+                seen_sites.push(site);
+            }
+        }
+        for (key, acc) in part.groups {
+            match groups.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(acc);
+                }
+                Entry::Occupied(mut o) => {
+                    let mine = o.get_mut();
+                    mine.count += acc.count;
+                    mine.union.update(&acc.union.to_sketch(HllType::Hll8));
+                }
+            }
         }
     }
+    let lg_k = lg_k.map(|(k, _)| k);
     if groups.is_empty() {
         seen_sites.sort();
         return Err(Error::UnknownSite {
@@ -324,6 +361,43 @@ fn settled_estimate(union: &HllUnion, lg_k: u8) -> f64 {
         }
         Err(_) => union.estimate(),
     }
+}
+
+/// What one thread merged from its share of the files.
+struct Part {
+    /// The `lg_k` of its files and the first of them.
+    lg_k: Option<(u8, PathBuf)>,
+    groups: HashMap<Option<String>, Acc>,
+    seen_sites: Vec<String>,
+    rows: u64,
+}
+
+/// Reads and merges some files, in order; every file must have the `lg_k`
+/// of the first.
+fn read_part(q: &Query, files: &[PathBuf], count_name: &'static str) -> Result<Part, Error> {
+    let mut part = Part {
+        lg_k: None,
+        groups: HashMap::new(),
+        seen_sites: Vec::new(),
+        rows: 0,
+    };
+    for file in files {
+        let expected = part.lg_k.as_ref().map(|(k, _)| *k);
+        let (file_lg_k, batches) = read(file, expected, q.by, count_name)?;
+        part.lg_k.get_or_insert_with(|| (file_lg_k, file.clone()));
+        for batch in batches {
+            let mut folder = Folder {
+                q,
+                lg_k: file_lg_k,
+                count_name,
+                groups: &mut part.groups,
+                seen_sites: &mut part.seen_sites,
+                file,
+            };
+            part.rows += folder.fold(&batch)?;
+        }
+    }
+    Ok(part)
 }
 
 /// Folds the rows of one file's batches into the report's groups.
