@@ -28,6 +28,7 @@ use datasketches::hll::HllSketch;
 use footfall_aggregator::Buckets;
 use footfall_aggregator::buckets::{HLL_TYPE, date_of};
 use footfall_aggregator::writer::{new_flush_id, write_file};
+use footfall_collector::agent;
 use footfall_collector::anonymise::Context;
 use footfall_collector::{Client, SaltKey, SiteFilter, anonymise, decode_json};
 use footfall_schemas::tables::{DEFAULT_LG_K, Table};
@@ -116,6 +117,31 @@ fn anonymise_beacon(c: &mut Criterion) {
             out.clear();
             anonymise(black_box(&beacon), black_box(client), &cx, &mut out)
         })
+    });
+    group.finish();
+}
+
+fn classify_user_agent(c: &mut Criterion) {
+    let mut group = c.benchmark_group("user_agent");
+    group.throughput(Throughput::Elements(1));
+    // The common case: a User-Agent seen before, answered from the memo.
+    agent::warm_up();
+    assert!(agent::classify(CHROME_UA).is_some());
+    group.bench_function("classify_seen", |b| {
+        b.iter(|| agent::classify(black_box(CHROME_UA)))
+    });
+    // A first sight: the bot list and uap-core's parsers. Each iteration
+    // varies the string so the memo never answers.
+    let mut n = 0u64;
+    group.bench_function("classify_new", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                format!("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.{n}.0 Safari/537.36")
+            },
+            |ua| agent::classify(ua.as_bytes()),
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.finish();
 }
@@ -283,6 +309,6 @@ criterion_group! {
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = decode, anonymise_beacon, fold, beacon_end_to_end, sketch_serialise, parquet_flush
+    targets = decode, anonymise_beacon, classify_user_agent, fold, beacon_end_to_end, sketch_serialise, parquet_flush
 }
 criterion_main!(pipeline);
