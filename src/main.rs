@@ -137,8 +137,9 @@ enum FormatArg {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "FOOTFALL_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT`
+    /// (`localhost:8080`; the first address the name resolves to).
+    #[arg(long, env = "FOOTFALL_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
     /// Folder for the Parquet output and the `_state` folder.
@@ -192,8 +193,9 @@ struct ServeArgs {
     max_sites: usize,
 
     /// Connections served at once; more wait in the kernel's backlog.
-    #[arg(long, env = "FOOTFALL_MAX_CONNECTIONS", default_value_t = 10_000)]
-    max_connections: usize,
+    #[arg(long, env = "FOOTFALL_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 
     /// A connection that has not sent a full request head by then (a new
     /// one, or an idle keep-alive one) is closed.
@@ -215,6 +217,27 @@ struct ServeArgs {
     /// opt-out of sale and sharing does not require it.
     #[arg(long, env = "FOOTFALL_HONOR_GPC")]
     honor_gpc: bool,
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved now, so a typo fails at start with
+/// the name in the message rather than at bind.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let resolved = s.to_socket_addrs().map_err(|e| {
+        format!("{s:?} is not an address like 127.0.0.1:8080 or localhost:8080 ({e})")
+    })?;
+    // Prefer IPv4 for a name like localhost that has both, as most clients
+    // (and the README's examples) try 127.0.0.1.
+    let all: Vec<SocketAddr> = resolved.collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 /// A CIDR range, or a single address (`10.0.0.1` = `10.0.0.1/32`).
@@ -421,7 +444,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         CollectorConfig {
             sites,
             trusted_proxies: args.trusted_proxies,
-            max_connections: args.max_connections,
+            max_connections: args.max_connections as usize,
             header_read_timeout: args.header_timeout,
             body_read_timeout: args.body_timeout,
             geo,
@@ -525,6 +548,26 @@ mod tests {
         assert_eq!(parse_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
         assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
         assert!(parse_net("localhost").is_err());
+    }
+
+    #[test]
+    fn listen_takes_addresses_and_host_names() {
+        assert_eq!(
+            parse_listen("127.0.0.1:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            parse_listen("[::1]:8080").unwrap().to_string(),
+            "[::1]:8080"
+        );
+        assert_eq!(
+            parse_listen("localhost:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        for bad in ["localhost", "8080", "nope:x", ""] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains("localhost:8080"), "{bad}: {e}");
+        }
     }
 
     #[test]
