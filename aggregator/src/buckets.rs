@@ -5,7 +5,7 @@
 //! Nothing here does I/O or reads the clock; time comes in as `now`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -199,7 +199,7 @@ impl Dims for Box<str> {
 }
 
 /// `sources`: where a landing came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceKey {
     /// The referrer's host; `None` for direct traffic.
     pub referrer: Option<Box<str>>,
@@ -207,7 +207,40 @@ pub struct SourceKey {
     pub campaign: Campaign,
 }
 
+/// Hashed as its four optional strings, exactly as [`SourceRef`] hashes,
+/// so a key can be looked up by borrowed parts.
+impl Hash for SourceKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+/// A [`SourceKey`] borrowed from a visit: looking one up costs no
+/// allocation, only a new key is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SourceRef<'a>([Option<&'a str>; 4]);
+
+impl hashbrown::Equivalent<SourceKey> for SourceRef<'_> {
+    fn equivalent(&self, key: &SourceKey) -> bool {
+        *self == key.as_ref()
+    }
+}
+
 impl SourceKey {
+    fn as_ref(&self) -> SourceRef<'_> {
+        SourceRef(self.text())
+    }
+
+    fn of(visit: &Visit) -> SourceRef<'_> {
+        let c = &visit.campaign;
+        SourceRef([
+            visit.referrer.as_deref(),
+            c.source.as_deref(),
+            c.medium.as_deref(),
+            c.campaign.as_deref(),
+        ])
+    }
+
     /// Where sources past the (site, hour)'s limit count.
     fn overflow() -> Self {
         Self {
@@ -287,7 +320,8 @@ impl Dims for Option<Country> {
     }
 }
 
-type Rows<K> = HashMap<K, Bucket>;
+/// SipHash with a random key, as std's maps: keys are visitor-controlled.
+type Rows<K> = hashbrown::HashMap<K, Bucket, RandomState>;
 
 /// The rows of one site in one hour, one map per table.
 ///
@@ -330,20 +364,26 @@ impl SiteHour {
         }
 
         if visit.entry {
-            let mut key = if site_full {
-                SourceKey::overflow()
+            let bucket = if site_full {
+                self.sources
+                    .entry(SourceKey::overflow())
+                    .or_insert_with(Bucket::empty)
             } else {
-                // Allocates only for a landing with a referrer or campaign.
-                SourceKey {
-                    referrer: visit.referrer.clone(),
-                    campaign: visit.campaign.clone(),
+                let probe = SourceKey::of(visit);
+                match self.sources.get_mut(&probe) {
+                    // The common case: found by borrowed parts, no allocation.
+                    Some(bucket) => bucket,
+                    None => {
+                        let key = if self.sources.len() < max {
+                            SourceKey::from_text(probe.0).expect("any four strings are a source")
+                        } else {
+                            folded.source = true;
+                            SourceKey::overflow()
+                        };
+                        self.sources.entry(key).or_insert_with(Bucket::empty)
+                    }
                 }
             };
-            if !self.sources.contains_key(&key) && self.sources.len() >= max {
-                folded.source = true;
-                key = SourceKey::overflow();
-            }
-            let bucket = self.sources.entry(key).or_insert_with(Bucket::empty);
             bucket.add(true, coupon, lg_k);
         }
 
@@ -917,6 +957,28 @@ mod tests {
         let batch = b.to_record_batch(Table::Sources).unwrap();
         assert_eq!(batch.num_rows(), 3);
         assert_eq!(batch.schema().field(2).name(), "referrer");
+    }
+
+    #[test]
+    fn a_source_is_found_by_borrowed_parts() {
+        use std::hash::BuildHasher;
+        let key = SourceKey {
+            referrer: Some("ref.net".into()),
+            campaign: Campaign {
+                source: Some("news".into()),
+                ..Campaign::default()
+            },
+        };
+        let probe = SourceRef([Some("ref.net"), Some("news"), None, None]);
+        let state = RandomState::new();
+        assert_eq!(state.hash_one(&key), state.hash_one(probe));
+        let mut rows: Rows<SourceKey> = Rows::default();
+        rows.insert(key, Bucket::empty());
+        assert!(rows.get_mut(&probe).is_some());
+        assert!(
+            rows.get_mut(&SourceRef([Some("ref.net"), None, Some("news"), None]))
+                .is_none()
+        );
     }
 
     #[test]
