@@ -54,7 +54,7 @@ struct RollupArgs {
 
     /// The UTC day to roll up (YYYY-MM-DD) [default: every day before
     /// today that has hourly files].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_date)]
     date: Option<chrono::NaiveDate>,
 }
 
@@ -68,12 +68,12 @@ struct ReportArgs {
     #[arg(long)]
     site: String,
 
-    /// First UTC day, inclusive (YYYY-MM-DD) [default: today].
-    #[arg(long)]
+    /// First UTC day, inclusive (YYYY-MM-DD) [default: today, or --to].
+    #[arg(long, value_parser = parse_date)]
     from: Option<chrono::NaiveDate>,
 
     /// Last UTC day, inclusive (YYYY-MM-DD) [default: today].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_date)]
     to: Option<chrono::NaiveDate>,
 
     /// Break down by this dimension (page, sources from `sources`, families
@@ -281,10 +281,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // A server's errors go to its log, with the rest of its story.
-        Command::Serve(args) => serve(args).inspect_err(|e| tracing::error!("{e:#}")),
+        Command::Serve(args) => serve(args).inspect_err(|e| tracing::error!("{}", chain(e))),
         // A command's errors go to the person who typed it.
-        Command::Report(args) => report(args).inspect_err(|e| eprintln!("footfall: error: {e:#}")),
-        Command::Rollup(args) => rollup(args).inspect_err(|e| eprintln!("footfall: error: {e:#}")),
+        Command::Report(args) => {
+            report(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
+        }
+        Command::Rollup(args) => {
+            rollup(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -292,9 +296,33 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// An error and its causes on one line, each cause once: our errors name
+/// their cause in their own message, which `{:#}` would print again.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// `YYYY-MM-DD`, with a message that says so.
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a date like 2026-11-25 (YYYY-MM-DD, UTC)"))
+}
+
 fn report(args: ReportArgs) -> Result<()> {
     let today = chrono::Utc::now().date_naive();
-    let from = args.from.unwrap_or(today);
+    // `--to` alone is that one day; `--from` alone runs to today.
+    let from = args.from.or(args.to).unwrap_or(today);
     let query = footfall_report::Query {
         site: footfall_collector::normalise::site_id(&args.site).map_err(|_| {
             anyhow::anyhow!(
@@ -344,15 +372,25 @@ fn rollup(args: RollupArgs) -> Result<()> {
         );
     }
     for date in dates {
-        for (table, outcome) in
-            rollup_date(&args.data_dir, date, lg_k).with_context(|| format!("rolling up {date}"))?
-        {
+        if date >= today {
+            eprintln!(
+                "footfall: warning: {date} is not over yet; files written later make this \
+                 rollup stale (reports then read the hourly files) until it is rebuilt"
+            );
+        }
+        let outcomes = rollup_date(&args.data_dir, date, lg_k)
+            .with_context(|| format!("rolling up {date}"))?;
+        if outcomes.iter().all(|(_, o)| matches!(o, Outcome::NoData)) {
+            println!("{date}: no hourly files");
+        }
+        for (table, outcome) in outcomes {
             match outcome {
                 Outcome::Written { written, covers } => println!(
-                    "{date} {}: wrote {} ({} rows from {covers} hourly files)",
+                    "{date} {}: wrote {} ({} rows from {covers} hourly file{})",
                     table.name(),
                     written.path.display(),
-                    written.rows
+                    written.rows,
+                    if covers == 1 { "" } else { "s" }
                 ),
                 Outcome::UpToDate => println!("{date} {}: up to date", table.name()),
                 Outcome::NoData => {}
@@ -404,9 +442,6 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         }
     };
     let sites = if args.sites.is_empty() {
-        tracing::warn!(
-            "no --site given: counting beacons for any site; set --site to accept only yours"
-        );
         SiteFilter::any()
     } else {
         SiteFilter::only(&args.sites).map_err(|_| {
@@ -437,6 +472,13 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         })
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?,
     );
+    // Warned only once the data dir is ours: a second process refused for
+    // the lock should say that alone.
+    if !allow_list {
+        tracing::warn!(
+            "no --site given: counting beacons for any site; set --site to accept only yours"
+        );
+    }
     let salts = SaltStore::persistent(&args.data_dir.join(STATE_DIR))?;
     // A salt left by a run on an earlier day dies now, not at the first beacon.
     salts.expire(unix_now());

@@ -137,7 +137,12 @@ pub fn save(
         source,
     };
     let result = (|| {
-        let file = File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Aggregates only, but the owner's alone, like the rest of `_state`.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&tmp).map_err(Error::io("creating", &tmp))?;
         let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet_err)?;
         writer.write(&batch).map_err(parquet_err)?;
         let file = writer.into_inner().map_err(parquet_err)?;
