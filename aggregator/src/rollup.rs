@@ -6,8 +6,8 @@
 //! touched: a rollup records in its footer ([`meta::ROLLUP_COVERS`]) the
 //! exact hourly files it was built from, readers use it only while those
 //! are still exactly the files present, and a late file (a retried write, a
-//! restart's checkpoint) makes the next rollup run build a new one and
-//! delete the old.
+//! restart's checkpoint) makes the next rollup run build a new one, which
+//! replaces the old by a rename.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -26,7 +26,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::buckets::canonical_image;
 use crate::error::Error;
-use crate::writer::{Written, new_flush_id, partition_dir, publish, unique_name};
+use crate::writer::{Written, partition_dir, publish};
 
 /// What a rollup run did for one table and day.
 #[derive(Debug)]
@@ -38,6 +38,9 @@ pub enum Outcome {
     /// No hourly file for that day.
     NoData,
 }
+
+/// The one file of a day's rollup, in its folder.
+pub const ROLLUP_FILE: &str = "rollup.parquet";
 
 /// The folder of a table's daily rollup for `date`.
 pub fn daily_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
@@ -95,19 +98,15 @@ pub fn rollup(
         .iter()
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
-    let name = unique_name("rollup", new_flush_id());
-    let written = publish(&daily, &name, kv, &batch)?;
-    // Every other rollup of the day goes, not only those seen before: two
-    // runs at once (`footfall rollup` beside `serve`) then leave at most
-    // one each other's, never two rollups of one day for a glob to sum.
-    // Should both delete each other's, readers fall back to the hourly
-    // files until the next run.
-    for other in visible_parquet(&daily)?.into_iter().filter(|n| *n != name) {
+    // One name a day, replaced by a rename: a reader (or a glob of
+    // `<table>_daily/`) sees the old rollup or the new one, never both and
+    // never neither, even with two runs at once.
+    let written = publish(&daily, ROLLUP_FILE, kv, &batch)?;
+    for other in existing.into_iter().filter(|n| n != ROLLUP_FILE) {
+        // Not ours to keep: a day's folder holds its one rollup.
         let old = daily.join(other);
         if let Err(e) = fs::remove_file(&old) {
-            // Harmless for `footfall report`, which uses only a rollup that
-            // matches the hourly files.
-            tracing::warn!(error = %e, path = %old.display(), "could not remove a superseded rollup");
+            tracing::warn!(error = %e, path = %old.display(), "could not remove a stray file beside a rollup");
         }
     }
     Ok(Outcome::Written {
@@ -292,7 +291,7 @@ impl Merged {
 mod tests {
     use super::*;
     use crate::buckets::Buckets;
-    use crate::writer::write_file;
+    use crate::writer::{new_flush_id, write_file};
     use footfall_schemas::{Visit, VisitorKey};
 
     const DAY: i64 = 1_764_028_800; // 2025-11-25T00:00:00Z

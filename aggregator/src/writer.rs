@@ -64,8 +64,8 @@ pub fn write_file(
 }
 
 /// Makes `batch` visible as `dir/name` with this footer metadata, or fails
-/// leaving nothing visible: a hidden temporary, fsynced, renamed, then the
-/// folder fsynced.
+/// leaving nothing visible: a hidden temporary, fsynced, renamed (over a
+/// file of that name, atomically), then the folder fsynced.
 pub(crate) fn publish(
     dir: &Path,
     name: &str,
@@ -78,7 +78,9 @@ pub(crate) fn publish(
     // same rows again.
     let dir_handle = File::open(dir).map_err(Error::io("opening", dir))?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // Unique, so two writers of one name (two rollup runs) never share a
+    // temporary; the rename makes the last one win, whole.
+    let tmp = dir.join(format!(".{name}.{}.tmp", flush_token(new_flush_id())));
 
     let bytes = match write_tmp(&tmp, kv, batch).and_then(|bytes| {
         fs::rename(&tmp, &path)
@@ -120,7 +122,8 @@ pub fn remove_stale_temporaries(data_dir: &Path, folder: &str) -> usize {
             let name = file.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.')
-                && name.ends_with(".parquet.tmp")
+                && name.ends_with(".tmp")
+                && name.contains(".parquet.")
                 && fs::remove_file(file.path()).is_ok()
             {
                 removed += 1;

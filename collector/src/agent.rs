@@ -55,6 +55,9 @@ pub fn warm_up() {
 static CLASSIFIER: LazyLock<Classifier> =
     LazyLock::new(|| Classifier::new().expect("the embedded User-Agent lists compile"));
 
+/// Longer User-Agents are taken for bots without parsing.
+pub const MAX_USER_AGENT: usize = 1024;
+
 const UAP_REGEXES: &str = include_str!("../data/uap-core-regexes.json");
 const BOT_PATTERNS: &str = include_str!("../data/isbot-patterns-rust.txt");
 
@@ -62,6 +65,9 @@ struct Classifier {
     browsers: ua_parser::user_agent::Extractor<'static>,
     oses: ua_parser::os::Extractor<'static>,
     bots: regex::Regex,
+    /// isbot's `google` pattern, which has a look-behind the `regex` crate
+    /// cannot express: it is checked on its own (see `is_google_bot`).
+    google: regex::Regex,
     /// Key of the memo's hash, random per process, so no one can aim
     /// strings at one slot.
     key: [u8; 16],
@@ -77,20 +83,24 @@ impl Classifier {
         let oses = ua_parser::os::Builder::new()
             .push_all(regexes.os_parsers)?
             .build()?;
-        let pattern = BOT_PATTERNS
+        let (google, others): (Vec<&str>, Vec<&str>) = BOT_PATTERNS
             .lines()
             .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("|");
-        let bots = regex::RegexBuilder::new(&pattern)
-            .case_insensitive(true)
-            .build()?;
+            .partition(|l| l.starts_with("google("));
+        let compile = |patterns: &[&str]| {
+            regex::RegexBuilder::new(&patterns.join("|"))
+                .case_insensitive(true)
+                .build()
+        };
+        let bots = compile(&others)?;
+        let google = compile(&google)?;
         let mut key = [0; 16];
         getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
         Ok(Self {
             browsers,
             oses,
             bots,
+            google,
             key,
             memo: Memo::new(),
         })
@@ -103,7 +113,22 @@ impl Classifier {
     }
 
     fn is_bot(&self, ua: &str) -> bool {
-        !ua.starts_with("Mozilla/5.0 (") || self.bots.is_match(ua)
+        // Real browsers' User-Agents are a few hundred bytes; a huge one is
+        // not a visitor, and would cost the parsers milliseconds.
+        ua.len() > MAX_USER_AGENT
+            || !ua.starts_with("Mozilla/5.0 (")
+            || self.bots.is_match(ua)
+            || self.is_google_bot(ua)
+    }
+
+    /// isbot's `(?<! channel/|google/)google(?!…)`: the look-ahead is in
+    /// the ported pattern; the look-behind is checked here, so in-app
+    /// browsers that end `Channel/googleplay` are people, as in isbot.
+    fn is_google_bot(&self, ua: &str) -> bool {
+        self.google.find_iter(ua).any(|m| {
+            let before = ua[..m.start()].to_ascii_lowercase();
+            !before.ends_with(" channel/") && !before.ends_with("google/")
+        })
     }
 
     fn classify(&self, ua: &str) -> Option<Agent> {
@@ -337,6 +362,13 @@ mod tests {
             O::Android,
             D::Mobile,
         ),
+        // An app's in-app browser (Android WebView) from the Play store.
+        (
+            "Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/142.0.7444.102 Mobile Safari/537.36 Channel/googleplay",
+            B::Chrome,
+            O::Android,
+            D::Mobile,
+        ),
     ];
 
     /// Crawlers, AI bots, headless browsers, HTTP clients, link previewers.
@@ -397,6 +429,20 @@ mod tests {
         }
         // Bytes that are not UTF-8 are read lossily, not trusted.
         assert_eq!(classify(b"\xff\xfe curl"), None);
+        // A browser's prefix padded past any real User-Agent's length.
+        let huge = format!("{}{}", BROWSERS[0].0, " x".repeat(MAX_USER_AGENT));
+        assert_eq!(classify(huge.as_bytes()), None);
+        // The google pattern's look-behind excuses only the match it precedes.
+        let crawler = "Mozilla/5.0 (Linux; Android 14; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Mobile Safari/537.36 GoogleOther";
+        assert!(CLASSIFIER.is_google_bot(crawler));
+        assert!(
+            !CLASSIFIER.bots.is_match(crawler),
+            "caught by the google rule alone"
+        );
+        assert_eq!(classify(crawler.as_bytes()), None);
+        let webview = BROWSERS.last().unwrap().0;
+        assert!(webview.ends_with("Channel/googleplay"));
+        assert!(!CLASSIFIER.is_google_bot(webview));
     }
 
     #[test]

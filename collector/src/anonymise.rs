@@ -12,7 +12,7 @@ use crate::agent::classify;
 use crate::beacon::Beacon;
 use crate::error::{BeaconError, DropReason};
 use crate::geo::GeoDb;
-use crate::normalise::{campaign, on_site, page_url, referrer_host, site_id};
+use crate::normalise::{campaign, is_ip_host, on_site, page_url, referrer_host, site_id};
 
 /// How many sites one beacon may count for (`d` is a comma-separated list).
 /// Bounds the work and the rows a single request can cause.
@@ -152,8 +152,13 @@ pub fn anonymise(
     }
 
     let referrer = beacon.referrer.as_deref().and_then(referrer_host);
+    // An address decides whether the view is a landing like any host, but
+    // is not kept as its source: it may be someone's own machine.
+    let source_host = referrer.as_deref().filter(|h| !is_ip_host(h));
+    // A width of 0 (a hidden frame) says nothing: the User-Agent decides.
     let device = beacon
         .screen_width
+        .filter(|&w| w > 0)
         .map_or(agent.device, Device::from_screen_width);
     let country = cx.geo.and_then(|geo| geo.country(client.ip));
     // Read only when some site counts the view as a landing.
@@ -181,7 +186,7 @@ pub fn anonymise(
             site: site.into(),
             time: cx.now,
             page: page.page.as_str().into(),
-            referrer: referrer.as_deref().map(Into::into),
+            referrer: source_host.map(Into::into),
             entry,
             campaign,
             browser: agent.browser,
@@ -299,6 +304,17 @@ mod tests {
         // No database: no country, whatever the address.
         let (_, visits) = run_as(landing, &SiteFilter::any(), phone, None, false);
         assert_eq!(visits[0].country, None);
+    }
+
+    #[test]
+    fn an_address_as_referrer_is_a_landing_but_never_a_source() {
+        for r in ["http://192.168.1.20:8000/share", "http://[2001:db8::7]/x"] {
+            let body = format!(r#"{{"u":"https://example.com/","d":"example.com","r":"{r}"}}"#);
+            let (result, visits) = run(&body, &SiteFilter::any());
+            assert_eq!(result, Ok(None));
+            assert!(visits[0].entry, "{r}");
+            assert_eq!(visits[0].referrer, None, "{r}");
+        }
     }
 
     #[test]

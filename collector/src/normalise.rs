@@ -127,15 +127,27 @@ fn hash_route(fragment: &str) -> Option<&str> {
 }
 
 /// Reduces a referrer to its host (lowercase, no `www.`). Anything that is
-/// not a URL with a host (an app id, garbage) counts as no referrer: it is
-/// never an error, since browsers send all sorts.
+/// not a URL with a host (an app id, garbage), or whose host is longer than
+/// a domain name can be (253 bytes, 63 a label: a scheme the URL standard
+/// does not know gets an unchecked "opaque" host), counts as no referrer:
+/// it is never an error, since browsers send all sorts. The length bound
+/// is what bounds a `sources` key, and so the memory a flood of invented
+/// referrers can take.
 pub fn referrer_host(raw: &str) -> Option<String> {
     if let Some(host) = plain_http_host(raw) {
         return Some(strip_www(&host.to_ascii_lowercase()).to_owned());
     }
     let url = Url::parse(raw).ok()?;
     let host = host_name(&url.host()?);
-    (!host.is_empty()).then_some(host)
+    let domain_sized = host.len() <= 253 && host.split('.').all(|label| label.len() <= 63);
+    (!host.is_empty() && domain_sized).then_some(host)
+}
+
+/// True for a host that is an IP address (`10.1.2.3`, `[2001:db8::7]`),
+/// as [`host_name`] writes them. Such a referrer may be a person's own
+/// machine, so it is never stored as a source.
+pub fn is_ip_host(host: &str) -> bool {
+    host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// The longest campaign value kept, in characters. Real ones are short
@@ -459,6 +471,7 @@ mod tests {
                 Some("com.google.android.gm"),
             ),
             ("http://10.0.0.1:3000/x", Some("10.0.0.1")),
+            ("http://[2001:db8::7]/secret", Some("[2001:db8::7]")),
             ("not a url", None),
             ("about:blank", None),
             ("", None),
@@ -466,6 +479,15 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(referrer_host(raw).as_deref(), want, "{raw}");
         }
+        // Nothing longer than a domain name can be becomes a source key.
+        let opaque = format!("z://{}/", "a".repeat(30_000));
+        let label = format!("zz://{}.example/", "b".repeat(64));
+        let long = format!("https://{}.example/", vec!["c".repeat(60); 5].join("."));
+        for raw in [&opaque, &label, &long] {
+            assert_eq!(referrer_host(raw), None, "{} bytes", raw.len());
+        }
+        assert!(is_ip_host("10.0.0.1") && is_ip_host("[2001:db8::7]"));
+        assert!(!is_ip_host("example.com") && !is_ip_host("10.example"));
     }
 
     #[test]

@@ -198,8 +198,8 @@ pub struct Report {
     /// How a null key is shown in a table or CSV.
     pub null_label: &'static str,
     pub rows: Vec<Row>,
-    /// True when the range spans more than one uniqueness window (day), so
-    /// `visitors` counts visitor-days.
+    /// True when a row may span more than one uniqueness window (day), so
+    /// its `visitors` counts visitor-days (not for hour or day series).
     pub spans_windows: bool,
     /// What the report read.
     pub stats: Stats,
@@ -237,7 +237,8 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     // An hourly series needs the hours; everything else can use rollups.
     let use_rollups = q.by != Some(Dimension::Hour);
     let (files, rollups) = files_in_range(&q.data_dir, table, q.from, q.to, use_rollups)?;
-    if files.is_empty() && table == Table::Countries {
+    // No countries data in the range: say why if it was never written.
+    if files.is_empty() && table == Table::Countries && !q.data_dir.join(table.name()).exists() {
         return Err(Error::NoCountries {
             dir: q.data_dir.clone(),
         });
@@ -334,7 +335,8 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         count_name,
         null_label: q.by.map_or("(none)", Dimension::null_label),
         rows,
-        spans_windows: q.from != q.to,
+        // A time series' rows each lie within one day.
+        spans_windows: q.from != q.to && !q.by.is_some_and(Dimension::is_time),
         stats,
     })
 }
@@ -770,10 +772,18 @@ pub fn render(report: &Report, format: Format) -> String {
 }
 
 fn csv_field(s: &str) -> String {
+    // A spreadsheet would run a cell starting `=`, `+`, `-` or `@` as a
+    // formula, and campaign values are whatever a link said: a leading `'`
+    // keeps it text (OWASP's advice for CSV export).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -1102,5 +1112,7 @@ mod tests {
         assert_eq!(csv_field("/a,b"), "\"/a,b\"");
         assert_eq!(csv_field("/\"q\""), "\"/\"\"q\"\"\"");
         assert_eq!(csv_field("/plain"), "/plain");
+        assert_eq!(csv_field("=cmd|'/c calc'!A1"), "'=cmd|'/c calc'!A1");
+        assert_eq!(csv_field("@SUM(1,2)"), "\"'@SUM(1,2)\"");
     }
 }

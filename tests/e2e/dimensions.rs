@@ -111,6 +111,8 @@ const REFERRERS: &[(Option<&str>, Option<&str>)] = &[
         Some("https://www.google.com/search?q=secret+search+terms"),
         Some("google.com"),
     ),
+    // Someone's own machine: a landing, but never stored as a source.
+    (Some("http://192.168.77.7:8000/share"), None),
 ];
 
 /// The campaign a landing page's URL may carry (source, medium, campaign).
@@ -308,6 +310,7 @@ fn sources_devices_and_countries_add_up_and_bots_count_nowhere() {
     let mut needles: Vec<String> = secrets;
     needles
         .extend(["secret-item-42", "secret+search", "secret search", "email="].map(String::from));
+    needles.push("192.168.77.7".into());
     needles.extend(BROWSERS.iter().map(|b| b.0.to_owned()));
     needles.extend(
         BOTS.iter()

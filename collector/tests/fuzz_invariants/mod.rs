@@ -73,6 +73,13 @@ pub fn check_normalise(data: &[u8]) {
     let slow = format!(" {text}");
     assert_eq!(page_url(&slow, hash_mode), page, "page_url of {text:?}");
     assert_eq!(referrer_host(&slow), referrer, "referrer_host of {text:?}");
+    // A source key is never longer than a domain name can be.
+    assert!(
+        referrer
+            .as_ref()
+            .is_none_or(|h| h.len() <= 253 && h.split('.').all(|l| l.len() <= 63)),
+        "referrer host over a domain name's length from {text:?}"
+    );
     if let Some(escaped) = escape_first_alphanumeric(&text) {
         assert_eq!(site_id(&escaped), site, "site_id of {text:?}");
     }
