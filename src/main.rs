@@ -79,8 +79,8 @@ struct ReportArgs {
     /// Break down by this dimension (page, sources from `sources`, families
     /// from `devices`, `country` from `countries`; `hour` and `day` are time
     /// series of views); without it, one row of site totals.
-    #[arg(long, value_enum)]
-    by: Option<ByArg>,
+    #[arg(long, value_parser = dimension_parser())]
+    by: Option<footfall_report::Dimension>,
 
     /// Show at most N rows.
     #[arg(long, value_name = "N")]
@@ -91,41 +91,12 @@ struct ReportArgs {
     format: FormatArg,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ByArg {
-    Page,
-    Referrer,
-    #[value(name = "utm_source")]
-    UtmSource,
-    #[value(name = "utm_medium")]
-    UtmMedium,
-    #[value(name = "utm_campaign")]
-    UtmCampaign,
-    Browser,
-    Os,
-    Device,
-    Country,
-    Hour,
-    Day,
-}
-
-impl From<ByArg> for footfall_report::Dimension {
-    fn from(by: ByArg) -> Self {
-        use footfall_report::Dimension as D;
-        match by {
-            ByArg::Page => D::Page,
-            ByArg::Referrer => D::Referrer,
-            ByArg::UtmSource => D::UtmSource,
-            ByArg::UtmMedium => D::UtmMedium,
-            ByArg::UtmCampaign => D::UtmCampaign,
-            ByArg::Browser => D::Browser,
-            ByArg::Os => D::Os,
-            ByArg::Device => D::Device,
-            ByArg::Country => D::Country,
-            ByArg::Hour => D::Hour,
-            ByArg::Day => D::Day,
-        }
-    }
+/// `--by` takes the report's own dimension names, listed in `--help`.
+fn dimension_parser() -> impl clap::builder::TypedValueParser<Value = footfall_report::Dimension> {
+    use clap::builder::TypedValueParser as _;
+    use footfall_report::Dimension;
+    clap::builder::PossibleValuesParser::new(Dimension::ALL.map(Dimension::name))
+        .map(|name: String| Dimension::from_name(&name).expect("one of the possible values"))
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -333,7 +304,7 @@ fn report(args: ReportArgs) -> Result<()> {
         data_dir: args.data_dir,
         from,
         to: args.to.unwrap_or(today),
-        by: args.by.map(Into::into),
+        by: args.by,
         limit: args.limit,
     };
     let report = footfall_report::run(&query)?;

@@ -26,7 +26,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::buckets::canonical_image;
 use crate::error::Error;
-use crate::writer::{Written, partition_dir, publish};
+use crate::writer::{Written, date_dir, partition_dir, publish};
 
 /// What a rollup run did for one table and day.
 #[derive(Debug)]
@@ -44,9 +44,7 @@ pub const ROLLUP_FILE: &str = "rollup.parquet";
 
 /// The folder of a table's daily rollup for `date`.
 pub fn daily_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
-    data_dir
-        .join(table.daily_name())
-        .join(format!("date={}", date.format("%Y-%m-%d")))
+    date_dir(data_dir, &table.daily_name(), date)
 }
 
 /// Rolls up every table for `date`; see [`rollup`].

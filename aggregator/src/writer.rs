@@ -33,8 +33,14 @@ pub struct Written {
 
 /// The folder of a table's partition: `<data-dir>/<table>/date=YYYY-MM-DD`.
 pub fn partition_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
+    date_dir(data_dir, table.name(), date)
+}
+
+/// `<data-dir>/<folder>/date=YYYY-MM-DD`, the Hive-style partition every
+/// table and rollup uses.
+pub fn date_dir(data_dir: &Path, folder: &str, date: NaiveDate) -> PathBuf {
     data_dir
-        .join(table.name())
+        .join(folder)
         .join(format!("date={}", date.format("%Y-%m-%d")))
 }
 

@@ -128,6 +128,11 @@ impl Dimension {
         }
     }
 
+    /// The dimension named `name` (as [`Dimension::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// The table the dimension is read from.
     pub fn table(self) -> Table {
         match self {
@@ -1105,6 +1110,14 @@ mod tests {
             mixed.to_string().contains(".parquet"),
             "names the file: {mixed}"
         );
+    }
+
+    #[test]
+    fn dimensions_are_named_as_the_command_line_names_them() {
+        for d in Dimension::ALL {
+            assert_eq!(Dimension::from_name(d.name()), Some(d));
+        }
+        assert_eq!(Dimension::from_name("utm-source"), None);
     }
 
     #[test]
