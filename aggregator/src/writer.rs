@@ -113,7 +113,7 @@ pub(crate) fn publish(
 }
 
 /// Removes temporary files that a crash left in a table's partitions
-/// (`.part-….parquet.tmp`, `.rollup-….parquet.tmp`; `folder` is a table's
+/// (`.part-….parquet.….tmp`, `.rollup.parquet.….tmp`; `folder` is a table's
 /// name or its daily rollup's): they were never visible and never will be.
 pub fn remove_stale_temporaries(data_dir: &Path, folder: &str) -> usize {
     let Ok(partitions) = fs::read_dir(data_dir.join(folder)) else {
