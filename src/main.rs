@@ -325,13 +325,11 @@ fn rollup(args: RollupArgs) -> Result<()> {
         args.data_dir.display()
     );
     // The data dir's lg_k, as serve recorded it; else the first file's.
-    let lg_k = std::fs::read_to_string(args.data_dir.join(STATE_DIR).join("lg_k"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u8>().ok());
+    let lg_k = footfall_aggregator::service::recorded_lg_k(&args.data_dir);
     let today = chrono::Utc::now().date_naive();
     let dates = match args.date {
         Some(d) => vec![d],
-        None => hourly_dates(&args.data_dir)
+        None => footfall_aggregator::rollup::dates_with_partitions(&args.data_dir)
             .into_iter()
             .filter(|d| *d < today)
             .collect(),
@@ -369,23 +367,6 @@ fn rollup(args: RollupArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every date with a partition folder in any table.
-fn hourly_dates(data_dir: &std::path::Path) -> Vec<chrono::NaiveDate> {
-    let mut dates: Vec<chrono::NaiveDate> = footfall_schemas::tables::Table::ALL
-        .into_iter()
-        .filter_map(|t| std::fs::read_dir(data_dir.join(t.name())).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let day = name.to_str()?.strip_prefix("date=")?;
-            chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
-        })
-        .collect();
-    dates.sort();
-    dates.dedup();
-    dates
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

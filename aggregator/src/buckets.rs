@@ -727,12 +727,10 @@ impl Buckets {
 
     /// The tables that have rows here.
     pub fn tables(&self) -> Vec<Table> {
-        let mut present: Vec<Table> = Table::ALL
+        Table::ALL
             .into_iter()
             .filter(|&t| self.rows_of(t).next().is_some())
-            .collect();
-        present.sort();
-        present
+            .collect()
     }
 
     /// One table's rows as a record batch, sorted by (site, hour, dims) so

@@ -234,9 +234,7 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
     for batch in reader.build().map_err(parquet_err)? {
         let batch = batch.map_err(|e| parquet_err(e.into()))?;
         let bad = |name: &str| corrupt(format!("column {name} missing or of another type"));
-        fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Option<&'b T> {
-            batch.column_by_name(name)?.as_any().downcast_ref::<T>()
-        }
+        use crate::column;
         let strings = |name: &str| column::<StringArray>(&batch, name).ok_or_else(|| bad(name));
         let ints = |name: &str| column::<Int64Array>(&batch, name).ok_or_else(|| bad(name));
         // Version 1 had no table column and one dimension, `page`.

@@ -23,5 +23,14 @@ pub mod service;
 pub mod writer;
 
 pub use buckets::Buckets;
+
+/// A column of one of our own files' batches, by name, as the array type
+/// it should be (`None` when missing or of another type).
+pub(crate) fn column<'b, T: 'static>(
+    batch: &'b arrow_array::RecordBatch,
+    name: &str,
+) -> Option<&'b T> {
+    batch.column_by_name(name)?.as_any().downcast_ref::<T>()
+}
 pub use error::Error;
 pub use service::{Aggregator, AggregatorConfig};

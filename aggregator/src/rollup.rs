@@ -113,6 +113,23 @@ pub fn rollup(
     })
 }
 
+/// Every date that has a partition folder in some table, sorted.
+pub fn dates_with_partitions(data_dir: &Path) -> Vec<NaiveDate> {
+    let mut dates: Vec<NaiveDate> = Table::ALL
+        .into_iter()
+        .filter_map(|t| fs::read_dir(data_dir.join(t.name())).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let day = name.to_str()?.strip_prefix("date=")?;
+            NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+        })
+        .collect();
+    dates.sort();
+    dates.dedup();
+    dates
+}
+
 /// Sorted names of the visible `*.parquet` files in `dir` (none if absent).
 pub fn visible_parquet(dir: &Path) -> Result<Vec<String>, Error> {
     let entries = match fs::read_dir(dir) {
@@ -212,9 +229,7 @@ impl Merged {
 
     fn fold(&mut self, batch: &RecordBatch) -> Result<(), String> {
         fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, String> {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<T>())
+            crate::column(batch, name)
                 .ok_or_else(|| format!("column {name} missing or of another type"))
         }
         let sites: &StringArray = column(batch, "site")?;

@@ -318,13 +318,12 @@ impl Aggregator {
     /// is before `now` (Unix seconds). A day that fails is logged and left
     /// until it gets another file or the next start.
     pub fn rollup_closed_days(&self, now: i64) {
-        let grace = ROLLUP_GRACE.as_secs() as i64;
         let ready: Vec<NaiveDate> = {
             let mut due = lock(&self.rollup_due);
             let ready: Vec<NaiveDate> = due
                 .iter()
                 .copied()
-                .filter(|d| day_end(*d) + grace <= now)
+                .filter(|&d| rollup_ready(d, now))
                 .collect();
             for d in &ready {
                 due.remove(d);
@@ -381,10 +380,9 @@ impl Aggregator {
             let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
             let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
-            let grace = ROLLUP_GRACE.as_secs() as i64;
             let rollup_due = lock(&self.rollup_due)
                 .first()
-                .is_some_and(|d| day_end(*d) + grace <= now);
+                .is_some_and(|&d| rollup_ready(d, now));
             if !flush_due && !checkpoint_due && !rollup_due {
                 continue;
             }
@@ -583,10 +581,12 @@ impl VisitSink for Aggregator {
     }
 }
 
-/// Unix seconds at the end of a UTC day.
-fn day_end(date: NaiveDate) -> i64 {
-    date.and_hms_opt(0, 0, 0)
-        .map_or(i64::MAX, |t| t.and_utc().timestamp() + 86_400)
+/// True once a UTC day and its [`ROLLUP_GRACE`] are over at `now`.
+fn rollup_ready(date: NaiveDate, now: i64) -> bool {
+    let day_end = date
+        .and_hms_opt(0, 0, 0)
+        .map_or(i64::MAX, |t| t.and_utc().timestamp() + 86_400);
+    day_end.saturating_add(ROLLUP_GRACE.as_secs() as i64) <= now
 }
 
 /// Takes the data dir's lock, or says who holds it. The OS releases it when
@@ -611,10 +611,22 @@ fn lock_data_dir(state: &Path) -> Result<fs::File, Error> {
     }
 }
 
+/// Where a data dir records the `lg_k` its sketches use.
+fn lg_k_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(STATE_DIR).join("lg_k")
+}
+
+/// The `lg_k` a data dir was first served with, if it was.
+pub fn recorded_lg_k(data_dir: &Path) -> Option<u8> {
+    fs::read_to_string(lg_k_path(data_dir))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// Records the data dir's `lg_k` on first use and refuses another one later.
 fn check_lg_k(data_dir: &Path, lg_k: u8) -> Result<(), Error> {
     let state = data_dir.join(STATE_DIR);
-    let path = state.join("lg_k");
+    let path = lg_k_path(data_dir);
     match fs::read_to_string(&path) {
         Ok(s) => match s.trim().parse::<u8>() {
             Ok(existing) if existing == lg_k => Ok(()),

@@ -186,7 +186,9 @@ pub fn anonymise(
             site: site.into(),
             time: cx.now,
             page: page.page.as_str().into(),
-            referrer: source_host.map(Into::into),
+            // Only a landing has a source; navigation within the site
+            // needs no copy of its referrer.
+            referrer: source_host.filter(|_| entry).map(Into::into),
             entry,
             campaign,
             browser: agent.browser,

@@ -36,7 +36,9 @@ pub struct Visit {
     pub time: i64,
     /// URL path (and fragment under hash routing); never a query string.
     pub page: Box<str>,
-    /// Host of the referrer (lowercase, no `www.`), never the full URL.
+    /// Host of the referrer of a landing (lowercase, no `www.`), never the
+    /// full URL; `None` for direct traffic, an address, and navigation
+    /// within the site (which is not a source).
     pub referrer: Option<Box<str>>,
     /// True when the view is a landing: no referrer, or one from another site.
     pub entry: bool,
