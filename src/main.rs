@@ -295,12 +295,14 @@ fn report(args: ReportArgs) -> Result<()> {
     // `--to` alone is that one day; `--from` alone runs to today.
     let from = args.from.or(args.to).unwrap_or(today);
     let query = footfall_report::Query {
-        site: footfall_collector::normalise::site_id(&args.site).map_err(|_| {
-            anyhow::anyhow!(
-                "--site {:?} is not a domain name like example.com",
-                args.site
-            )
-        })?,
+        site: footfall_collector::normalise::site_id(&args.site)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--site {:?} is not a domain name like example.com",
+                    args.site
+                )
+            })?
+            .into_owned(),
         data_dir: args.data_dir,
         from,
         to: args.to.unwrap_or(today),

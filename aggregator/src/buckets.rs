@@ -14,7 +14,7 @@ use arrow_array::{
 use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 use footfall_schemas::tables::{Count, Table};
-use footfall_schemas::{Browser, Campaign, Country, Device, Os, Visit};
+use footfall_schemas::{Browser, Country, Device, Os, Visit};
 
 use crate::error::Error;
 
@@ -204,7 +204,9 @@ pub struct SourceKey {
     /// The referrer's host; `None` for direct traffic.
     pub referrer: Option<Box<str>>,
     /// The landing page's campaign parameters.
-    pub campaign: Campaign,
+    pub utm_source: Option<Box<str>>,
+    pub utm_medium: Option<Box<str>>,
+    pub utm_campaign: Option<Box<str>>,
 }
 
 /// Hashed as its four optional strings, exactly as [`SourceRef`] hashes,
@@ -231,21 +233,18 @@ impl SourceKey {
         SourceRef(self.text())
     }
 
-    fn of(visit: &Visit) -> SourceRef<'_> {
+    fn of<'a>(visit: &Visit<'a>) -> SourceRef<'a> {
         let c = &visit.campaign;
-        SourceRef([
-            visit.referrer.as_deref(),
-            c.source.as_deref(),
-            c.medium.as_deref(),
-            c.campaign.as_deref(),
-        ])
+        SourceRef([visit.referrer, c.source, c.medium, c.campaign])
     }
 
     /// Where sources past the (site, hour)'s limit count.
     fn overflow() -> Self {
         Self {
             referrer: Some(OVERFLOW.into()),
-            campaign: Campaign::default(),
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
         }
     }
 }
@@ -253,22 +252,19 @@ impl SourceKey {
 impl Dims for SourceKey {
     const TABLE: Table = Table::Sources;
     fn text(&self) -> DimText<'_> {
-        let c = &self.campaign;
         [
             self.referrer.as_deref(),
-            c.source.as_deref(),
-            c.medium.as_deref(),
-            c.campaign.as_deref(),
+            self.utm_source.as_deref(),
+            self.utm_medium.as_deref(),
+            self.utm_campaign.as_deref(),
         ]
     }
     fn from_text([referrer, source, medium, campaign]: DimText<'_>) -> Option<Self> {
         Some(Self {
             referrer: referrer.map(Into::into),
-            campaign: Campaign {
-                source: source.map(Into::into),
-                medium: medium.map(Into::into),
-                campaign: campaign.map(Into::into),
-            },
+            utm_source: source.map(Into::into),
+            utm_medium: medium.map(Into::into),
+            utm_campaign: campaign.map(Into::into),
         })
     }
 }
@@ -340,7 +336,13 @@ impl SiteHour {
         self.pages.len() + self.sources.len() + self.devices.len() + self.countries.len()
     }
 
-    fn fold(&mut self, visit: &Visit, coupon: Coupon, set: &Settings, site_full: bool) -> Folded {
+    fn fold(
+        &mut self,
+        visit: &Visit<'_>,
+        coupon: Coupon,
+        set: &Settings,
+        site_full: bool,
+    ) -> Folded {
         let mut folded = Folded {
             site: site_full,
             ..Folded::default()
@@ -348,7 +350,7 @@ impl SiteHour {
         let lg_k = set.lg_k;
         let max = set.limits.max_pages;
 
-        let page: &str = if site_full { OVERFLOW } else { &visit.page };
+        let page: &str = if site_full { OVERFLOW } else { visit.page };
         match self.pages.get_mut(page) {
             Some(bucket) => bucket.add(visit.entry, coupon, lg_k),
             None => {
@@ -557,7 +559,7 @@ impl Buckets {
     /// Counts one visit in every table: a view, an entry if it landed, its
     /// visitor key in each row's sketch. Past the hour's [`Limits`] it counts
     /// under [`OVERFLOW`].
-    pub fn fold(&mut self, visit: &Visit) -> Folded {
+    pub fn fold(&mut self, visit: &Visit<'_>) -> Folded {
         let hour = visit.time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
         let coupon = Coupon::from_value(visit.visitor.sketch_input());
         let settings = self.settings;
@@ -566,13 +568,13 @@ impl Buckets {
         if let Some(site_hour) = self
             .hours
             .get_mut(&hour)
-            .and_then(|sites| sites.get_mut(&*visit.site))
+            .and_then(|sites| sites.get_mut(visit.site))
         {
             return site_hour.fold(visit, coupon, &settings, false);
         }
         let sites = self.hours.entry(hour).or_default();
         let site_full = sites.len() >= settings.limits.max_sites;
-        let site: &str = if site_full { OVERFLOW } else { &visit.site };
+        let site: &str = if site_full { OVERFLOW } else { visit.site };
         sites
             .entry(site.into())
             .or_default()
@@ -801,15 +803,15 @@ pub fn date_of(hour: i64) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use footfall_schemas::VisitorKey;
+    use footfall_schemas::{Campaign, VisitorKey};
     use proptest::prelude::*;
 
     const T0: i64 = 1_764_079_200; // 2025-11-25T14:00:00Z
 
-    fn visit(site: &str, time: i64, page: &str, entry: bool, visitor: u64) -> Visit {
+    fn visit<'a>(site: &'a str, time: i64, page: &'a str, entry: bool, visitor: u64) -> Visit<'a> {
         Visit {
             entry,
-            referrer: (!entry).then(|| site.into()),
+            referrer: (!entry).then_some(site),
             ..Visit::landing(site, time, page, VisitorKey::from_hash(visitor))
         }
     }
@@ -901,11 +903,11 @@ mod tests {
         let s = |v: &str| Some(v.to_owned());
         let mut b = Buckets::new(12).unwrap().with_countries(true);
         let news = Campaign {
-            source: Some("news".into()),
-            medium: Some("email".into()),
+            source: Some("news"),
+            medium: Some("email"),
             campaign: None,
         };
-        let phone = |v: Visit| Visit {
+        let phone = |v: Visit<'static>| Visit {
             browser: Browser::Safari,
             os: Os::Ios,
             device: Device::Mobile,
@@ -914,15 +916,15 @@ mod tests {
         };
         b.fold(&visit("a.com", T0, "/", true, 1)); // direct
         b.fold(&Visit {
-            referrer: Some("ref.net".into()),
+            referrer: Some("ref.net"),
             ..visit("a.com", T0, "/", true, 2)
         });
         b.fold(&phone(Visit {
-            campaign: news.clone(),
+            campaign: news,
             ..visit("a.com", T0, "/", true, 3)
         }));
         b.fold(&phone(Visit {
-            campaign: news.clone(),
+            campaign: news,
             ..visit("a.com", T0, "/", true, 3)
         }));
         // Internal navigation: a view, never a source.
@@ -962,10 +964,9 @@ mod tests {
         use std::hash::BuildHasher;
         let key = SourceKey {
             referrer: Some("ref.net".into()),
-            campaign: Campaign {
-                source: Some("news".into()),
-                ..Campaign::default()
-            },
+            utm_source: Some("news".into()),
+            utm_medium: None,
+            utm_campaign: None,
         };
         let probe = SourceRef([Some("ref.net"), Some("news"), None, None]);
         let state = RandomState::new();
@@ -988,8 +989,9 @@ mod tests {
         let mut b = Buckets::new(12).unwrap().with_limits(limits);
         let mut overflowed = 0;
         for i in 0..5u64 {
+            let spam = format!("spam{i}.example");
             let folded = b.fold(&Visit {
-                referrer: Some(format!("spam{i}.example").into()),
+                referrer: Some(&spam),
                 ..visit("a.com", T0, "/", true, i)
             });
             overflowed += u64::from(folded.source);
@@ -1156,7 +1158,7 @@ mod tests {
         assert!(Buckets::new(4).is_ok());
     }
 
-    fn arb_visits() -> impl Strategy<Value = Vec<Visit>> {
+    fn arb_visits() -> impl Strategy<Value = Vec<Visit<'static>>> {
         // Few sites, hours and pages so keys collide. With up to 1,500 visits
         // over 24 keys a key sees about 60 visitors: list and set mode at
         // lg_k 12, the dense HLL array at lg_k 5 (which leaves coupon mode
@@ -1175,14 +1177,14 @@ mod tests {
                         visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     );
                     let campaign = Campaign {
-                        source: (source == 2).then(|| "news".into()),
+                        source: (source == 2).then_some("news"),
                         ..Campaign::default()
                     };
                     Visit {
                         referrer: if entry {
-                            [None, Some("ref.net".into()), None][source].clone()
+                            [None, Some("ref.net"), None][source]
                         } else {
-                            base.referrer.clone()
+                            base.referrer
                         },
                         campaign,
                         browser: [Browser::Chrome, Browser::Firefox, Browser::Safari][device],

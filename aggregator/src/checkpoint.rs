@@ -318,7 +318,7 @@ mod tests {
         for &(page, time, visitor) in visits {
             let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             b.fold(&Visit {
-                referrer: Some("ref.net".into()),
+                referrer: Some("ref.net"),
                 country: Country::new("DE"),
                 ..Visit::landing("a.com", time, page, key)
             });

@@ -319,7 +319,7 @@ mod tests {
         for &(time, page, referrer, visitor) in visits {
             let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             b.fold(&Visit {
-                referrer: referrer.map(Into::into),
+                referrer,
                 ..Visit::landing("a.com", time, page, key)
             });
         }

@@ -449,8 +449,8 @@ impl Aggregator {
 }
 
 impl VisitSink for Aggregator {
-    fn record(&self, visit: Visit) {
-        let folded = lock(&self.open).fold(&visit);
+    fn record(&self, visit: &Visit<'_>) {
+        let folded = lock(&self.open).fold(visit);
         self.dirty.fetch_add(1, Relaxed);
         if folded != Folded::default() {
             let m = &self.metrics;
@@ -666,7 +666,7 @@ mod tests {
         }
     }
 
-    fn visit(time: i64, page: &str) -> Visit {
+    fn visit(time: i64, page: &str) -> Visit<'_> {
         Visit::landing("a.com", time, page, VisitorKey::from_hash(time as u64))
     }
 
@@ -722,8 +722,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let agg = Aggregator::open(config(tmp.path(), 12)).unwrap();
         let t0 = 1_764_079_200;
-        agg.record(visit(t0 + 1, "/closed"));
-        agg.record(visit(t0 + 3601, "/open"));
+        agg.record(&visit(t0 + 1, "/closed"));
+        agg.record(&visit(t0 + 3601, "/open"));
         agg.flush(Some(t0 + 3602)).unwrap();
         // One file per table with rows: pages, sources, devices (countries
         // only with a GeoIP database).
@@ -748,7 +748,7 @@ mod tests {
         let agg = Arc::new(Aggregator::open(config(tmp.path(), 12)).unwrap());
         let t0 = 1_764_079_200;
         let now = Arc::new(AtomicI64::new(t0 + 10));
-        agg.record(visit(t0 + 5, "/a"));
+        agg.record(&visit(t0 + 5, "/a"));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let clock = Arc::clone(&now);
         let ticker = tokio::spawn(Arc::clone(&agg).run_ticker(
@@ -783,7 +783,7 @@ mod tests {
         let agg = Aggregator::open(config(tmp.path(), 12)).unwrap();
         let t0 = 1_764_079_200; // 2025-11-25T14:00:00Z
         let midnight = 1_764_115_200;
-        agg.record(visit(t0 + 1, "/a"));
+        agg.record(&visit(t0 + 1, "/a"));
         agg.flush(None).unwrap();
         let rollups = || parquet_files(&tmp.path().join("pages_daily"));
         agg.rollup_closed_days(midnight - 1);
@@ -806,7 +806,7 @@ mod tests {
     async fn the_final_flush_retries_until_the_disk_is_back() {
         let tmp = tempfile::tempdir().unwrap();
         let agg = Arc::new(Aggregator::open(config(tmp.path(), 12)).unwrap());
-        agg.record(visit(1_764_079_200, "/x"));
+        agg.record(&visit(1_764_079_200, "/x"));
         let blocker = tmp.path().join("pages");
         fs::write(&blocker, "blocker").unwrap();
         let unblock = {
@@ -827,7 +827,7 @@ mod tests {
     fn a_failed_write_keeps_the_buckets_and_reports_unhealthy() {
         let tmp = tempfile::tempdir().unwrap();
         let agg = Aggregator::open(config(tmp.path(), 12)).unwrap();
-        agg.record(visit(1_764_079_200, "/x"));
+        agg.record(&visit(1_764_079_200, "/x"));
         // A file where the table folder should be makes every write fail,
         // even for root, which ignores permission bits.
         let table_dir = tmp.path().join("pages");

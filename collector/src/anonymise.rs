@@ -1,6 +1,7 @@
 //! Turning a decoded beacon into anonymous visits: the one place where the
 //! client's IP address and User-Agent are used, and where they end.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hasher;
 use std::net::IpAddr;
@@ -12,7 +13,9 @@ use crate::agent::classify;
 use crate::beacon::Beacon;
 use crate::error::{BeaconError, DropReason};
 use crate::geo::GeoDb;
-use crate::normalise::{campaign, is_ip_host, on_site, page_url, referrer_host, site_id};
+use crate::normalise::{
+    CampaignValues, campaign, is_ip_host, on_site, page_url, referrer_host, site_id,
+};
 
 /// How many sites one beacon may count for (`d` is a comma-separated list).
 /// Bounds the work and the rows a single request can cause.
@@ -70,7 +73,7 @@ impl SiteFilter {
     pub fn only<I: IntoIterator<Item = S>, S: AsRef<str>>(sites: I) -> Result<Self, BeaconError> {
         let mut allowed = sites
             .into_iter()
-            .map(|s| site_id(s.as_ref()))
+            .map(|s| site_id(s.as_ref()).map(Cow::into_owned))
             .collect::<Result<Vec<_>, _>>()?;
         allowed.sort();
         allowed.dedup();
@@ -107,21 +110,26 @@ pub struct Context<'a> {
     pub honor_gpc: bool,
 }
 
-/// Turns a beacon into one visit per site it counts for, appended to `out`.
+/// Turns a beacon into one visit per site it counts for, each handed to
+/// `record` (which must copy whatever it keeps: the visit borrows from the
+/// beacon and from this call).
 ///
 /// Returns `Ok(None)` when the beacon counted for every site it names,
 /// `Ok(Some(reason))` when it is well-formed but some site (or every site)
 /// did not count it, saying why for the first such site, and an error when
-/// it is malformed (bad URL or site id). Whatever was counted is in `out`.
+/// it is malformed (bad URL or site id), in which case nothing was recorded.
 ///
 /// The User-Agent is reduced to a browser family, OS family and device
 /// class (or marks a bot), and the address to a country; both are hashed
 /// into the visitor key, and neither goes further.
+///
+/// A beacon whose URL, site and referrer are already in normal form (nearly
+/// every one) is anonymised without a heap allocation.
 pub fn anonymise(
     beacon: &Beacon<'_>,
     client: Client<'_>,
     cx: &Context<'_>,
-    out: &mut Vec<Visit>,
+    mut record: impl FnMut(&Visit<'_>),
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
     // Bound the work before doing any: a 64 KiB pixel query could otherwise
@@ -129,14 +137,18 @@ pub fn anonymise(
     if beacon.domain.len() > MAX_SITES_PER_BEACON * 256 {
         return Err(BeaconError::InvalidDomain);
     }
-    let mut site_ids = Vec::with_capacity(1);
+    // Every site is checked before any is recorded, so a malformed one
+    // refuses the whole beacon. On the stack: this is every beacon's path.
+    let mut site_ids: [Option<Cow<'_, str>>; MAX_SITES_PER_BEACON] = Default::default();
+    let mut n = 0;
     for raw in beacon.domain.split(',') {
         let site = site_id(raw)?;
-        if !site_ids.contains(&site) {
-            if site_ids.len() == MAX_SITES_PER_BEACON {
+        if !site_ids[..n].contains(&Some(site.clone())) {
+            if n == MAX_SITES_PER_BEACON {
                 return Err(BeaconError::InvalidDomain);
             }
-            site_ids.push(site);
+            site_ids[n] = Some(site);
+            n += 1;
         }
     }
     let Some(agent) = classify(client.user_agent) else {
@@ -162,33 +174,32 @@ pub fn anonymise(
         .map_or(agent.device, Device::from_screen_width);
     let country = cx.geo.and_then(|geo| geo.country(client.ip));
     // Read only when some site counts the view as a landing.
-    let mut landing_campaign: Option<Campaign> = None;
+    let mut landing_campaign: Option<CampaignValues> = None;
     let mut dropped = None;
-    for site in site_ids {
-        if !cx.sites.allows(&site) {
+    for site in site_ids[..n].iter().flatten() {
+        if !cx.sites.allows(site) {
             dropped.get_or_insert(DropReason::UnknownSite);
             continue;
         }
-        if !on_site(&page.host, &site) {
+        if !on_site(&page.host, site) {
             dropped.get_or_insert(DropReason::UrlNotOnSite);
             continue;
         }
-        let entry = referrer.as_deref().is_none_or(|r| !on_site(r, &site));
+        let entry = referrer.as_deref().is_none_or(|r| !on_site(r, site));
         let campaign = if entry {
             landing_campaign
                 .get_or_insert_with(|| campaign(&beacon.url))
-                .clone()
+                .view()
         } else {
             Campaign::default()
         };
-        let visitor = visitor_key(cx.salt, &site, client);
-        out.push(Visit {
-            site: site.into(),
+        let visitor = visitor_key(cx.salt, site, client);
+        record(&Visit {
+            site,
             time: cx.now,
-            page: page.page.as_str().into(),
-            // Only a landing has a source; navigation within the site
-            // needs no copy of its referrer.
-            referrer: source_host.filter(|_| entry).map(Into::into),
+            page: &page.page,
+            // Only a landing has a source.
+            referrer: source_host.filter(|_| entry),
             entry,
             campaign,
             browser: agent.browser,
@@ -240,7 +251,7 @@ mod tests {
     fn run(
         body: &str,
         sites: &SiteFilter,
-    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
+    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit<'static>>) {
         run_as(body, sites, client("203.0.113.9"), None, false)
     }
 
@@ -250,9 +261,11 @@ mod tests {
         client: Client<'_>,
         geo: Option<&GeoDb>,
         honor_gpc: bool,
-    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit>) {
+    ) -> (Result<Option<DropReason>, BeaconError>, Vec<Visit<'static>>) {
         let beacon = decode_json(body.as_bytes()).unwrap();
         let mut out = Vec::new();
+        // The visits outlive the call here; a test may leak their text.
+        let keep = |s: &str| -> &'static str { Box::leak(s.into()) };
         let cx = Context {
             salt: SALT,
             now: 1_700_000_000,
@@ -260,7 +273,19 @@ mod tests {
             geo,
             honor_gpc,
         };
-        let r = anonymise(&beacon, client, &cx, &mut out);
+        let r = anonymise(&beacon, client, &cx, |v| {
+            out.push(Visit {
+                site: keep(v.site),
+                page: keep(v.page),
+                referrer: v.referrer.map(keep),
+                campaign: Campaign {
+                    source: v.campaign.source.map(keep),
+                    medium: v.campaign.medium.map(keep),
+                    campaign: v.campaign.campaign.map(keep),
+                },
+                ..*v
+            })
+        });
         (r, out)
     }
 
@@ -285,9 +310,9 @@ mod tests {
             (Browser::Safari, Os::Ios, Device::Mobile)
         );
         assert_eq!(v.country, Country::new("DE"));
-        assert_eq!(v.campaign.source.as_deref(), Some("news"));
+        assert_eq!(v.campaign.source, Some("news"));
         assert_eq!(v.campaign.medium, None);
-        assert_eq!(v.campaign.campaign.as_deref(), Some("fall"));
+        assert_eq!(v.campaign.campaign, Some("fall"));
 
         // The screen width wins over the User-Agent; navigation within the
         // site has no campaign; an unknown address has no country.
@@ -370,9 +395,9 @@ mod tests {
         assert_eq!(r, Ok(None));
         assert_eq!(visits.len(), 1);
         let v = &visits[0];
-        assert_eq!(&*v.site, "example.com");
-        assert_eq!(&*v.page, "/pricing");
-        assert_eq!(v.referrer.as_deref(), Some("google.com"));
+        assert_eq!(v.site, "example.com");
+        assert_eq!(v.page, "/pricing");
+        assert_eq!(v.referrer, Some("google.com"));
         assert!(v.entry);
         assert_eq!(v.time, 1_700_000_000);
         let shown = format!("{v:?}");
@@ -480,7 +505,7 @@ mod tests {
         );
         assert_eq!(r, Ok(Some(DropReason::UrlNotOnSite)));
         assert_eq!(visits.len(), 1, "a.com still counts");
-        assert_eq!(&*visits[0].site, "a.com");
+        assert_eq!(visits[0].site, "a.com");
     }
 
     #[test]
@@ -490,7 +515,7 @@ mod tests {
             &SiteFilter::any(),
         );
         assert_eq!(r, Ok(None));
-        let sites: Vec<&str> = visits.iter().map(|v| &*v.site).collect();
+        let sites: Vec<&str> = visits.iter().map(|v| v.site).collect();
         assert_eq!(sites, ["example.com", "blog.example.com"]);
         // One person hashes differently on each site: sites are not linkable.
         assert_ne!(visits[0].visitor, visits[1].visitor);

@@ -11,14 +11,16 @@ use footfall_schemas::Campaign;
 
 use crate::error::BeaconError;
 
-/// The parts of a page URL that survive anonymisation.
+/// The parts of a page URL that survive anonymisation: borrowed from the
+/// URL when it already is in normal form (nearly always), so that a beacon
+/// costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageUrl {
+pub struct PageUrl<'a> {
     /// The URL's host, lowercase, IDNA-encoded, without a leading `www.`.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// The path, percent-decoded where that gives readable text, plus
     /// `#fragment` under hash routing. Never a query string.
-    pub page: String,
+    pub page: Cow<'a, str>,
 }
 
 /// Parses an absolute http(s) page URL and keeps only host and page.
@@ -26,7 +28,7 @@ pub struct PageUrl {
 /// The `url` crate implements the WHATWG URL standard, the same parser the
 /// browser used to build `location.href`, so `/a/../b`, `%7E` and IDNA hosts
 /// are normalised exactly as the browser shows them.
-pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
+pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl<'_>, BeaconError> {
     if let Some(page) = plain_page_url(raw, hash_mode) {
         return Ok(page);
     }
@@ -38,7 +40,7 @@ pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
 /// `http(s)` scheme, a plain domain, and a path and fragment of characters
 /// it leaves alone, with no dot segments to resolve. Nearly every URL a
 /// tracker sends is one; anything else (`None`) takes the full parse.
-fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl> {
+fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     // The WHATWG parser drops tabs and newlines anywhere in the input, which
     // can join what they separate: leave those to it.
     if raw.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
@@ -55,16 +57,24 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl> {
     if !plain_path(path) {
         return None;
     }
-    let host = strip_www(&host.to_ascii_lowercase()).to_owned();
-    let mut page = readable_path(if path.is_empty() { "/" } else { path }).into_owned();
+    let host = domain_name(host);
+    let mut page = readable_path(if path.is_empty() { "/" } else { path });
     if hash_mode {
         let fragment = rest.split_once('#').map(|(_, f)| f);
         if let Some(route) = fragment.and_then(hash_route) {
             if !plain_path(route) {
                 return None;
             }
-            page.push('#');
-            page.push_str(&readable_path(route));
+            let route = readable_path(route);
+            // `/app#/inbox` is one slice of the URL when neither part was
+            // decoded and no query stands between them.
+            let adjacent = !path.is_empty() && rest.as_bytes().get(path_end) == Some(&b'#');
+            page = match (&page, &route) {
+                (Cow::Borrowed(_), Cow::Borrowed(r)) if adjacent => {
+                    Cow::Borrowed(&rest[..path_end + 1 + r.len()])
+                }
+                _ => Cow::Owned(format!("{page}#{route}")),
+            };
         }
     }
     Some(PageUrl { host, page })
@@ -90,11 +100,18 @@ fn plain_path(path: &str) -> bool {
         }
         i += 1;
     }
-    let lower = path.to_ascii_lowercase();
-    !lower.contains("%2e") && !lower.split('/').any(|seg| seg == "." || seg == "..")
+    !has_escape(path, &["%2e"]) && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
+/// True when `s` holds one of `escapes` (lowercase, three bytes each) in
+/// any case.
+fn has_escape(s: &str, escapes: &[&str]) -> bool {
+    s.as_bytes()
+        .windows(3)
+        .any(|w| escapes.iter().any(|e| w.eq_ignore_ascii_case(e.as_bytes())))
+}
+
+fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl<'static>, BeaconError> {
     let url = Url::parse(raw).map_err(|_| BeaconError::InvalidUrl)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BeaconError::InvalidUrl);
@@ -110,7 +127,10 @@ fn parsed_page_url(raw: &str, hash_mode: bool) -> Result<PageUrl, BeaconError> {
         page.push('#');
         page.push_str(&readable_path(route));
     }
-    Ok(PageUrl { host, page })
+    Ok(PageUrl {
+        host: host.into(),
+        page: page.into(),
+    })
 }
 
 /// The route part of a hash-routed fragment: `/settings` of
@@ -133,14 +153,14 @@ fn hash_route(fragment: &str) -> Option<&str> {
 /// it is never an error, since browsers send all sorts. The length bound
 /// is what bounds a `sources` key, and so the memory a flood of invented
 /// referrers can take.
-pub fn referrer_host(raw: &str) -> Option<String> {
+pub fn referrer_host(raw: &str) -> Option<Cow<'_, str>> {
     if let Some(host) = plain_http_host(raw) {
-        return Some(strip_www(&host.to_ascii_lowercase()).to_owned());
+        return Some(domain_name(host));
     }
     let url = Url::parse(raw).ok()?;
     let host = host_name(&url.host()?);
     let domain_sized = host.len() <= 253 && host.split('.').all(|label| label.len() <= 63);
-    (!host.is_empty() && domain_sized).then_some(host)
+    (!host.is_empty() && domain_sized).then_some(Cow::Owned(host))
 }
 
 /// True for a host that is an IP address (`10.1.2.3`, `[2001:db8::7]`),
@@ -155,13 +175,33 @@ pub fn is_ip_host(host: &str) -> bool {
 /// row of any size.
 pub const MAX_CAMPAIGN_CHARS: usize = 100;
 
+/// The campaign values of a landing page's URL, borrowed from it unless
+/// decoding changed them; [`CampaignValues::view`] is what a visit carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignValues<'a> {
+    pub source: Option<Cow<'a, str>>,
+    pub medium: Option<Cow<'a, str>>,
+    pub campaign: Option<Cow<'a, str>>,
+}
+
+impl CampaignValues<'_> {
+    /// The values as a visit holds them.
+    pub fn view(&self) -> Campaign<'_> {
+        Campaign {
+            source: self.source.as_deref(),
+            medium: self.medium.as_deref(),
+            campaign: self.campaign.as_deref(),
+        }
+    }
+}
+
 /// The allow-listed campaign parameters of a page URL's query:
 /// `utm_source`, `utm_medium`, `utm_campaign` (the first of each), decoded
 /// as a form would be, trimmed, cut to [`MAX_CAMPAIGN_CHARS`], and absent
 /// when empty or when they hold control characters. Nothing else of the
 /// query is read.
-pub fn campaign(raw_url: &str) -> Campaign {
-    let mut out = Campaign::default();
+pub fn campaign(raw_url: &str) -> CampaignValues<'_> {
+    let mut out = CampaignValues::default();
     // The query runs from the first `?` to a `#`; a `#` before any `?`
     // means there is none.
     let Some(start) = raw_url.find(['?', '#']) else {
@@ -182,20 +222,29 @@ pub fn campaign(raw_url: &str) -> Campaign {
             "utm_campaign" => &mut out.campaign,
             _ => continue,
         };
-        if slot.is_some() {
-            continue;
+        if slot.is_none() {
+            *slot = campaign_value(value);
         }
-        let value = value.trim();
-        if value.is_empty() || value.chars().any(misleading) {
-            continue;
-        }
-        let end = value
-            .char_indices()
-            .nth(MAX_CAMPAIGN_CHARS)
-            .map_or(value.len(), |(i, _)| i);
-        *slot = Some(value[..end].trim_end().into());
     }
     out
+}
+
+/// One campaign value as kept: trimmed and cut, borrowed when it was.
+fn campaign_value(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().any(misleading) {
+        return None;
+    }
+    let end = trimmed
+        .char_indices()
+        .nth(MAX_CAMPAIGN_CHARS)
+        .map_or(trimmed.len(), |(i, _)| i);
+    let start = value.len() - value.trim_start().len();
+    let end = start + trimmed[..end].trim_end().len();
+    Some(match value {
+        Cow::Borrowed(v) => Cow::Borrowed(&v[start..end]),
+        Cow::Owned(v) => Cow::Owned(v[start..end].to_owned()),
+    })
 }
 
 /// Normalises one site id from `d`/`--site`: trimmed, lowercase, IDNA,
@@ -203,18 +252,20 @@ pub fn campaign(raw_url: &str) -> Campaign {
 ///
 /// It follows the same steps as a page URL's host (parse, then drop trailing
 /// dots and `www.`), so a site id always equals the host of its own pages.
-pub fn site_id(raw: &str) -> Result<String, BeaconError> {
+pub fn site_id(raw: &str) -> Result<Cow<'_, str>, BeaconError> {
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > 253 {
         return Err(BeaconError::InvalidDomain);
     }
     let site = if is_plain_domain(raw) {
-        strip_www(&raw.to_ascii_lowercase()).to_owned()
+        domain_name(raw)
     } else {
         // Trailing dots go after parsing (in `host_name`): IDNA maps other
         // full stops (`。`) to `.`, and `88..` is a domain while `88` is an
         // address.
-        host_name(&Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)?)
+        Cow::Owned(host_name(
+            &Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)?,
+        ))
     };
     if !has_no_empty_label(&site) {
         return Err(BeaconError::InvalidDomain);
@@ -303,6 +354,21 @@ fn strip_www(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
 }
 
+/// A plain domain (see [`is_plain_domain`]) as [`host_name`] would write
+/// it, borrowed unless it has capitals: dropping `www.` in any case first
+/// and lowercasing after gives the same name.
+fn domain_name(host: &str) -> Cow<'_, str> {
+    let host = match host.get(..4) {
+        Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
+        _ => host,
+    };
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
 /// Percent-decodes a path for people to read (`/caf%C3%A9` becomes `/café`)
 /// when the result is valid UTF-8 that cannot mislead: no control or
 /// bidirectional-override characters (a report must not print raw control
@@ -310,11 +376,7 @@ fn strip_www(host: &str) -> &str {
 /// would merge distinct pages or look like a query. Otherwise the encoded
 /// form is kept.
 fn readable_path(encoded: &str) -> Cow<'_, str> {
-    if !encoded.contains('%') {
-        return Cow::Borrowed(encoded);
-    }
-    let lower = encoded.to_ascii_lowercase();
-    if ["%2f", "%3f", "%23"].iter().any(|r| lower.contains(r)) {
+    if !encoded.contains('%') || has_escape(encoded, &["%2f", "%3f", "%23"]) {
         return Cow::Borrowed(encoded);
     }
     match percent_decode_str(encoded).decode_utf8() {
@@ -492,10 +554,10 @@ mod tests {
 
     #[test]
     fn campaigns_keep_the_three_utm_values_and_nothing_else() {
-        let c = |s: Option<&str>, m: Option<&str>, n: Option<&str>| Campaign {
-            source: s.map(Into::into),
-            medium: m.map(Into::into),
-            campaign: n.map(Into::into),
+        let c = |source, medium, campaign| Campaign {
+            source,
+            medium,
+            campaign,
         };
         let long = "x".repeat(300);
         let long_url = format!("https://a.com/?utm_campaign={long}");
@@ -534,10 +596,42 @@ mod tests {
             ),
         ];
         for (url, want) in cases {
-            assert_eq!(&campaign(url), want, "{url}");
+            assert_eq!(campaign(url).view(), *want, "{url}");
         }
         let got = campaign(&long_url).campaign.unwrap();
         assert_eq!(got.chars().count(), MAX_CAMPAIGN_CHARS);
+        assert!(matches!(got, Cow::Borrowed(_)), "cut, not copied");
+        // Plain values are slices of the URL; decoded ones are copies.
+        let plain = campaign("https://a.com/?utm_source=news&utm_medium=+cpc+");
+        assert_eq!(plain.source, Some(Cow::Borrowed("news")));
+        assert_eq!(plain.medium, Some(Cow::<str>::Owned("cpc".into())));
+    }
+
+    #[test]
+    fn plain_urls_and_hosts_are_borrowed_not_copied() {
+        let borrowed = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+        for (raw, hash) in [
+            ("https://example.com/docs/a?utm_source=x", false),
+            ("https://www.example.com/", false),
+            ("https://example.com/app#/inbox?id=3", true),
+        ] {
+            let url = page_url(raw, hash).unwrap();
+            assert!(borrowed(&url.host) && borrowed(&url.page), "{raw}");
+        }
+        // Capitals, an empty path, decoding, or a query between path and
+        // route need a copy; the result is the same as ever.
+        for (raw, hash, page) in [
+            ("https://Example.com/a", false, "/a"),
+            ("https://example.com", false, "/"),
+            ("https://example.com/caf%C3%A9", false, "/café"),
+            ("https://example.com/app?x=1#/inbox", true, "/app#/inbox"),
+        ] {
+            let url = page_url(raw, hash).unwrap();
+            assert_eq!((&*url.host, &*url.page), ("example.com", page), "{raw}");
+        }
+        assert!(borrowed(&referrer_host("https://www.google.com/").unwrap()));
+        assert!(borrowed(&site_id(" example.com ").unwrap()));
+        assert_eq!(site_id("WWW.Example.com").unwrap(), "example.com");
     }
 
     #[test]
@@ -598,7 +692,7 @@ mod tests {
                     Host::Ipv6(ip) => format!("[{ip}]"),
                 })
             });
-            assert_eq!(referrer_host(raw), slow, "{raw}");
+            assert_eq!(referrer_host(raw).map(Cow::into_owned), slow, "{raw}");
         }
         for raw in [
             "Example.COM",
@@ -616,7 +710,7 @@ mod tests {
                 Ok(Host::Ipv6(ip)) => Ok(format!("[{ip}]")),
                 Err(_) => Err(BeaconError::InvalidDomain),
             };
-            assert_eq!(site_id(raw), slow, "{raw}");
+            assert_eq!(site_id(raw).map(Cow::into_owned), slow, "{raw}");
         }
     }
 

@@ -137,14 +137,13 @@ impl Collector {
             geo: self.config.geo.as_deref(),
             honor_gpc: self.config.honor_gpc,
         };
-        let mut visits = Vec::with_capacity(1);
-        let dropped = anonymise(&beacon, client, &cx, &mut visits)?;
-        let n = visits.len();
-        for visit in visits {
+        let mut counted = 0;
+        let dropped = anonymise(&beacon, client, &cx, |visit| {
             self.sink.record(visit);
-        }
-        if n > 0 {
-            self.metrics.counted(n);
+            counted += 1;
+        })?;
+        if counted > 0 {
+            self.metrics.counted(counted);
         }
         Ok(dropped)
     }
@@ -523,7 +522,7 @@ mod tests {
 
     struct NullSink;
     impl VisitSink for NullSink {
-        fn record(&self, _: footfall_schemas::Visit) {}
+        fn record(&self, _: &footfall_schemas::Visit<'_>) {}
     }
 
     #[test]

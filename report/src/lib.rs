@@ -898,8 +898,8 @@ mod tests {
     #[test]
     fn every_dimension_reads_its_table() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = |v: &str| Some(v.into());
-        let phone = |v: Visit| Visit {
+        let s = |v: &'static str| Some(v);
+        let phone = |v: Visit<'static>| Visit {
             browser: footfall_schemas::Browser::Safari,
             os: footfall_schemas::Os::Ios,
             device: footfall_schemas::Device::Mobile,

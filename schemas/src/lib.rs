@@ -27,24 +27,29 @@ use std::fmt;
 ///
 /// Built only by the collector's `anonymise`; everything identifying was
 /// consumed there and does not exist past this point.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Visit {
+///
+/// Its text is borrowed, from the request or from what `anonymise`
+/// normalised, for the length of one [`VisitSink::record`] call: a sink that
+/// keeps a string copies it, and one that finds the row already open copies
+/// nothing, so the common beacon costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Visit<'a> {
     /// The site the view counts for, normalised (lowercase, no `www.`).
-    pub site: Box<str>,
+    pub site: &'a str,
     /// When the beacon arrived, in seconds since the Unix epoch (UTC). Server
     /// time, never a client clock, so an hour that has passed stays closed.
     pub time: i64,
     /// URL path (and fragment under hash routing); never a query string.
-    pub page: Box<str>,
+    pub page: &'a str,
     /// Host of the referrer of a landing (lowercase, no `www.`), never the
     /// full URL; `None` for direct traffic, an address, and navigation
     /// within the site (which is not a source).
-    pub referrer: Option<Box<str>>,
+    pub referrer: Option<&'a str>,
     /// True when the view is a landing: no referrer, or one from another site.
     pub entry: bool,
     /// The campaign parameters of the page URL, for landings only: the
     /// three allow-listed values, nothing else of the query.
-    pub campaign: Campaign,
+    pub campaign: Campaign<'a>,
     /// Browser family, from the User-Agent (which ends in the collector).
     pub browser: Browser,
     /// Operating system family, from the User-Agent.
@@ -58,14 +63,14 @@ pub struct Visit {
     pub visitor: VisitorKey,
 }
 
-impl Visit {
+impl<'a> Visit<'a> {
     /// A landing on `page` with no referrer, campaign or country, from an
     /// unknown desktop browser: the base that tests and benchmarks vary.
-    pub fn landing(site: &str, time: i64, page: &str, visitor: VisitorKey) -> Self {
+    pub fn landing(site: &'a str, time: i64, page: &'a str, visitor: VisitorKey) -> Self {
         Self {
-            site: site.into(),
+            site,
             time,
-            page: page.into(),
+            page,
             referrer: None,
             entry: true,
             campaign: Campaign::default(),
@@ -80,21 +85,21 @@ impl Visit {
 
 /// The `utm_source`, `utm_medium` and `utm_campaign` values of a landing
 /// page's URL (trimmed, bounded in length; absent when empty).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Campaign {
-    pub source: Option<Box<str>>,
-    pub medium: Option<Box<str>>,
-    pub campaign: Option<Box<str>>,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Campaign<'a> {
+    pub source: Option<&'a str>,
+    pub medium: Option<&'a str>,
+    pub campaign: Option<&'a str>,
 }
 
-impl Campaign {
+impl Campaign<'_> {
     /// True when no parameter was given.
     pub fn is_empty(&self) -> bool {
         self.source.is_none() && self.medium.is_none() && self.campaign.is_none()
     }
 }
 
-impl fmt::Debug for Visit {
+impl fmt::Debug for Visit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Visit")
             .field("site", &self.site)
@@ -144,8 +149,9 @@ impl fmt::Debug for VisitorKey {
 /// collector answers 202 only after it returned, which is what makes "every
 /// 202-counted beacon is in the files after a clean stop" hold.
 pub trait VisitSink: Send + Sync + 'static {
-    /// Takes ownership of one visit.
-    fn record(&self, visit: Visit);
+    /// Counts one visit. Its text is only lent: whatever the sink keeps, it
+    /// copies.
+    fn record(&self, visit: &Visit<'_>);
 
     /// Whether the sink can currently persist what it takes; the reason
     /// otherwise (answered on `/healthz` with a 503).
