@@ -42,17 +42,16 @@ pub fn page_url(raw: &str, hash_mode: bool) -> Result<PageUrl<'_>, BeaconError> 
 /// tracker sends is one; anything else (`None`) takes the full parse.
 fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     // The WHATWG parser drops tabs and newlines anywhere in the input, which
-    // can join what they separate: leave those to it.
-    if raw.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
-        return None;
-    }
+    // can join what they separate. None can be in the host, path or route
+    // taken here (their characters are checked one by one), and the query is
+    // not kept; only a fragment could hide one before its route.
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = find_any(rest, b"/?#");
     let host = plain_http_host(&raw[..raw.len() - rest.len() + authority_end])?;
     let rest = &rest[authority_end..];
-    let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let path_end = find_any(rest, b"?#");
     let path = &rest[..path_end];
     if !plain_path(path) {
         return None;
@@ -61,6 +60,9 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     let mut page = readable_path(if path.is_empty() { "/" } else { path });
     if hash_mode {
         let fragment = rest.split_once('#').map(|(_, f)| f);
+        if fragment.is_some_and(|f| f.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r'))) {
+            return None;
+        }
         if let Some(route) = fragment.and_then(hash_route) {
             if !plain_path(route) {
                 return None;
@@ -80,27 +82,86 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     Some(PageUrl { host, page })
 }
 
+/// Where the first of the ASCII bytes `set` is (so the index is a char
+/// boundary), or the end. `memchr` looks at many bytes a step; `str::find`
+/// with a set of chars decodes every char, and the URL is scanned on every
+/// beacon.
+fn find_any(s: &str, set: &[u8]) -> usize {
+    let bytes = s.as_bytes();
+    match *set {
+        [a] => memchr::memchr(a, bytes),
+        [a, b] => memchr::memchr2(a, b, bytes),
+        [a, b, c] => memchr::memchr3(a, b, c, bytes),
+        _ => bytes.iter().position(|x| set.contains(x)),
+    }
+    .unwrap_or(bytes.len())
+}
+
+/// The bytes a URL path keeps as they are: the WHATWG parser's path
+/// percent-encode set left alone, `%` aside (checked as an escape).
+const PATH_BYTES: [bool; 256] = {
+    let mut ok = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        ok[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+            );
+        b += 1;
+    }
+    ok
+};
+
 /// Characters a URL path keeps as they are, valid percent escapes, and no
-/// `.`/`..` segment (not even spelled `%2e`).
+/// `.`/`..` segment (not even spelled `%2e`). One pass: this runs on every
+/// beacon.
 fn plain_path(path: &str) -> bool {
     let bytes = path.as_bytes();
+    let dots = |segment: &[u8]| segment == b"." || segment == b"..";
+    let mut segment_start = 0;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => {}
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
-            | b',' | b';' | b'=' | b':' | b'@' | b'/' => {}
+            b'/' => {
+                if dots(&bytes[segment_start..i]) {
+                    return false;
+                }
+                segment_start = i + 1;
+            }
             b'%' if bytes.len() > i + 2
                 && bytes[i + 1].is_ascii_hexdigit()
                 && bytes[i + 2].is_ascii_hexdigit() =>
             {
+                // `%2e` is a dot to the parser, and may make a dot segment.
+                if bytes[i + 1] == b'2' && bytes[i + 2].eq_ignore_ascii_case(&b'e') {
+                    return false;
+                }
                 i += 2;
             }
+            b if PATH_BYTES[usize::from(b)] => {}
             _ => return false,
         }
         i += 1;
     }
-    !has_escape(path, &["%2e"]) && !path.split('/').any(|seg| seg == "." || seg == "..")
+    !dots(&bytes[segment_start..])
 }
 
 /// True when `s` holds one of `escapes` (lowercase, three bytes each) in
@@ -204,18 +265,13 @@ pub fn campaign(raw_url: &str) -> CampaignValues<'_> {
     let mut out = CampaignValues::default();
     // The query runs from the first `?` to a `#`; a `#` before any `?`
     // means there is none.
-    let Some(start) = raw_url.find(['?', '#']) else {
-        return out;
-    };
-    if raw_url.as_bytes()[start] != b'?' {
+    let start = find_any(raw_url, b"?#");
+    if raw_url.as_bytes().get(start) != Some(&b'?') {
         return out;
     }
     let query = &raw_url[start + 1..];
-    let query = query.split_once('#').map_or(query, |(q, _)| q);
-    if !query.contains("utm_") {
-        return out;
-    }
-    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    let query = &query[..find_any(query, b"#")];
+    for (key, value) in query.split('&').filter_map(form_pair) {
         let slot = match &*key {
             "utm_source" => &mut out.source,
             "utm_medium" => &mut out.medium,
@@ -229,16 +285,41 @@ pub fn campaign(raw_url: &str) -> CampaignValues<'_> {
     out
 }
 
+/// One `key=value` of a query (split at `&`), decoded as a form is, as
+/// `url::form_urlencoded::parse` does; borrowed when there was nothing to
+/// decode, which is the common case.
+fn form_pair(pair: &str) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    if pair.is_empty() {
+        return None;
+    }
+    if memchr::memchr2(b'+', b'%', pair.as_bytes()).is_some() {
+        return url::form_urlencoded::parse(pair.as_bytes()).next();
+    }
+    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    Some((Cow::Borrowed(key), Cow::Borrowed(value)))
+}
+
 /// One campaign value as kept: trimmed and cut, borrowed when it was.
 fn campaign_value(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
     let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().any(misleading) {
+    if trimmed.is_empty() {
         return None;
     }
-    let end = trimmed
-        .char_indices()
-        .nth(MAX_CAMPAIGN_CHARS)
-        .map_or(trimmed.len(), |(i, _)| i);
+    // In ASCII a char is a byte, and only controls mislead.
+    let end = if trimmed.is_ascii() {
+        if trimmed.bytes().any(|b| b.is_ascii_control()) {
+            return None;
+        }
+        trimmed.len().min(MAX_CAMPAIGN_CHARS)
+    } else {
+        if trimmed.chars().any(misleading) {
+            return None;
+        }
+        trimmed
+            .char_indices()
+            .nth(MAX_CAMPAIGN_CHARS)
+            .map_or(trimmed.len(), |(i, _)| i)
+    };
     let start = value.len() - value.trim_start().len();
     let end = start + trimmed[..end].trim_end().len();
     Some(match value {
@@ -289,25 +370,22 @@ pub fn on_site(host: &str, site: &str) -> bool {
 
 /// The host of an `http(s)://` URL when it is a plain domain name, found
 /// without a full parse; `None` sends the caller to the WHATWG parser.
+///
+/// Tabs and newlines, which the parser drops wherever they are, cannot be
+/// in what this returns: a plain domain and a port have none.
 fn plain_http_host(raw: &str) -> Option<&str> {
-    if raw.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r')) {
-        return None;
-    }
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = &rest[..end];
+    let authority = &rest[..find_any(rest, b"/?#")];
     // A port is fine; user info, brackets or anything unusual is not.
-    let host = match host.split_once(':') {
-        Some((h, port))
-            if port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok() =>
-        {
-            h
-        }
-        Some(_) => return None,
-        None => host,
-    };
+    let colon = find_any(authority, b":");
+    let (host, port) = authority.split_at(colon);
+    if let Some(port) = port.strip_prefix(':')
+        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
+    {
+        return None;
+    }
     is_plain_domain(host).then_some(host)
 }
 
@@ -317,23 +395,32 @@ fn plain_http_host(raw: &str) -> Option<&str> {
 /// a digit (which would make it an IPv4 address like `0x7f.1`). Checking
 /// this is far cheaper than the parse, and nearly every real host passes.
 fn is_plain_domain(host: &str) -> bool {
-    host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && !label
-                    .get(..4)
-                    .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        && !host
-            .rsplit('.')
-            .next()
-            .is_some_and(|l| l.as_bytes()[0].is_ascii_digit())
+    let bytes = host.as_bytes();
+    if bytes.len() > 253 {
+        return false;
+    }
+    let plain_label = |label: &[u8]| {
+        matches!(label, [first, ..] if *first != b'-')
+            && label.len() <= 63
+            && label.last() != Some(&b'-')
+            && !label
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
+    };
+    // One pass over the bytes, checking each label as its dot is reached.
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if !plain_label(&bytes[start..i]) {
+                return false;
+            }
+            start = i + 1;
+        } else if !(b.is_ascii_alphanumeric() || b == b'-') {
+            return false;
+        }
+    }
+    let last = &bytes[start..];
+    plain_label(last) && !last[0].is_ascii_digit()
 }
 
 /// A parsed host as footfall names it: a domain lowercase, without trailing
@@ -447,6 +534,13 @@ mod tests {
                 true,
                 "example.com",
                 "/app#!/inbox",
+            ),
+            // The parser drops a tab anywhere, even where it hides a route.
+            (
+                "https://example.com/app#\t/inbox",
+                true,
+                "example.com",
+                "/app#/inbox",
             ),
             (
                 "https://example.com/cb#access_token=secret&state=x",
@@ -614,6 +708,7 @@ mod tests {
             ("https://example.com/docs/a?utm_source=x", false),
             ("https://www.example.com/", false),
             ("https://example.com/app#/inbox?id=3", true),
+            ("http://t.co:8080/a-b_c~d/", false),
         ] {
             let url = page_url(raw, hash).unwrap();
             assert!(borrowed(&url.host) && borrowed(&url.page), "{raw}");
@@ -631,6 +726,7 @@ mod tests {
         }
         assert!(borrowed(&referrer_host("https://www.google.com/").unwrap()));
         assert!(borrowed(&site_id(" example.com ").unwrap()));
+        assert!(borrowed(&site_id("x.io").unwrap()));
         assert_eq!(site_id("WWW.Example.com").unwrap(), "example.com");
     }
 
@@ -721,13 +817,52 @@ mod tests {
         fn the_fast_page_path_agrees_with_the_full_parse(
             scheme in proptest::sample::select(vec!["http://", "https://", "HTTPS://", "ftp://"]),
             host in "(www\\.)?[a-zA-Z0-9-]{1,8}(\\.[a-zA-Z0-9-]{1,6}){0,2}(:[0-9]{0,5})?",
-            path in "(/[a-zA-Z0-9._~%!$&'()*+,;=:@ #?\\[\\]{}|^`\"<>-]{0,10}){0,4}",
+            // Tabs and newlines too: the parser drops them anywhere.
+            path in "(/[a-zA-Z0-9._~%!$&'()*+,;=:@ #?\\[\\]{}|^`\"<>\t\n-]{0,10}){0,4}",
             hash in proptest::bool::ANY,
         ) {
             let raw = format!("{scheme}{host}{path}");
             if let Some(fast) = plain_page_url(&raw, hash) {
                 proptest::prop_assert_eq!(Ok(fast), parsed_page_url(&raw, hash), "{}", raw);
             }
+        }
+    }
+
+    /// `campaign` as it was written first, on the form parser alone: the
+    /// reference its fast road must agree with.
+    fn campaign_by_the_form_parser(raw_url: &str) -> CampaignValues<'static> {
+        let mut out = CampaignValues::default();
+        let Some(start) = raw_url.find(['?', '#']) else {
+            return out;
+        };
+        if raw_url.as_bytes()[start] != b'?' {
+            return out;
+        }
+        let query = &raw_url[start + 1..];
+        let query = query.split_once('#').map_or(query, |(q, _)| q);
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match &*key {
+                "utm_source" => &mut out.source,
+                "utm_medium" => &mut out.medium,
+                "utm_campaign" => &mut out.campaign,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = campaign_value(value).map(|v| Cow::Owned(v.into_owned()));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Campaign values are read from the query exactly as a form
+        /// parser reads them, escapes, `+`, empty pairs and all.
+        #[test]
+        fn campaigns_read_the_query_as_a_form_would(
+            query in "(utm_source|utm_medium|utm_campaign|utm%5Fsource|utm_medium%20|[a-z=&#?+ \t]|%2[0-9B]|%C3%A9|%FF|%0A){0,14}",
+        ) {
+            let url = format!("https://a.com/p?{query}");
+            proptest::prop_assert_eq!(campaign(&url), campaign_by_the_form_parser(&url), "{}", url);
         }
     }
 

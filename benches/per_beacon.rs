@@ -1,0 +1,107 @@
+//! One step of the per-beacon path, run a given number of times, for
+//! `benches/instructions.sh` to count under valgrind. Instruction counts do
+//! not depend on what else the machine is doing, so two versions of the
+//! code can be compared to the instruction, where criterion's times on a
+//! shared machine move by 10 % from one run to the next.
+//!
+//! Usage: `per-beacon STEP N` with STEP one of `decode`, `anonymise`,
+//! `fold`, `beacon` (all three, into the aggregator's buckets).
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use footfall_aggregator::Buckets;
+use footfall_collector::anonymise::Context;
+use footfall_collector::{Client, SaltKey, SiteFilter, agent, anonymise, decode_json};
+use footfall_schemas::tables::DEFAULT_LG_K;
+use footfall_schemas::{Browser, Os, Visit, VisitorKey};
+
+/// The load benchmark's body: a landing from another site with a campaign.
+const BODY: &[u8] = br#"{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}"#;
+
+const CHROME: &[u8] = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// 2025-11-25T14:00:00Z.
+const HOUR: i64 = 1_764_079_200;
+
+fn client(i: u32) -> Client<'static> {
+    Client {
+        // 198.18.0.0/15 is reserved for benchmarking (RFC 2544).
+        ip: IpAddr::V4(Ipv4Addr::from(0xC612_0000 + (i % 1024))),
+        user_agent: CHROME,
+        gpc: false,
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let step = args.next().unwrap_or_default();
+    let n: u32 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("usage: per-beacon decode|anonymise|fold|beacon N");
+
+    agent::warm_up();
+    let sites = SiteFilter::only(["example.com"]).expect("a valid site");
+    let cx = Context {
+        salt: SaltKey::from_bytes(*b"footfall-count!!"),
+        now: HOUR + 1234,
+        sites: &sites,
+        geo: None,
+        honor_gpc: false,
+    };
+    let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
+    let beacon = decode_json(BODY).expect("the body decodes");
+    // Each step's first run opens its rows and memoises the User-Agent, as
+    // the first beacon of an hour does; the counts are of the runs after.
+    let ingest = |i: u32, buckets: &mut Buckets| {
+        let beacon = decode_json(black_box(BODY)).expect("the body decodes");
+        anonymise(&beacon, client(i), &cx, |visit| {
+            buckets.fold(visit);
+        })
+    };
+    ingest(0, &mut buckets).expect("the beacon counts");
+    let visit = Visit {
+        referrer: Some("news.ycombinator.com"),
+        browser: Browser::Chrome,
+        os: Os::Windows,
+        ..Visit::landing(
+            "example.com",
+            HOUR + 1234,
+            "/blog/2026/11/privacy-first-analytics",
+            VisitorKey::from_hash(7),
+        )
+    };
+
+    match step.as_str() {
+        "decode" => {
+            for _ in 0..n {
+                black_box(decode_json(black_box(BODY)).ok());
+            }
+        }
+        "anonymise" => {
+            for i in 0..n {
+                let outcome = anonymise(black_box(&beacon), client(i), &cx, |v| {
+                    black_box(v);
+                });
+                black_box(outcome.ok());
+            }
+        }
+        "fold" => {
+            for i in 0..n {
+                let key =
+                    VisitorKey::from_hash(u64::from(i % 1024).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                black_box(buckets.fold(black_box(&Visit {
+                    visitor: key,
+                    ..visit
+                })));
+            }
+        }
+        "beacon" => {
+            for i in 0..n {
+                black_box(ingest(i, &mut buckets).ok());
+            }
+        }
+        other => panic!("unknown step {other:?}: decode, anonymise, fold or beacon"),
+    }
+}
