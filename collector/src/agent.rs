@@ -15,15 +15,16 @@
 //!   class two rules give (`iPad`, Android without `Mobile` are tablets).
 //!
 //! A parse costs 5–10 µs, several times the rest of a beacon, so verdicts
-//! are remembered per User-Agent in a small table keyed by a salted hash of
-//! the string: the table holds hashes and verdicts, never a User-Agent.
+//! are remembered per User-Agent in a small table keyed by a hash of the
+//! string under the day's salt (the same hash the visitor key is made of,
+//! so a beacon reads the header once): the table holds hash fragments and
+//! verdicts, never a User-Agent, and once a day's salt is destroyed its
+//! entries match nothing and mean nothing.
 
-use std::hash::Hasher;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use footfall_schemas::{Browser, Device, Os};
-use siphasher::sip::SipHasher13;
 
 /// What a human's User-Agent says. Bots have none: they are not counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +37,16 @@ pub struct Agent {
 
 /// The classification of a User-Agent header: `None` for a bot (or no
 /// header), the families otherwise. Cheap after the first sight of a string.
-pub fn classify(user_agent: &[u8]) -> Option<Agent> {
+///
+/// `digest` is a keyed hash of `user_agent` (`anonymise::agent_digest`),
+/// the memo's key: equal strings must have equal digests.
+pub fn classify(user_agent: &[u8], digest: u64) -> Option<Agent> {
     let cx = &*CLASSIFIER;
-    let hash = cx.hash(user_agent);
-    if let Some(verdict) = cx.memo.get(hash) {
+    if let Some(verdict) = cx.memo.get(digest) {
         return verdict;
     }
     let verdict = cx.classify(&String::from_utf8_lossy(user_agent));
-    cx.memo.put(hash, verdict);
+    cx.memo.put(digest, verdict);
     verdict
 }
 
@@ -68,9 +71,6 @@ struct Classifier {
     /// isbot's `google` pattern, which has a look-behind the `regex` crate
     /// cannot express: it is checked on its own (see `is_google_bot`).
     google: regex::Regex,
-    /// Key of the memo's hash, random per process, so no one can aim
-    /// strings at one slot.
-    key: [u8; 16],
     memo: Memo,
 }
 
@@ -94,22 +94,13 @@ impl Classifier {
         };
         let bots = compile(&others)?;
         let google = compile(&google)?;
-        let mut key = [0; 16];
-        getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
         Ok(Self {
             browsers,
             oses,
             bots,
             google,
-            key,
             memo: Memo::new(),
         })
-    }
-
-    fn hash(&self, user_agent: &[u8]) -> u64 {
-        let mut h = SipHasher13::new_with_key(&self.key);
-        h.write(user_agent);
-        h.finish()
     }
 
     fn is_bot(&self, ua: &str) -> bool {
@@ -260,6 +251,7 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anonymise::{SaltKey, agent_digest};
     use Browser as B;
     use Device as D;
     use Os as O;
@@ -405,6 +397,11 @@ mod tests {
         "",
     ];
 
+    /// Through the memo, as `anonymise` asks.
+    fn memoised(ua: &[u8]) -> Option<Agent> {
+        classify(ua, agent_digest(SaltKey::from_bytes([3; 16]), ua))
+    }
+
     #[test]
     fn browsers_of_today_map_to_their_families() {
         for &(ua, browser, os, device) in BROWSERS {
@@ -415,8 +412,8 @@ mod tests {
             };
             assert_eq!(CLASSIFIER.classify(ua), Some(want), "{ua}");
             // Through the memo, twice: a miss, then a hit.
-            assert_eq!(classify(ua.as_bytes()), Some(want), "{ua}");
-            assert_eq!(classify(ua.as_bytes()), Some(want), "{ua}");
+            assert_eq!(memoised(ua.as_bytes()), Some(want), "{ua}");
+            assert_eq!(memoised(ua.as_bytes()), Some(want), "{ua}");
         }
     }
 
@@ -424,14 +421,14 @@ mod tests {
     fn bots_crawlers_clients_and_previewers_are_bots() {
         for ua in BOTS {
             assert_eq!(CLASSIFIER.classify(ua), None, "{ua}");
-            assert_eq!(classify(ua.as_bytes()), None, "{ua}");
-            assert_eq!(classify(ua.as_bytes()), None, "{ua}");
+            assert_eq!(memoised(ua.as_bytes()), None, "{ua}");
+            assert_eq!(memoised(ua.as_bytes()), None, "{ua}");
         }
         // Bytes that are not UTF-8 are read lossily, not trusted.
-        assert_eq!(classify(b"\xff\xfe curl"), None);
+        assert_eq!(memoised(b"\xff\xfe curl"), None);
         // A browser's prefix padded past any real User-Agent's length.
         let huge = format!("{}{}", BROWSERS[0].0, " x".repeat(MAX_USER_AGENT));
-        assert_eq!(classify(huge.as_bytes()), None);
+        assert_eq!(memoised(huge.as_bytes()), None);
         // The google pattern's look-behind excuses only the match it precedes.
         let crawler = "Mozilla/5.0 (Linux; Android 14; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Mobile Safari/537.36 GoogleOther";
         assert!(CLASSIFIER.is_google_bot(crawler));
@@ -439,7 +436,7 @@ mod tests {
             !CLASSIFIER.bots.is_match(crawler),
             "caught by the google rule alone"
         );
-        assert_eq!(classify(crawler.as_bytes()), None);
+        assert_eq!(memoised(crawler.as_bytes()), None);
         let webview = BROWSERS.last().unwrap().0;
         assert!(webview.ends_with("Channel/googleplay"));
         assert!(!CLASSIFIER.is_google_bot(webview));

@@ -26,7 +26,7 @@ pub mod normalise;
 pub mod salt;
 pub mod server;
 
-pub use anonymise::{Client, SaltKey, SiteFilter, anonymise, visitor_key};
+pub use anonymise::{Client, SaltKey, SiteFilter, agent_digest, anonymise, visitor_key};
 pub use beacon::{Beacon, decode_json, decode_query};
 pub use error::{BeaconError, DropReason};
 pub use geo::{GeoDb, GeoError};
