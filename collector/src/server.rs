@@ -129,7 +129,11 @@ impl Collector {
                 .get("sec-gpc")
                 .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         };
-        let now = chrono::Utc::now().timestamp();
+        // Unix seconds straight from the clock: a calendar date is not
+        // needed here, and making one costs more than reading the clock.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let cx = Context {
             salt: self.salts.key_for(now),
             now,
