@@ -5,7 +5,7 @@
 //! Nothing here does I/O or reads the clock; time comes in as `now`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -178,6 +178,12 @@ pub type DimText<'a> = [Option<&'a str>; MAX_DIMS];
 pub trait Dims: Clone + Eq + Hash + Ord {
     /// The table these are the dimensions of.
     const TABLE: Table;
+    /// How the table's map hashes its keys: SipHash with a random key (as
+    /// std's maps) where visitors choose the keys (pages, sources), so no
+    /// one can send a flood of colliding ones; aHash (in the tree through
+    /// arrow already) for the closed sets, a few hundred keys at most, where
+    /// it costs a fraction of SipHash on every beacon.
+    type Hasher: BuildHasher + Default + Clone + std::fmt::Debug;
     /// The values as the files write them.
     fn text(&self) -> DimText<'_>;
     /// The values written as `text`, if they are valid ones.
@@ -187,6 +193,7 @@ pub trait Dims: Clone + Eq + Hash + Ord {
 /// `pages`: the page.
 impl Dims for Box<str> {
     const TABLE: Table = Table::Pages;
+    type Hasher = RandomState;
     fn text(&self) -> DimText<'_> {
         [Some(self), None, None, None]
     }
@@ -251,6 +258,7 @@ impl SourceKey {
 
 impl Dims for SourceKey {
     const TABLE: Table = Table::Sources;
+    type Hasher = RandomState;
     fn text(&self) -> DimText<'_> {
         [
             self.referrer.as_deref(),
@@ -280,6 +288,7 @@ pub struct DeviceKey {
 
 impl Dims for DeviceKey {
     const TABLE: Table = Table::Devices;
+    type Hasher = ahash::RandomState;
     fn text(&self) -> DimText<'_> {
         [
             Some(self.browser.name()),
@@ -304,6 +313,7 @@ impl Dims for DeviceKey {
 /// address. At most ~250 values, so no limit either.
 impl Dims for Option<Country> {
     const TABLE: Table = Table::Countries;
+    type Hasher = ahash::RandomState;
     fn text(&self) -> DimText<'_> {
         [self.as_ref().map(Country::as_str), None, None, None]
     }
@@ -316,8 +326,8 @@ impl Dims for Option<Country> {
     }
 }
 
-/// SipHash with a random key, as std's maps: keys are visitor-controlled.
-type Rows<K> = hashbrown::HashMap<K, Bucket, RandomState>;
+/// One table's rows of a (site, hour), hashed as its keys need.
+type Rows<K> = hashbrown::HashMap<K, Bucket, <K as Dims>::Hasher>;
 
 /// The rows of one site in one hour, one map per table.
 ///

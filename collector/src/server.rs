@@ -34,6 +34,10 @@ use crate::geo::GeoDb;
 use crate::metrics::Metrics;
 use crate::salt::SaltStore;
 
+/// Global Privacy Control's header, named once rather than parsed from a
+/// string on every beacon.
+static SEC_GPC: header::HeaderName = header::HeaderName::from_static("sec-gpc");
+
 /// Largest accepted beacon body. Plausible's tracker sends about 200 bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
@@ -126,7 +130,7 @@ impl Collector {
                 .get(header::USER_AGENT)
                 .map_or(&[][..], |v| v.as_bytes()),
             gpc: headers
-                .get("sec-gpc")
+                .get(&SEC_GPC)
                 .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         };
         // Unix seconds straight from the clock: a calendar date is not
