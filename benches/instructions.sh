@@ -1,26 +1,37 @@
 #!/usr/bin/env bash
-# Instructions per beacon for each step of the in-memory path, counted by
-# valgrind (cachegrind), which does not depend on the machine's load: the
-# repeatable complement of `cargo bench --bench pipeline`'s times. Each step
-# runs N and 2N times; the difference over N is the cost of one, without
-# the set-up (building the User-Agent parsers, the first beacon).
+# Instructions, counted by valgrind (cachegrind), which does not depend on
+# the machine's load: the repeatable complement of the timed benchmarks.
 #
-#   benches/instructions.sh            # N = 20000
-#   N=50000 benches/instructions.sh
+# 1. Per beacon, each step of the in-memory path (`benches/per_beacon.rs`).
+# 2. Per request, the whole server process (user space; the kernel's share
+#    is not counted) for `footfall serve` and the bare hyper baseline of
+#    `benches/load.sh`, under the same keep-alive POSTs sent by ab.
+#
+# Each runs N and 2N times; the difference over N is the cost of one,
+# without the set-up (building the User-Agent parsers, starting up).
+#
+#   benches/instructions.sh            # N = 20000 beacons, 5000 requests
+#   N=50000 REQUESTS=10000 benches/instructions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-20000}
-if ! command -v valgrind >/dev/null 2>&1; then
-  echo "installing valgrind from the distribution's packages" >&2
+REQUESTS=${REQUESTS:-5000}
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v ab >/dev/null 2>&1; then
+  echo "installing valgrind and ab (apache2-utils) from the distribution's packages" >&2
   if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind apache2-utils >/dev/null
 fi
-cargo build --release --locked --quiet --example per-beacon
+cargo build --release --locked --quiet --example per-beacon --example bare-hyper --bin footfall
 bin=target/release/examples/per-beacon
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
 
 instructions() { # step n
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/cg" \
@@ -33,4 +44,42 @@ for step in decode anonymise fold beacon; do
   one=$(instructions "$step" "$N")
   two=$(instructions "$step" $((2 * N)))
   awk -v s="$step" -v a="$one" -v b="$two" -v n="$N" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
+done
+
+# The load benchmark's body and User-Agent.
+body='{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}'
+ua='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+printf '%s' "$body" >"$out/body"
+
+server_instructions() { # name requests
+  local port=$((20000 + RANDOM % 20000))
+  if [ "$1" = bare ]; then
+    set -- "$1" "$2" target/release/examples/bare-hyper "127.0.0.1:$port" 1
+  else
+    set -- "$1" "$2" target/release/footfall serve --listen "127.0.0.1:$port" --threads 1 \
+      --data-dir "$out/data-$2" --site example.com
+  fi
+  local requests=$2
+  shift 2
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/server" "$@" \
+    2>"$out/server.log" >/dev/null &
+  server_pid=$!
+  for _ in $(seq 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
+    -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1
+  grep -q '^Failed requests: *0$' "$out/ab" || { cat "$out/ab" >&2; exit 1; }
+  kill -TERM "$server_pid"
+  wait "$server_pid" || true
+  server_pid=
+  awk '/^summary:/ {print $2}' "$out/server"
+}
+
+printf '\n%-10s %14s\n' server "instructions a request (keep-alive POST, user space)"
+for server in bare footfall; do
+  one=$(server_instructions "$server" "$REQUESTS")
+  two=$(server_instructions "$server" $((2 * REQUESTS)))
+  awk -v s="$server" -v a="$one" -v b="$two" -v n="$REQUESTS" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
 done
