@@ -4,15 +4,21 @@
 # same wrk load, in one run, and prints footfall's figures as ratios of the
 # baseline's. Loopback only; each run is bounded by DURATION.
 #
-#   benches/load.sh                      # 10 s a run, 64 connections, 1 thread
-#   DURATION=30s CONNS=64 THREADS=1 benches/load.sh
+# A shared machine's speed drifts by tens of percent within minutes, so
+# each scenario runs in ROUNDS rounds of the two servers back to back (the
+# order alternating), a ratio is taken within each round, and the median
+# round is printed with the range of the ratios.
+#
+#   benches/load.sh                      # 3 rounds of 5 s, 64 connections, 1 thread
+#   ROUNDS=5 DURATION=10s CONNS=64 THREADS=1 benches/load.sh
 #
 # On a machine with two or more cores the server is pinned to core 0 and wrk
 # to core 1, so they do not compete for one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 
@@ -116,23 +122,33 @@ run() { # name scenario [extra footfall flags...]
   server_pid=
 }
 
-printf 'wrk: 1 thread, %s connections, %s a run; servers: %s tokio worker thread(s)\n' "$CONNS" "$DURATION" "$THREADS"
+printf 'wrk: 1 thread, %s connections, %s a run, %s rounds; servers: %s tokio worker thread(s)\n' "$CONNS" "$DURATION" "$ROUNDS" "$THREADS"
 printf 'machine: %s cores, %s\n\n' "$(nproc)" "$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')"
-printf '%-22s %12s %12s %7s %11s %11s %7s\n' scenario "bare req/s" "footfall" ratio "bare p99" "footfall" ratio
+printf '%-22s %10s %10s %7s %13s %9s %9s %7s\n' scenario "bare req/s" footfall ratio "(range)" "bare p99" footfall ratio
 for scenario in post close pixel; do
-  # Not `< <(run …)`: a process substitution would leave the server's
-  # shutdown running behind the next measurement.
-  run bare "$scenario" >"$work/result"
-  read -r b_rps b_p99 <"$work/result"
-  run footfall "$scenario" >"$work/result"
-  read -r f_rps f_p99 <"$work/result"
+  : >"$work/rounds"
+  for round in $(seq "$ROUNDS"); do
+    # Not `< <(run …)`: a process substitution would leave the server's
+    # shutdown running behind the next measurement.
+    if [ $((round % 2)) -eq 1 ]; then order="bare footfall"; else order="footfall bare"; fi
+    for server in $order; do
+      run "$server" "$scenario" >"$work/result-$server"
+    done
+    echo "$(cat "$work/result-bare") $(cat "$work/result-footfall")" >>"$work/rounds"
+  done
   case $scenario in
     post) label="POST keep-alive";;
     close) label="POST Connection: close";;
     pixel) label="GET pixel keep-alive";;
   esac
-  awk -v l="$label" -v br="$b_rps" -v fr="$f_rps" -v bp="$b_p99" -v fp="$f_p99" 'BEGIN {
-    printf "%-22s %12.0f %12.0f %6.1f%% %9.0fus %9.0fus %6.2fx\n", l, br, fr, 100 * fr / br, bp, fp, fp / bp }'
+  # Each line: bare req/s, bare p99, footfall req/s, footfall p99. The
+  # round with the median throughput ratio is printed whole.
+  awk '{ print $3 / $1, $0 }' "$work/rounds" | sort -n | awk -v l="$label" '
+    { ratio[NR] = $1; line[NR] = $0 }
+    END {
+      split(line[int((NR + 1) / 2)], m, " ")
+      printf "%-22s %10.0f %10.0f %6.1f%% %5.1f-%5.1f%% %7.0fus %7.0fus %6.2fx\n",
+        l, m[2], m[4], 100 * m[1], 100 * ratio[1], 100 * ratio[NR], m[3], m[5], m[5] / m[3] }'
 done
 
 # Flushing off the request path: the same load over 10,000 pages, footfall
