@@ -48,9 +48,9 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let authority_end = find_any(rest, b"/?#");
-    let host = plain_http_host(&raw[..raw.len() - rest.len() + authority_end])?;
-    let rest = &rest[authority_end..];
+    let host_end = authority_end(rest);
+    let host = plain_http_host(&raw[..raw.len() - rest.len() + host_end])?;
+    let rest = &rest[host_end..];
     let path_end = find_any(rest, b"?#");
     let path = &rest[..path_end];
     if !plain_path(path) {
@@ -95,6 +95,14 @@ fn find_any(s: &str, set: &[u8]) -> usize {
         _ => bytes.iter().position(|x| set.contains(x)),
     }
     .unwrap_or(bytes.len())
+}
+
+/// Where the authority (`host:port`) after `scheme://` ends. A byte loop:
+/// hosts are a dozen bytes, shorter than it takes `memchr` to get going.
+fn authority_end(rest: &str) -> usize {
+    rest.bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len())
 }
 
 /// The bytes a URL path keeps as they are: the WHATWG parser's path
@@ -338,20 +346,17 @@ pub fn site_id(raw: &str) -> Result<Cow<'_, str>, BeaconError> {
     if raw.is_empty() || raw.len() > 253 {
         return Err(BeaconError::InvalidDomain);
     }
-    let site = if is_plain_domain(raw) {
-        domain_name(raw)
-    } else {
-        // Trailing dots go after parsing (in `host_name`): IDNA maps other
-        // full stops (`。`) to `.`, and `88..` is a domain while `88` is an
-        // address.
-        Cow::Owned(host_name(
-            &Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)?,
-        ))
-    };
+    if is_plain_domain(raw) {
+        // Its labels are not empty, and dropping `www.` leaves one.
+        return Ok(domain_name(raw));
+    }
+    // Trailing dots go after parsing (in `host_name`): IDNA maps other full
+    // stops (`。`) to `.`, and `88..` is a domain while `88` is an address.
+    let site = host_name(&Host::parse(raw).map_err(|_| BeaconError::InvalidDomain)?);
     if !has_no_empty_label(&site) {
         return Err(BeaconError::InvalidDomain);
     }
-    Ok(site)
+    Ok(Cow::Owned(site))
 }
 
 /// False for `""`, `.a.com`, `a..com`: names with an empty label.
@@ -377,7 +382,7 @@ fn plain_http_host(raw: &str) -> Option<&str> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let authority = &rest[..find_any(rest, b"/?#")];
+    let authority = &rest[..authority_end(rest)];
     // A port is fine; user info, brackets or anything unusual is not.
     let colon = find_any(authority, b":");
     let (host, port) = authority.split_at(colon);
@@ -396,32 +401,34 @@ fn plain_http_host(raw: &str) -> Option<&str> {
 /// this is far cheaper than the parse, and nearly every real host passes.
 fn is_plain_domain(host: &str) -> bool {
     let bytes = host.as_bytes();
-    if bytes.len() > 253 {
+    if bytes.is_empty() || bytes.len() > 253 || !bytes.iter().all(|&b| DOMAIN_BYTES[usize::from(b)])
+    {
         return false;
     }
-    let plain_label = |label: &[u8]| {
-        matches!(label, [first, ..] if *first != b'-')
-            && label.len() <= 63
-            && label.last() != Some(&b'-')
-            && !label
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"))
-    };
-    // One pass over the bytes, checking each label as its dot is reached.
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'.' {
-            if !plain_label(&bytes[start..i]) {
-                return false;
-            }
-            start = i + 1;
-        } else if !(b.is_ascii_alphanumeric() || b == b'-') {
-            return false;
+    let mut last: &[u8] = &[];
+    for label in bytes.split(|&b| b == b'.') {
+        let punycode =
+            label.len() >= 4 && label[2..4] == *b"--" && label[..2].eq_ignore_ascii_case(b"xn");
+        match label {
+            [b'-', ..] | [.., b'-'] | [] => return false,
+            _ if label.len() > 63 || punycode => return false,
+            _ => last = label,
         }
     }
-    let last = &bytes[start..];
-    plain_label(last) && !last[0].is_ascii_digit()
+    !last[0].is_ascii_digit()
 }
+
+/// The bytes of a plain domain name: letters, digits, `-` and `.`.
+const DOMAIN_BYTES: [bool; 256] = {
+    let mut ok = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        ok[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.';
+        b += 1;
+    }
+    ok
+};
 
 /// A parsed host as footfall names it: a domain lowercase, without trailing
 /// dots or a leading `www.`; an address in its canonical text form (IPv6 in
@@ -463,7 +470,9 @@ fn domain_name(host: &str) -> Cow<'_, str> {
 /// would merge distinct pages or look like a query. Otherwise the encoded
 /// form is kept.
 fn readable_path(encoded: &str) -> Cow<'_, str> {
-    if !encoded.contains('%') || has_escape(encoded, &["%2f", "%3f", "%23"]) {
+    if memchr::memchr(b'%', encoded.as_bytes()).is_none()
+        || has_escape(encoded, &["%2f", "%3f", "%23"])
+    {
         return Cow::Borrowed(encoded);
     }
     match percent_decode_str(encoded).decode_utf8() {

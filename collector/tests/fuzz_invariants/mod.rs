@@ -12,8 +12,10 @@ use footfall_collector::normalise::{
 use footfall_schemas::Visit;
 
 use footfall_collector::{
-    Beacon, Client, SaltKey, SiteFilter, anonymise, anonymise::MAX_SITES_PER_BEACON,
-    beacon::MAX_URL_LEN, decode_json, decode_query,
+    Beacon, Client, SaltKey, SiteFilter, anonymise,
+    anonymise::MAX_SITES_PER_BEACON,
+    beacon::{MAX_URL_LEN, decode_json_parsed},
+    decode_json, decode_query,
 };
 
 /// Arrival time handed to `anonymise`.
@@ -21,6 +23,13 @@ const NOW: i64 = 1_700_000_000;
 
 /// `decode_json` on the raw bytes; if a beacon comes out, anonymise it too.
 pub fn check_json(data: &[u8]) {
+    // The plain road, taken for what trackers send, reads as serde does.
+    assert_eq!(
+        decode_json(data),
+        decode_json_parsed(data),
+        "plain and parsed roads differ on {:?}",
+        String::from_utf8_lossy(data)
+    );
     if let Ok(beacon) = decode_json(data) {
         check_beacon(&beacon);
     }
