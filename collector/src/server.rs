@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -308,13 +309,18 @@ async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> 
     if body.size_hint().lower() > MAX_BODY as u64 {
         return answer(c, Err(BeaconError::BodyTooLarge));
     }
-    // The header timeout does not cover the body: a client trickling a
-    // declared 16 KiB body would otherwise hold its connection forever.
-    let read = tokio::time::timeout(
-        c.config.body_read_timeout,
-        Limited::new(body, MAX_BODY).collect(),
-    );
-    let bytes = match read.await {
+    // A beacon's body nearly always arrives with its head, and then the
+    // first poll reads it: only a body still on its way needs a timer.
+    let mut read = std::pin::pin!(Limited::new(body, MAX_BODY).collect());
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(read) => Ok(read),
+        // The header timeout does not cover the body: a client trickling
+        // a declared 16 KiB body would otherwise hold its connection
+        // forever.
+        Poll::Pending => tokio::time::timeout(c.config.body_read_timeout, read).await,
+    };
+    let bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return answer(c, Err(BeaconError::BodyTooLarge));
