@@ -29,6 +29,7 @@ use footfall_aggregator::Buckets;
 use footfall_aggregator::buckets::{HLL_TYPE, date_of};
 use footfall_aggregator::writer::{new_flush_id, write_file};
 use footfall_collector::agent;
+use footfall_collector::beacon::decode_json_parsed;
 use footfall_collector::anonymise::Context;
 use footfall_collector::{Client, SaltKey, SiteFilter, agent_digest, anonymise, decode_json};
 use footfall_schemas::tables::{DEFAULT_LG_K, Table};
@@ -92,6 +93,11 @@ fn decode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("plausible_json", |b| {
         b.iter(|| decode_json(black_box(BODY)))
+    });
+    // The same body by serde_json, the road of bodies that are not plain:
+    // the plain road's gain, measured in the same run.
+    group.bench_function("plausible_json_by_serde", |b| {
+        b.iter(|| decode_json_parsed(black_box(BODY)))
     });
     group.finish();
 }
@@ -188,7 +194,10 @@ fn fold(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert_eq!(buckets.rows_of(Table::Pages).count(), PAGES as usize);
+    // Unless a filter skipped the group, every page was folded.
+    if !buckets.is_empty() {
+        assert_eq!(buckets.rows_of(Table::Pages).count(), PAGES as usize);
+    }
 }
 
 fn beacon_end_to_end(c: &mut Criterion) {
@@ -220,11 +229,13 @@ fn beacon_end_to_end(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(BODY)))
     });
     group.finish();
-    assert_eq!(
-        buckets.rows_of(Table::Pages).count(),
-        1,
-        "every beacon counts for the same page"
-    );
+    if !buckets.is_empty() {
+        assert_eq!(
+            buckets.rows_of(Table::Pages).count(),
+            1,
+            "every beacon counts for the same page"
+        );
+    }
 }
 
 fn sketch_serialise(c: &mut Criterion) {
