@@ -56,7 +56,6 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     if !plain_path(path) {
         return None;
     }
-    let host = domain_name(host);
     let mut page = readable_path(if path.is_empty() { "/" } else { path });
     if hash_mode {
         let fragment = rest.split_once('#').map(|(_, f)| f);
@@ -224,7 +223,7 @@ fn hash_route(fragment: &str) -> Option<&str> {
 /// referrers can take.
 pub fn referrer_host(raw: &str) -> Option<Cow<'_, str>> {
     if let Some(host) = plain_http_host(raw) {
-        return Some(domain_name(host));
+        return Some(host);
     }
     let url = Url::parse(raw).ok()?;
     let host = host_name(&url.host()?);
@@ -346,9 +345,9 @@ pub fn site_id(raw: &str) -> Result<Cow<'_, str>, BeaconError> {
     if raw.is_empty() || raw.len() > 253 {
         return Err(BeaconError::InvalidDomain);
     }
-    if is_plain_domain(raw) {
+    if let Some(site) = plain_domain(raw) {
         // Its labels are not empty, and dropping `www.` leaves one.
-        return Ok(domain_name(raw));
+        return Ok(site);
     }
     // Trailing dots go after parsing (in `host_name`): IDNA maps other full
     // stops (`。`) to `.`, and `88..` is a domain while `88` is an address.
@@ -373,12 +372,13 @@ pub fn on_site(host: &str, site: &str) -> bool {
             && host.as_bytes()[host.len() - site.len() - 1] == b'.')
 }
 
-/// The host of an `http(s)://` URL when it is a plain domain name, found
-/// without a full parse; `None` sends the caller to the WHATWG parser.
+/// The host of an `http(s)://` URL, named as [`host_name`] names it, when
+/// it is a plain domain name, found without a full parse; `None` sends the
+/// caller to the WHATWG parser.
 ///
 /// Tabs and newlines, which the parser drops wherever they are, cannot be
 /// in what this returns: a plain domain and a port have none.
-fn plain_http_host(raw: &str) -> Option<&str> {
+fn plain_http_host(raw: &str) -> Option<Cow<'_, str>> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
@@ -391,43 +391,72 @@ fn plain_http_host(raw: &str) -> Option<&str> {
     {
         return None;
     }
-    is_plain_domain(host).then_some(host)
+    plain_domain(host)
 }
 
-/// True for a domain name that the WHATWG host parser (IDNA, IPv4 forms)
-/// would return unchanged but for case: letters, digits and hyphens in
-/// non-empty labels, no punycode, and a last label that does not start with
-/// a digit (which would make it an IPv4 address like `0x7f.1`). Checking
-/// this is far cheaper than the parse, and nearly every real host passes.
-fn is_plain_domain(host: &str) -> bool {
+/// A domain name that the WHATWG host parser (IDNA, IPv4 forms) would
+/// return unchanged but for case, named as [`host_name`] names it
+/// (lowercase, no `www.`; borrowed unless it had capitals): letters, digits
+/// and hyphens in non-empty labels, no punycode, and a last label that
+/// does not start with a digit (which would make it an IPv4 address like
+/// `0x7f.1`). `None` for anything else. Checking this is far cheaper than
+/// the parse, and nearly every real host passes.
+fn plain_domain(host: &str) -> Option<Cow<'_, str>> {
     let bytes = host.as_bytes();
-    if bytes.is_empty() || bytes.len() > 253 || !bytes.iter().all(|&b| DOMAIN_BYTES[usize::from(b)])
-    {
-        return false;
+    if bytes.is_empty() || bytes.len() > 253 {
+        return None;
+    }
+    // Every byte at once (no early exit, so many bytes a step).
+    let (mut foreign, mut capitals) = (false, false);
+    for &b in bytes {
+        let class = DOMAIN_BYTES[usize::from(b)];
+        foreign |= class == 0;
+        capitals |= class == 2;
+    }
+    if foreign {
+        return None;
     }
     let mut last: &[u8] = &[];
     for label in bytes.split(|&b| b == b'.') {
         let punycode =
             label.len() >= 4 && label[2..4] == *b"--" && label[..2].eq_ignore_ascii_case(b"xn");
         match label {
-            [b'-', ..] | [.., b'-'] | [] => return false,
-            _ if label.len() > 63 || punycode => return false,
+            [b'-', ..] | [.., b'-'] | [] => return None,
+            _ if label.len() > 63 || punycode => return None,
             _ => last = label,
         }
     }
-    !last[0].is_ascii_digit()
+    if last[0].is_ascii_digit() {
+        return None;
+    }
+    let host = match host.get(..4) {
+        Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
+        _ => host,
+    };
+    Some(if capitals {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
-/// The bytes of a plain domain name: letters, digits, `-` and `.`.
-const DOMAIN_BYTES: [bool; 256] = {
-    let mut ok = [false; 256];
+/// The bytes of a plain domain name, by class: 0 not allowed, 1 a small
+/// letter, digit, `-` or `.`, 2 a capital.
+const DOMAIN_BYTES: [u8; 256] = {
+    let mut class = [0; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        ok[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.';
+        class[b] = if c.is_ascii_uppercase() {
+            2
+        } else if c.is_ascii_alphanumeric() || c == b'-' || c == b'.' {
+            1
+        } else {
+            0
+        };
         b += 1;
     }
-    ok
+    class
 };
 
 /// A parsed host as footfall names it: a domain lowercase, without trailing
@@ -446,21 +475,6 @@ fn host_name<S: AsRef<str>>(host: &Host<S>) -> String {
 
 fn strip_www(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
-}
-
-/// A plain domain (see [`is_plain_domain`]) as [`host_name`] would write
-/// it, borrowed unless it has capitals: dropping `www.` in any case first
-/// and lowercasing after gives the same name.
-fn domain_name(host: &str) -> Cow<'_, str> {
-    let host = match host.get(..4) {
-        Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
-        _ => host,
-    };
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    }
 }
 
 /// Percent-decodes a path for people to read (`/caf%C3%A9` becomes `/café`)
