@@ -354,9 +354,16 @@ fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Re
             tracing::debug!(reason = reason.as_str(), "beacon not counted for a site");
             c.metrics.dropped(reason);
             let mut r = empty(StatusCode::ACCEPTED);
-            r.headers_mut().insert(
+            let h = r.headers_mut();
+            h.insert(
                 "x-footfall-dropped",
                 HeaderValue::from_static(reason.as_str()),
+            );
+            // Lets a page's script read why (only a response that carries
+            // the header needs to say so).
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("X-Footfall-Dropped"),
             );
             r
         }
@@ -487,17 +494,12 @@ fn json_error(status: StatusCode, message: &str) -> Resp {
 }
 
 /// Any page may send beacons: they carry no credentials and set no cookies.
-/// A simple request's answer needs only these two headers (the second lets
-/// a page read why a beacon was dropped); each header costs on every beacon.
+/// A simple request's answer needs only this header; every header costs on
+/// every beacon, in encoding and on the wire.
 fn cors(mut r: Resp) -> Resp {
-    let h = r.headers_mut();
-    h.insert(
+    r.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("X-Footfall-Dropped"),
     );
     r
 }

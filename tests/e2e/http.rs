@@ -212,6 +212,9 @@ fn answers_follow_the_beacon_api() {
         );
         assert_eq!(reply.status, *status, "{what}: {}", reply.text());
         assert_eq!(reply.header("x-footfall-dropped"), *dropped, "{what}");
+        // A page's script may read the reason, where there is one.
+        let exposed = reply.header("access-control-expose-headers");
+        assert_eq!(exposed, dropped.map(|_| "X-Footfall-Dropped"), "{what}");
         assert!(reply.header("set-cookie").is_none(), "{what}");
         if target.starts_with("/api/event") {
             assert_eq!(
