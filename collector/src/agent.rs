@@ -16,10 +16,9 @@
 //!
 //! A parse costs 5–10 µs, several times the rest of a beacon, so verdicts
 //! are remembered per User-Agent in a small table keyed by a hash of the
-//! string under the day's salt (the same hash the visitor key is made of,
-//! so a beacon reads the header once): the table holds hash fragments and
-//! verdicts, never a User-Agent, and once a day's salt is destroyed its
-//! entries match nothing and mean nothing.
+//! string under a key derived from the day's salt: the table holds hash
+//! fragments and verdicts, never a User-Agent, and once a day's salt is
+//! destroyed its entries match nothing and mean nothing.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -40,14 +40,32 @@ impl fmt::Debug for Client<'_> {
     }
 }
 
-/// A 128-bit SipHash key: the secret of one uniqueness window.
+/// The secret of one uniqueness window: the 128-bit SipHash key of the
+/// visitor keys (the salt as stored), and a key derived from it for the
+/// User-Agent memo, so that no two hashes ever share a key.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SaltKey(pub(crate) [u8; 16]);
+pub struct SaltKey {
+    pub(crate) secret: [u8; 16],
+    memo: [u8; 16],
+}
 
 impl SaltKey {
     /// Builds a key from 16 secret random bytes.
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(bytes)
+        // The labels hold no 0xFF byte, which every visitor-key input does,
+        // so they are never the input of a visitor key.
+        let half = |label: &[u8]| {
+            let mut h = SipHasher24::new_with_key(&bytes);
+            h.write(label);
+            h.finish().to_le_bytes()
+        };
+        let mut memo = [0; 16];
+        memo[..8].copy_from_slice(&half(b"footfall: User-Agent memo key, part 1"));
+        memo[8..].copy_from_slice(&half(b"footfall: User-Agent memo key, part 2"));
+        Self {
+            secret: bytes,
+            memo,
+        }
     }
 }
 
@@ -151,10 +169,7 @@ pub fn anonymise(
             n += 1;
         }
     }
-    // The User-Agent is read once: its digest is both the memo's key and
-    // its part of every visitor key below.
-    let agent_digest = agent_digest(cx.salt, client.user_agent);
-    let Some(agent) = classify(client.user_agent, agent_digest) else {
+    let Some(agent) = classify(client.user_agent, agent_digest(cx.salt, client.user_agent)) else {
         return Ok(Some(DropReason::Bot));
     };
     if cx.honor_gpc && client.gpc {
@@ -196,7 +211,7 @@ pub fn anonymise(
         } else {
             Campaign::default()
         };
-        let visitor = visitor_key(cx.salt, site, client.ip, agent_digest);
+        let visitor = visitor_key(cx.salt, site, client);
         record(&Visit {
             site,
             time: cx.now,
@@ -215,35 +230,35 @@ pub fn anonymise(
     Ok(dropped)
 }
 
-/// SipHash-2-4, a PRF, of (site, IP, User-Agent) under the window's salt,
-/// the User-Agent taken as its [`agent_digest`].
+/// SipHash-2-4, a PRF, of (site, IP, User-Agent) under the window's salt.
 ///
 /// The site is part of the input so that one person is not linkable across
 /// sites that share a collector. The IP is hashed as 16 bytes (IPv4 mapped
 /// into IPv6) so every address has one encoding; a 0xFF byte, which never
 /// occurs in UTF-8, ends the site so no two inputs run together.
-pub fn visitor_key(salt: SaltKey, site: &str, ip: IpAddr, agent_digest: u64) -> VisitorKey {
-    let mut h = SipHasher24::new_with_key(&salt.0);
+///
+/// Never change what goes in: a salt outlives a restart within its day, and
+/// a version hashing differently would count that day's visitors again.
+/// `visitor_keys_never_change` pins a value.
+pub fn visitor_key(salt: SaltKey, site: &str, client: Client<'_>) -> VisitorKey {
+    let mut h = SipHasher24::new_with_key(&salt.secret);
     h.write(site.as_bytes());
     h.write_u8(0xFF);
-    let ip = match ip {
+    let ip = match client.ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
     };
     h.write(&ip.octets());
-    h.write_u64(agent_digest);
+    h.write(client.user_agent);
     VisitorKey::from_hash(h.finish())
 }
 
-/// SipHash-1-3 of a User-Agent under the window's salt, behind a label of
-/// its own so it is never the hash of another input. Hashing the header
-/// once, not once for the memo and again for each site's visitor key,
-/// saves a pass over its 100-odd bytes. Two different User-Agents from
-/// one address share a visitor key only if their digests collide: one
-/// chance in 2^64.
+/// The User-Agent memo's key for a header: SipHash-1-3 under the window's
+/// memo key, so a day's memo entries match nothing, and mean nothing, once
+/// its salt is destroyed. (Not the visitor key's hash: that one must stay
+/// as it is, see [`visitor_key`].)
 pub fn agent_digest(salt: SaltKey, user_agent: &[u8]) -> u64 {
-    let mut h = SipHasher13::new_with_key(&salt.0);
-    h.write(b"user-agent\xFF");
+    let mut h = SipHasher13::new_with_key(&salt.memo);
     h.write(user_agent);
     h.finish()
 }
@@ -254,7 +269,9 @@ mod tests {
     use crate::beacon::decode_json;
     use footfall_schemas::{Browser, Country, Os};
 
-    const SALT: SaltKey = SaltKey([7; 16]);
+    fn salt() -> SaltKey {
+        SaltKey::from_bytes([7; 16])
+    }
     const UA: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 
     fn client(ip: &str) -> Client<'static> {
@@ -284,7 +301,7 @@ mod tests {
         // The visits outlive the call here; a test may leak their text.
         let keep = |s: &str| -> &'static str { Box::leak(s.into()) };
         let cx = Context {
-            salt: SALT,
+            salt: salt(),
             now: 1_700_000_000,
             sites,
             geo,
@@ -540,29 +557,48 @@ mod tests {
 
     #[test]
     fn visitor_keys_depend_on_every_input() {
-        // As `anonymise` makes them: the User-Agent through its digest.
-        let key = |salt: SaltKey, site: &str, c: Client<'_>| {
-            visitor_key(salt, site, c.ip, agent_digest(salt, c.user_agent))
-        };
-        let base = key(SALT, "a.com", client("203.0.113.9"));
-        assert_eq!(base, key(SALT, "a.com", client("203.0.113.9")));
-        assert_ne!(base, key(SaltKey([8; 16]), "a.com", client("203.0.113.9")));
-        assert_ne!(base, key(SALT, "b.com", client("203.0.113.9")));
-        assert_ne!(base, key(SALT, "a.com", client("203.0.113.10")));
+        let base = visitor_key(salt(), "a.com", client("203.0.113.9"));
+        assert_eq!(base, visitor_key(salt(), "a.com", client("203.0.113.9")));
+        let other_salt = SaltKey::from_bytes([8; 16]);
+        assert_ne!(
+            base,
+            visitor_key(other_salt, "a.com", client("203.0.113.9"))
+        );
+        assert_ne!(base, visitor_key(salt(), "b.com", client("203.0.113.9")));
+        assert_ne!(base, visitor_key(salt(), "a.com", client("203.0.113.10")));
         let other_ua = Client {
             user_agent: b"curl/8.5.0",
             ..client("203.0.113.9")
         };
-        assert_ne!(base, key(SALT, "a.com", other_ua));
+        assert_ne!(base, visitor_key(salt(), "a.com", other_ua));
         // The v4 address and its v6-mapped form are one client.
-        assert_eq!(base, key(SALT, "a.com", client("::ffff:203.0.113.9")));
-        // The digest is salted too: a day's memo keys mean nothing the next.
-        assert_ne!(agent_digest(SALT, UA), agent_digest(SaltKey([8; 16]), UA));
+        assert_eq!(
+            base,
+            visitor_key(salt(), "a.com", client("::ffff:203.0.113.9"))
+        );
+        // The memo's digests are salted too, under a key of their own.
+        assert_ne!(agent_digest(salt(), UA), agent_digest(other_salt, UA));
+        assert_ne!(agent_digest(salt(), UA), base.sketch_input());
+    }
+
+    /// A salt outlives a restart within its day, so the same visitor must
+    /// get the same key from every version, or an upgrade would count the
+    /// day's visitors twice. This value was computed by the version of
+    /// 2026-11-25; it must never change.
+    /// SipHash-2-4 with key [7; 16] of `a.com`, 0xFF, ::ffff:203.0.113.9 and
+    /// the test User-Agent, as a separate implementation of SipHash also
+    /// computes it.
+    const PINNED_KEY: u64 = 0xd8c1_fd9e_7325_30b4;
+
+    #[test]
+    fn visitor_keys_never_change() {
+        let key = visitor_key(salt(), "a.com", client("203.0.113.9"));
+        assert_eq!(key.sketch_input(), PINNED_KEY);
     }
 
     #[test]
     fn debug_output_hides_secrets() {
-        assert_eq!(format!("{SALT:?}"), "SaltKey(<redacted>)");
+        assert_eq!(format!("{:?}", salt()), "SaltKey(<redacted>)");
         assert_eq!(format!("{:?}", client("203.0.113.9")), "Client(<redacted>)");
     }
 }

@@ -187,7 +187,7 @@ fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
 }
 
 fn to_hex(key: SaltKey) -> String {
-    key.0.iter().map(|b| format!("{b:02x}")).collect()
+    key.secret.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_hex(s: &str) -> Option<SaltKey> {

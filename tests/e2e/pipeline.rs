@@ -358,9 +358,13 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize, started: i
     for v in 0..visitors {
         let ua = user_agent(v);
         for site in ["example.com", "blog.example.com", "shop.test"] {
+            let client = footfall_collector::Client {
+                ip: ip(v).parse().unwrap(),
+                user_agent: ua.as_bytes(),
+                gpc: false,
+            };
+            let k = footfall_collector::visitor_key(salt, site, client).sketch_input();
             let digest = footfall_collector::agent_digest(salt, ua.as_bytes());
-            let k = footfall_collector::visitor_key(salt, site, ip(v).parse().unwrap(), digest)
-                .sketch_input();
             // Neither the key nor the User-Agent's digest may be stored.
             for secret in [k, digest] {
                 keys.push(secret.to_le_bytes().to_vec());
