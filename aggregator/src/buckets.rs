@@ -244,16 +244,6 @@ impl SourceKey {
         let c = &visit.campaign;
         SourceRef([visit.referrer, c.source, c.medium, c.campaign])
     }
-
-    /// Where sources past the (site, hour)'s limit count.
-    fn overflow() -> Self {
-        Self {
-            referrer: Some(OVERFLOW.into()),
-            utm_source: None,
-            utm_medium: None,
-            utm_campaign: None,
-        }
-    }
 }
 
 impl Dims for SourceKey {
@@ -360,43 +350,47 @@ impl SiteHour {
         let lg_k = set.lg_k;
         let max = set.limits.max_pages;
 
+        // Every row is looked up by borrowed parts first, so a row already
+        // open, the `(other)` row of a flood included, costs no allocation.
         let page: &str = if site_full { OVERFLOW } else { visit.page };
-        match self.pages.get_mut(page) {
-            Some(bucket) => bucket.add(visit.entry, coupon, lg_k),
-            None => {
-                let page = if self.pages.len() < max {
-                    page
-                } else {
-                    folded.page = true;
-                    OVERFLOW
-                };
-                let bucket = self.pages.entry(page.into()).or_insert_with(Bucket::empty);
-                bucket.add(visit.entry, coupon, lg_k);
-            }
+        if let Some(bucket) = self.pages.get_mut(page) {
+            bucket.add(visit.entry, coupon, lg_k);
+        } else {
+            let page = if self.pages.len() < max {
+                page
+            } else {
+                folded.page = true;
+                OVERFLOW
+            };
+            count_in(
+                &mut self.pages,
+                page,
+                || page.into(),
+                visit.entry,
+                coupon,
+                lg_k,
+            );
         }
 
         if visit.entry {
-            let bucket = if site_full {
-                self.sources
-                    .entry(SourceKey::overflow())
-                    .or_insert_with(Bucket::empty)
+            let other = SourceRef([Some(OVERFLOW), None, None, None]);
+            let probe = if site_full {
+                other
             } else {
-                let probe = SourceKey::of(visit);
-                match self.sources.get_mut(&probe) {
-                    // The common case: found by borrowed parts, no allocation.
-                    Some(bucket) => bucket,
-                    None => {
-                        let key = if self.sources.len() < max {
-                            SourceKey::from_text(probe.0).expect("any four strings are a source")
-                        } else {
-                            folded.source = true;
-                            SourceKey::overflow()
-                        };
-                        self.sources.entry(key).or_insert_with(Bucket::empty)
-                    }
-                }
+                SourceKey::of(visit)
             };
-            bucket.add(true, coupon, lg_k);
+            if let Some(bucket) = self.sources.get_mut(&probe) {
+                bucket.add(true, coupon, lg_k);
+            } else {
+                let probe = if self.sources.len() < max {
+                    probe
+                } else {
+                    folded.source = true;
+                    other
+                };
+                let key = || SourceKey::from_text(probe.0).expect("any four strings are a source");
+                count_in(&mut self.sources, &probe, key, true, coupon, lg_k);
+            }
         }
 
         let device = DeviceKey {
@@ -422,6 +416,26 @@ impl SiteHour {
         merge_rows(&mut self.sources, other.sources, lg_k);
         merge_rows(&mut self.devices, other.devices, lg_k);
         merge_rows(&mut self.countries, other.countries, lg_k);
+    }
+}
+
+/// Counts a view in the row `probe` names, making its key (`key`) only when
+/// the row is new.
+fn count_in<K: Dims, Q: Hash + hashbrown::Equivalent<K> + ?Sized>(
+    rows: &mut Rows<K>,
+    probe: &Q,
+    key: impl FnOnce() -> K,
+    entry: bool,
+    coupon: Coupon,
+    lg_k: u8,
+) {
+    match rows.get_mut(probe) {
+        Some(bucket) => bucket.add(entry, coupon, lg_k),
+        None => {
+            let mut bucket = Bucket::empty();
+            bucket.add(entry, coupon, lg_k);
+            rows.insert(key(), bucket);
+        }
     }
 }
 
@@ -585,9 +599,14 @@ impl Buckets {
         let sites = self.hours.entry(hour).or_default();
         let site_full = sites.len() >= settings.limits.max_sites;
         let site: &str = if site_full { OVERFLOW } else { visit.site };
+        // `(other)` is made once, not boxed again for every site past the
+        // bound.
+        if !sites.contains_key(site) {
+            sites.insert(site.into(), SiteHour::default());
+        }
         sites
-            .entry(site.into())
-            .or_default()
+            .get_mut(site)
+            .expect("the site was just made")
             .fold(visit, coupon, &settings, site_full)
     }
 
