@@ -13,6 +13,9 @@
 #   benches/instructions.sh            # N = 20000 beacons, 5000 requests
 #   N=50000 REQUESTS=10000 benches/instructions.sh
 set -euo pipefail
+# A failure inside $(…) stops the script too, rather than printing a
+# count of nothing.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 N=${N:-20000}
@@ -33,9 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Prints the instructions of one run; stops the script if the run failed.
 instructions() { # step n
+  rm -f "$out/cg"
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/cg" \
-    "$bin" "$1" "$2" 2>"$out/log" >/dev/null
+    --error-exitcode=1 "$bin" "$1" "$2" 2>"$out/log" >/dev/null ||
+    { cat "$out/log" >&2; exit 1; }
   awk '/^summary:/ {print $2}' "$out/cg"
 }
 
@@ -51,35 +57,42 @@ body='{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analyt
 ua='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
 printf '%s' "$body" >"$out/body"
 
+# Sets `counted` to the server's instructions for that many requests. Not
+# called in $(…), so the server's pid is the script's to clean up.
 server_instructions() { # name requests
-  local port=$((20000 + RANDOM % 20000))
+  local port=$((20000 + RANDOM % 20000)) requests=$2
+  local cmd
   if [ "$1" = bare ]; then
-    set -- "$1" "$2" target/release/examples/bare-hyper "127.0.0.1:$port" 1
+    cmd=(target/release/examples/bare-hyper "127.0.0.1:$port" 1)
   else
-    set -- "$1" "$2" target/release/footfall serve --listen "127.0.0.1:$port" --threads 1 \
-      --data-dir "$out/data-$2" --site example.com
+    cmd=(target/release/footfall serve --listen "127.0.0.1:$port" --threads 1
+      --data-dir "$out/data-$requests" --site example.com)
   fi
-  local requests=$2
-  shift 2
-  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/server" "$@" \
+  rm -f "$out/server"
+  valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/server" "${cmd[@]}" \
     2>"$out/server.log" >/dev/null &
   server_pid=$!
+  local up=
   for _ in $(seq 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
     sleep 0.1
   done
+  [ -n "$up" ] || { cat "$out/server.log" >&2; echo "$1 did not start" >&2; exit 1; }
   ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
     -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1
   grep -q '^Failed requests: *0$' "$out/ab" || { cat "$out/ab" >&2; exit 1; }
   kill -TERM "$server_pid"
   wait "$server_pid" || true
   server_pid=
-  awk '/^summary:/ {print $2}' "$out/server"
+  counted=$(awk '/^summary:/ {print $2}' "$out/server")
+  [ -n "$counted" ] || { echo "no count from $1" >&2; exit 1; }
 }
 
 printf '\n%-10s %14s\n' server "instructions a request (keep-alive POST, user space)"
 for server in bare footfall; do
-  one=$(server_instructions "$server" "$REQUESTS")
-  two=$(server_instructions "$server" $((2 * REQUESTS)))
+  server_instructions "$server" "$REQUESTS"
+  one=$counted
+  server_instructions "$server" $((2 * REQUESTS))
+  two=$counted
   awk -v s="$server" -v a="$one" -v b="$two" -v n="$REQUESTS" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
 done

@@ -7,7 +7,8 @@
 # A shared machine's speed drifts by tens of percent within minutes, so
 # each scenario runs in ROUNDS rounds of the two servers back to back (the
 # order alternating), a ratio is taken within each round, and the median
-# round is printed with the range of the ratios.
+# round (the lower middle one for an even number) is printed with the
+# range of the ratios.
 #
 #   benches/load.sh                      # 3 rounds of 5 s, 64 connections, 1 thread
 #   ROUNDS=5 DURATION=10s CONNS=64 THREADS=1 benches/load.sh
@@ -143,7 +144,7 @@ for scenario in post close pixel; do
   esac
   # Each line: bare req/s, bare p99, footfall req/s, footfall p99. The
   # round with the median throughput ratio is printed whole.
-  awk '{ print $3 / $1, $0 }' "$work/rounds" | sort -n | awk -v l="$label" '
+  awk '{ print $3 / $1, $0 }' "$work/rounds" | LC_ALL=C sort -g | awk -v l="$label" '
     { ratio[NR] = $1; line[NR] = $0 }
     END {
       split(line[int((NR + 1) / 2)], m, " ")
