@@ -851,6 +851,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The same for URLs shaped like real ones, which the fast path
+        /// nearly always takes (the generator above mostly sends it to the
+        /// full parse): it must take them, and agree.
+        #[test]
+        fn the_fast_page_path_takes_plain_urls_and_agrees(
+            scheme in proptest::sample::select(vec!["http://", "https://"]),
+            host in "(www\\.|WWW\\.)?[a-zA-Z0-9]{1,8}(\\.[a-z]{2,6}){1,2}(:[0-9]{2,4})?",
+            path in "(/([a-zA-Z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}){0,10}){0,4}",
+            query in "(\\?[a-z0-9=&_%]{0,12})?",
+            fragment in "(#!?/?[a-z0-9/?&=]{0,8})?",
+            hash in proptest::bool::ANY,
+        ) {
+            let raw = format!("{scheme}{host}{path}{query}{fragment}");
+            let fast = plain_page_url(&raw, hash);
+            // Only a dot segment (`.`, `..`, `%2e`) may send it to the parser.
+            proptest::prop_assume!(fast.is_some());
+            proptest::prop_assert_eq!(Ok(fast.unwrap()), parsed_page_url(&raw, hash), "{}", raw);
+        }
+    }
+
     /// `campaign` as it was written first, on the form parser alone: the
     /// reference its fast road must agree with.
     fn campaign_by_the_form_parser(raw_url: &str) -> CampaignValues<'static> {
