@@ -154,6 +154,13 @@ impl Bucket {
         }
     }
 
+    /// A new row holding one view.
+    fn first(entry: bool, coupon: Coupon, lg_k: u8) -> Self {
+        let mut bucket = Self::empty();
+        bucket.add(entry, coupon, lg_k);
+        bucket
+    }
+
     fn add(&mut self, entry: bool, coupon: Coupon, lg_k: u8) {
         self.views += 1;
         self.entries += i64::from(entry);
@@ -355,17 +362,15 @@ impl SiteHour {
         let page: &str = if site_full { OVERFLOW } else { visit.page };
         if let Some(bucket) = self.pages.get_mut(page) {
             bucket.add(visit.entry, coupon, lg_k);
+        } else if self.pages.len() < max {
+            let bucket = Bucket::first(visit.entry, coupon, lg_k);
+            self.pages.insert(page.into(), bucket);
         } else {
-            let page = if self.pages.len() < max {
-                page
-            } else {
-                folded.page = true;
-                OVERFLOW
-            };
+            folded.page = true;
             count_in(
                 &mut self.pages,
-                page,
-                || page.into(),
+                OVERFLOW,
+                || OVERFLOW.into(),
                 visit.entry,
                 coupon,
                 lg_k,
@@ -379,17 +384,19 @@ impl SiteHour {
             } else {
                 SourceKey::of(visit)
             };
+            let key = |probe: SourceRef<'_>| {
+                SourceKey::from_text(probe.0).expect("any four strings are a source")
+            };
             if let Some(bucket) = self.sources.get_mut(&probe) {
                 bucket.add(true, coupon, lg_k);
+            } else if site_full || self.sources.len() < max {
+                // A full site's landings all count under `(other)`, whatever
+                // the bound: as its pages do, without an overflow of their own.
+                self.sources
+                    .insert(key(probe), Bucket::first(true, coupon, lg_k));
             } else {
-                let probe = if self.sources.len() < max {
-                    probe
-                } else {
-                    folded.source = true;
-                    other
-                };
-                let key = || SourceKey::from_text(probe.0).expect("any four strings are a source");
-                count_in(&mut self.sources, &probe, key, true, coupon, lg_k);
+                folded.source = true;
+                count_in(&mut self.sources, &other, || key(other), true, coupon, lg_k);
             }
         }
 
@@ -432,9 +439,7 @@ fn count_in<K: Dims, Q: Hash + hashbrown::Equivalent<K> + ?Sized>(
     match rows.get_mut(probe) {
         Some(bucket) => bucket.add(entry, coupon, lg_k),
         None => {
-            let mut bucket = Bucket::empty();
-            bucket.add(entry, coupon, lg_k);
-            rows.insert(key(), bucket);
+            rows.insert(key(), Bucket::first(entry, coupon, lg_k));
         }
     }
 }
@@ -601,13 +606,13 @@ impl Buckets {
         let site: &str = if site_full { OVERFLOW } else { visit.site };
         // `(other)` is made once, not boxed again for every site past the
         // bound.
-        if !sites.contains_key(site) {
-            sites.insert(site.into(), SiteHour::default());
+        match sites.get_mut(site) {
+            Some(rows) => rows.fold(visit, coupon, &settings, site_full),
+            None => sites
+                .entry(site.into())
+                .or_default()
+                .fold(visit, coupon, &settings, site_full),
         }
-        sites
-            .get_mut(site)
-            .expect("the site was just made")
-            .fold(visit, coupon, &settings, site_full)
     }
 
     /// Adds one row as it is (restoring a checkpoint): merged into an
