@@ -102,10 +102,11 @@ fn beacons_for_open_rows_allocate_nothing() {
     // learns its first thousands of visitors (a few inline coupons, then
     // DataSketches' list, set and the fixed HLL array); the User-Agent's
     // verdict is memoised on first sight.
+    let mut views = 0;
     const WARM: u32 = 20_000;
     for visitor in 0..WARM {
         for body in open {
-            ingest(&sink, &cx, body, visitor);
+            views += ingest(&sink, &cx, body, visitor);
         }
     }
     // From then on a beacon, from a new visitor or one seen before, only
@@ -113,7 +114,7 @@ fn beacons_for_open_rows_allocate_nothing() {
     let allocated = blocks(|| {
         for visitor in (WARM..WARM + 1000).chain(0..1000) {
             for body in open {
-                assert_eq!(ingest(&sink, &cx, body, visitor), 1);
+                views += ingest(&sink, &cx, body, visitor);
             }
         }
     });
@@ -123,11 +124,11 @@ fn beacons_for_open_rows_allocate_nothing() {
     // come back.
     let small = br#"{"n":"pageview","u":"https://example.com/small","d":"example.com","r":"https://example.com/"}"#;
     for visitor in 0..3 {
-        ingest(&sink, &cx, small, visitor);
+        views += ingest(&sink, &cx, small, visitor);
     }
     let allocated = blocks(|| {
         for visitor in (0..3).cycle().take(300) {
-            ingest(&sink, &cx, small, visitor);
+            views += ingest(&sink, &cx, small, visitor);
         }
     });
     dhat::assert_eq!(allocated, 0, "blocks for 300 beacons to a small page");
@@ -145,11 +146,11 @@ fn beacons_for_open_rows_allocate_nothing() {
     // Three senders, so the `(other)` rows' sketches stop growing once
     // they have seen them.
     for (i, body) in flood[..100].iter().enumerate() {
-        ingest(&sink, &cx, body.as_bytes(), i as u32 % 3);
+        views += ingest(&sink, &cx, body.as_bytes(), i as u32 % 3);
     }
     let allocated = blocks(|| {
         for (i, body) in flood[100..].iter().enumerate() {
-            assert_eq!(ingest(&sink, &cx, body.as_bytes(), i as u32 % 3), 1);
+            views += ingest(&sink, &cx, body.as_bytes(), i as u32 % 3);
         }
     });
     dhat::assert_eq!(allocated, 0, "blocks for 500 beacons of a flood");
@@ -159,11 +160,47 @@ fn beacons_for_open_rows_allocate_nothing() {
     sink.render_metrics(&mut metrics);
     for kind in ["page", "source", "site"] {
         let prefix = format!("footfall_overflow_views_total{{kind=\"{kind}\"}} ");
-        let views: f64 = metrics
+        let overflowed: f64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {kind} overflow series in {metrics}"));
-        assert!(views >= 50.0, "{kind}: {views} views over the bound");
+        assert!(
+            overflowed >= 50.0,
+            "{kind}: {overflowed} views over the bound"
+        );
     }
+    // And every view is in the files, `(other)` rows included.
+    sink.flush(None).expect("the buckets are written");
+    assert_eq!(views_in_files(&tmp.path().join("pages")), views as i64);
+    assert_eq!(views, 4 * 22_000 + 303 + 600);
+}
+
+/// The sum of `views` over every Parquet file under `dir`.
+fn views_in_files(dir: &std::path::Path) -> i64 {
+    use arrow_array::{Array, Int64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut sum = 0;
+    for entry in std::fs::read_dir(dir).expect("the table was written") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sum += views_in_files(&path);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(&path).unwrap();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("views").expect("a views column");
+            let column = column.as_any().downcast_ref::<Int64Array>().unwrap();
+            sum += column.iter().flatten().sum::<i64>();
+        }
+    }
+    sum
 }
