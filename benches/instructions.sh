@@ -42,7 +42,10 @@ instructions() { # step n
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/cg" \
     --error-exitcode=1 "$bin" "$1" "$2" 2>"$out/log" >/dev/null ||
     { cat "$out/log" >&2; exit 1; }
-  awk '/^summary:/ {print $2}' "$out/cg"
+  local count
+  count=$(awk '/^summary:/ {print $2}' "$out/cg")
+  [ -n "$count" ] || { echo "no count for $1" >&2; exit 1; }
+  echo "$count"
 }
 
 printf '%-10s %14s\n' step "instructions"
@@ -74,13 +77,32 @@ server_instructions() { # name requests
   server_pid=$!
   local up=
   for _ in $(seq 600); do
+    # Ours, not some other program on a port drawn at random.
+    kill -0 "$server_pid" 2>/dev/null || break
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
     sleep 0.1
   done
   [ -n "$up" ] || { cat "$out/server.log" >&2; echo "$1 did not start" >&2; exit 1; }
   ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
-    -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1
-  grep -q '^Failed requests: *0$' "$out/ab" || { cat "$out/ab" >&2; exit 1; }
+    -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1 ||
+    { cat "$out/ab" >&2; exit 1; }
+  if ! grep -q '^Failed requests: *0$' "$out/ab" || grep -q '^Non-2xx' "$out/ab"; then
+    cat "$out/ab" >&2
+    exit 1
+  fi
+  if [ "$1" = footfall ]; then
+    # Counted, not answered 202 and dropped: the path measured is the
+    # one that counts.
+    local metrics
+    metrics=$(exec 3<>"/dev/tcp/127.0.0.1/$port"
+      printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+      cat <&3)
+    grep -q "^footfall_beacons_counted_total $requests\b" <<<"$metrics" || {
+      grep '^footfall_beacons' <<<"$metrics" >&2
+      echo "not every beacon was counted" >&2
+      exit 1
+    }
+  fi
   kill -TERM "$server_pid"
   wait "$server_pid" || true
   server_pid=
