@@ -25,7 +25,7 @@ pub struct SaltStore {
     /// Where salts are saved; `None` keeps them in memory only.
     dir: Option<PathBuf>,
     /// The current window's day number (days since the epoch) and key. A
-    /// plain mutex: it is held for a copy of 24 bytes, except once a day.
+    /// plain mutex: it is held for a copy of 40 bytes, except once a day.
     current: Mutex<Option<(i64, SaltKey)>>,
 }
 
