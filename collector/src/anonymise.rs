@@ -161,7 +161,7 @@ pub fn anonymise(
     let mut n = 0;
     for raw in beacon.domain.split(',') {
         let site = site_id(raw)?;
-        if !site_ids[..n].contains(&Some(site.clone())) {
+        if !site_ids[..n].iter().flatten().any(|seen| *seen == site) {
             if n == MAX_SITES_PER_BEACON {
                 return Err(BeaconError::InvalidDomain);
             }
