@@ -168,8 +168,9 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
 
-    /// A connection that has not sent a full request head by then (a new
-    /// one, or an idle keep-alive one) is closed.
+    /// A connection that has not sent its next full request head by then,
+    /// counted from its opening or its last answer (a slow head, an idle
+    /// keep-alive connection, a client not reading its answer), is closed.
     #[arg(long, env = "FOOTFALL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     header_timeout: Duration,
 

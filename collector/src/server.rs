@@ -9,9 +9,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use footfall_schemas::VisitSink;
@@ -21,7 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -50,8 +51,9 @@ pub struct CollectorConfig {
     /// Peers allowed to name the client in `X-Forwarded-For`. Empty: the
     /// header is ignored, since anyone could otherwise forge uniques.
     pub trusted_proxies: Vec<IpNet>,
-    /// A connection that has not sent a complete request head by then is
-    /// closed (slowloris).
+    /// A connection that has not sent its next complete request head by
+    /// then, counted from its opening or its last answer, is closed
+    /// (slowloris, idle keep-alive).
     pub header_read_timeout: Duration,
     /// How long a beacon's body may take to arrive once its head has.
     pub body_read_timeout: Duration,
@@ -216,10 +218,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    // No hyper timer: request heads are bounded per connection by
+    // `watch_heads`, not by a timer entry per request.
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(collector.config.header_read_timeout)
-        .keep_alive(true);
+    http.keep_alive(true);
+    let head_timeout = collector.config.header_read_timeout;
+    LazyLock::force(&EPOCH);
     let slots = Arc::new(Semaphore::new(collector.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
@@ -244,15 +248,28 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let c = Arc::clone(&collector);
-        let service = service_fn(move |req| handle(Arc::clone(&c), peer, req));
+        let heads = Arc::new(HeadDeadline::new(head_timeout));
+        let service_heads = Arc::clone(&heads);
+        let service = service_fn(move |req| {
+            service_heads.serving();
+            let heads = Arc::clone(&service_heads);
+            let answer = handle(Arc::clone(&c), peer, req);
+            async move {
+                let answer = answer.await;
+                heads.waiting(head_timeout);
+                answer
+            }
+        });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
             let _slot = slot;
             // Client-side failures (resets, timeouts) are routine on the
             // internet and say nothing about the server: not logged above
             // debug, and never with the peer's address.
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match watch_heads(conn, &heads, head_timeout).await {
+                Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+                None => tracing::debug!("no request head within the header timeout; closed"),
+                Some(Ok(())) => {}
             }
         });
     }
@@ -273,6 +290,83 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// When a connection must have sent its next request head, as nanoseconds
+/// since [`EPOCH`]; [`SERVING`] while a request is being answered (its body
+/// has a timeout of its own).
+///
+/// hyper's `header_read_timeout` takes a timer entry for every request,
+/// registered while the connection waits and removed when the head is in:
+/// about 1,450 instructions a keep-alive request, a tenth of what footfall
+/// adds to a bare hyper server (`benches/instructions.sh`). This is two
+/// atomic stores a request, and one timer a connection that fires once a
+/// timeout period. It bounds the same things: a slow head, a connection
+/// idle between requests, and, since the clock starts when the answer is
+/// made, a client that does not read its answer.
+struct HeadDeadline {
+    nanos: AtomicU64,
+}
+
+const SERVING: u64 = u64::MAX;
+
+/// The zero of [`HeadDeadline`]'s clock.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn nanos_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(SERVING - 1)
+}
+
+impl HeadDeadline {
+    /// A new connection's first head is due `timeout` from now.
+    fn new(timeout: Duration) -> Self {
+        let deadline = Self {
+            nanos: AtomicU64::new(SERVING),
+        };
+        deadline.waiting(timeout);
+        deadline
+    }
+
+    fn serving(&self) {
+        self.nanos.store(SERVING, Ordering::Relaxed);
+    }
+
+    /// The next head is due `timeout` from now.
+    fn waiting(&self, timeout: Duration) {
+        let due = nanos_since_epoch(Instant::now() + timeout).min(SERVING - 1);
+        self.nanos.store(due, Ordering::Relaxed);
+    }
+}
+
+/// Runs a connection until it ends, or until its next request head is late
+/// (`None`: the connection is dropped, which closes it). A request being
+/// answered is never cut: `record` and the 202 happen between its awaits.
+async fn watch_heads<F: Future>(
+    conn: F,
+    deadline: &HeadDeadline,
+    timeout: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(conn);
+    let check = tokio::time::sleep(timeout);
+    tokio::pin!(check);
+    loop {
+        tokio::select! {
+            biased;
+            ended = &mut conn => return Some(ended),
+            () = &mut check => {
+                let now = Instant::now();
+                let due = deadline.nanos.load(Ordering::Relaxed);
+                let next = if due == SERVING {
+                    now + timeout
+                } else if nanos_since_epoch(now) >= due {
+                    return None;
+                } else {
+                    *EPOCH + Duration::from_nanos(due)
+                };
+                check.as_mut().reset(next.into());
+            }
+        }
+    }
 }
 
 type Resp = Response<Full<Bytes>>;

@@ -271,6 +271,55 @@ fn a_slowloris_client_is_cut_off_without_holding_the_server() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_and_a_busy_one_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--header-timeout", "1s"]);
+
+    // Busy: a request every 300 ms for three timeouts, on one connection,
+    // each answered; the next head is always due a timeout after the last
+    // answer, not after the connection opened.
+    let mut busy = Conn::open(server.addr);
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            busy.raw(&beacon("/busy", sent)).status,
+            202,
+            "beacon {sent}"
+        );
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(sent >= 8, "{sent} beacons");
+
+    // Idle: answered once, then silent. The server closes it within a few
+    // timeouts, and says nothing to it.
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.write_all(&beacon("/idle", 0)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let waited = Instant::now();
+    let closed = idle.read_to_end(&mut answer);
+    assert!(
+        closed.is_ok(),
+        "closed by the server, not timed out: {closed:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    assert!(
+        waited.elapsed() >= Duration::from_millis(900) && waited.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        waited.elapsed()
+    );
+
+    assert!(server.stop().success());
+    let views: i64 = read_pages(tmp.path()).iter().map(|r| r.views).sum();
+    assert_eq!(views, sent as i64 + 1, "every answered beacon counted");
+}
+
+#[test]
 fn an_unwritable_data_dir_keeps_aggregates_reports_503_and_recovers() {
     wait_if_near_midnight();
     let tmp = tempfile::tempdir().unwrap();
