@@ -22,9 +22,8 @@ N=${N:-20000}
 REQUESTS=${REQUESTS:-5000}
 if ! command -v valgrind >/dev/null 2>&1 || ! command -v ab >/dev/null 2>&1; then
   echo "installing valgrind and ab (apache2-utils) from the distribution's packages" >&2
-  if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind apache2-utils >/dev/null
+  . scripts/apt-install.sh
+  apt_install valgrind apache2-utils
 fi
 cargo build --release --locked --quiet --example per-beacon --example bare-hyper --bin footfall
 bin=target/release/examples/per-beacon

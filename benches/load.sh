@@ -25,9 +25,8 @@ THREADS=${THREADS:-1}
 
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk from the distribution's packages" >&2
-  if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  . scripts/apt-install.sh
+  apt_install wrk
 fi
 cargo build --release --locked --quiet --bin footfall --example bare-hyper
 footfall=target/release/footfall

@@ -9,10 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
-
-sudo_if_needed() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/apt-install.sh
+. scripts/apt-install.sh
 
 packages=()
 command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || packages+=(chromium)
@@ -25,8 +23,7 @@ fi
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ ${#packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${packages[*]}"
-  sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  apt_install "${packages[@]}"
 fi
 
 venv=tests/interop/.venv

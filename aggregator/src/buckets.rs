@@ -391,7 +391,7 @@ impl SiteHour {
                 bucket.add(true, coupon, lg_k);
             } else if site_full || self.sources.len() < max {
                 // A full site's landings all count under `(other)`, whatever
-                // the bound: as its pages do, without an overflow of their own.
+                // the bound, and are counted as site overflow only.
                 self.sources
                     .insert(key(probe), Bucket::first(true, coupon, lg_k));
             } else {

@@ -49,7 +49,7 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
     let host_end = authority_end(rest);
-    let host = plain_http_host(&raw[..raw.len() - rest.len() + host_end])?;
+    let host = plain_authority(&rest[..host_end])?;
     let rest = &rest[host_end..];
     let path_end = find_any(rest, b"?#");
     let path = &rest[..path_end];
@@ -90,7 +90,6 @@ fn find_any(s: &str, set: &[u8]) -> usize {
     match *set {
         [a] => memchr::memchr(a, bytes),
         [a, b] => memchr::memchr2(a, b, bytes),
-        [a, b, c] => memchr::memchr3(a, b, c, bytes),
         _ => bytes.iter().position(|x| set.contains(x)),
     }
     .unwrap_or(bytes.len())
@@ -382,7 +381,12 @@ fn plain_http_host(raw: &str) -> Option<Cow<'_, str>> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let authority = &rest[..authority_end(rest)];
+    plain_authority(&rest[..authority_end(rest)])
+}
+
+/// The host of an authority (`host` or `host:port`) when it is a plain
+/// domain name, as [`plain_domain`] names it.
+fn plain_authority(authority: &str) -> Option<Cow<'_, str>> {
     // A port is fine; user info, brackets or anything unusual is not.
     let colon = find_any(authority, b":");
     let (host, port) = authority.split_at(colon);

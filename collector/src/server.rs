@@ -313,8 +313,10 @@ const SERVING: u64 = u64::MAX;
 /// The zero of [`HeadDeadline`]'s clock.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
+/// Never [`SERVING`]: 584 years after start are read as the year before.
 fn nanos_since_epoch(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(SERVING - 1)
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos())
+        .map_or(SERVING - 1, |n| n.min(SERVING - 1))
 }
 
 impl HeadDeadline {
@@ -333,7 +335,7 @@ impl HeadDeadline {
 
     /// The next head is due `timeout` from now.
     fn waiting(&self, timeout: Duration) {
-        let due = nanos_since_epoch(Instant::now() + timeout).min(SERVING - 1);
+        let due = nanos_since_epoch(Instant::now() + timeout);
         self.nanos.store(due, Ordering::Relaxed);
     }
 }
