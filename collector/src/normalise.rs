@@ -48,22 +48,22 @@ fn plain_page_url(raw: &str, hash_mode: bool) -> Option<PageUrl<'_>> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    let host_end = authority_end(rest);
-    let host = plain_authority(&rest[..host_end])?;
+    let (host, host_end) = plain_authority(rest)?;
     let rest = &rest[host_end..];
-    let path_end = find_any(rest, b"?#");
+    let (path_end, escaped) = plain_path(rest)?;
     let path = &rest[..path_end];
-    if !plain_path(path) {
-        return None;
-    }
-    let mut page = readable_path(if path.is_empty() { "/" } else { path });
+    let mut page = match path {
+        "" => Cow::Borrowed("/"),
+        _ if escaped => readable_path(path),
+        _ => Cow::Borrowed(path),
+    };
     if hash_mode {
         let fragment = rest.split_once('#').map(|(_, f)| f);
         if fragment.is_some_and(|f| f.bytes().any(|b| matches!(b, b'\t' | b'\n' | b'\r'))) {
             return None;
         }
         if let Some(route) = fragment.and_then(hash_route) {
-            if !plain_path(route) {
+            if plain_path(route)?.0 != route.len() {
                 return None;
             }
             let route = readable_path(route);
@@ -95,22 +95,21 @@ fn find_any(s: &str, set: &[u8]) -> usize {
     .unwrap_or(bytes.len())
 }
 
-/// Where the authority (`host:port`) after `scheme://` ends. A byte loop:
-/// hosts are a dozen bytes, shorter than it takes `memchr` to get going.
-fn authority_end(rest: &str) -> usize {
-    rest.bytes()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len())
-}
-
-/// The bytes a URL path keeps as they are: the WHATWG parser's path
-/// percent-encode set left alone, `%` aside (checked as an escape).
-const PATH_BYTES: [bool; 256] = {
-    let mut ok = [false; 256];
+/// The bytes of a URL path, by class: those the WHATWG parser's path
+/// percent-encode set leaves alone (plain), `/`, `?` and `#` (which end it),
+/// `%` (checked as an escape), and everything else.
+const PATH_BYTES: [u8; 256] = {
+    let mut class = [FOREIGN; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        ok[b] = c.is_ascii_alphanumeric()
+        class[b] = if c == b'/' {
+            SLASH
+        } else if c == b'?' || c == b'#' {
+            END
+        } else if c == b'%' {
+            PERCENT
+        } else if c.is_ascii_alphanumeric()
             || matches!(
                 c,
                 b'-' | b'.'
@@ -129,45 +128,58 @@ const PATH_BYTES: [bool; 256] = {
                     | b'='
                     | b':'
                     | b'@'
-                    | b'/'
-            );
+            )
+        {
+            PLAIN
+        } else {
+            FOREIGN
+        };
         b += 1;
     }
-    ok
+    class
 };
 
-/// Characters a URL path keeps as they are, valid percent escapes, and no
-/// `.`/`..` segment (not even spelled `%2e`). One pass: this runs on every
-/// beacon.
-fn plain_path(path: &str) -> bool {
+/// Classes of [`PATH_BYTES`] besides `FOREIGN` and `PLAIN`.
+const SLASH: u8 = 4;
+const PERCENT: u8 = 5;
+/// `?` or `#`, which end a path.
+const END: u8 = 6;
+
+/// Reads a URL path that the WHATWG parser keeps as it is: characters it
+/// leaves alone, valid percent escapes, and no `.`/`..` segment (not even
+/// spelled `%2e`). It ends at a `?`, a `#` or the end of `path`, which is
+/// where this returns, with whether it holds an escape; `None` for a path
+/// that is anything else. One pass: this runs on every beacon.
+fn plain_path(path: &str) -> Option<(usize, bool)> {
     let bytes = path.as_bytes();
     let dots = |segment: &[u8]| segment == b"." || segment == b"..";
     let mut segment_start = 0;
+    let mut escaped = false;
     let mut i = 0;
     while i < bytes.len() {
-        match bytes[i] {
-            b'/' => {
+        match PATH_BYTES[usize::from(bytes[i])] {
+            PLAIN => {}
+            SLASH => {
                 if dots(&bytes[segment_start..i]) {
-                    return false;
+                    return None;
                 }
                 segment_start = i + 1;
             }
-            b'%' if bytes.len() > i + 2
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit() =>
-            {
+            PERCENT => match bytes.get(i + 1..i + 3) {
                 // `%2e` is a dot to the parser, and may make a dot segment.
-                if bytes[i + 1] == b'2' && bytes[i + 2].eq_ignore_ascii_case(&b'e') {
-                    return false;
+                Some([b'2', b'e' | b'E']) => return None,
+                Some([h, l]) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                    escaped = true;
+                    i += 2;
                 }
-                i += 2;
-            }
-            b if PATH_BYTES[usize::from(b)] => {}
-            _ => return false,
+                _ => return None,
+            },
+            END => break,
+            _ => return None,
         }
         i += 1;
     }
-    !dots(&bytes[segment_start..])
+    (!dots(&bytes[segment_start..i])).then_some((i, escaped))
 }
 
 /// True when `s` holds one of `escapes` (lowercase, three bytes each) in
@@ -381,21 +393,33 @@ fn plain_http_host(raw: &str) -> Option<Cow<'_, str>> {
     let rest = raw
         .strip_prefix("https://")
         .or_else(|| raw.strip_prefix("http://"))?;
-    plain_authority(&rest[..authority_end(rest)])
+    plain_authority(rest).map(|(host, _)| host)
 }
 
-/// The host of an authority (`host` or `host:port`) when it is a plain
-/// domain name, as [`plain_domain`] names it.
-fn plain_authority(authority: &str) -> Option<Cow<'_, str>> {
-    // A port is fine; user info, brackets or anything unusual is not.
-    let colon = find_any(authority, b":");
-    let (host, port) = authority.split_at(colon);
-    if let Some(port) = port.strip_prefix(':')
-        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok())
-    {
-        return None;
-    }
-    plain_domain(host)
+/// The host of the authority (`host` or `host:port`) that `rest` (what
+/// follows `scheme://`) starts with, when it is a plain domain name, as
+/// [`plain_domain`] names it; and where the authority ends (at `/`, `?`, `#`
+/// or the end). User info, brackets or anything unusual: `None`.
+fn plain_authority(rest: &str) -> Option<(Cow<'_, str>, usize)> {
+    let bytes = rest.as_bytes();
+    let (host_end, capitals) = domain_prefix(bytes)?;
+    let end = match bytes.get(host_end) {
+        None | Some(b'/' | b'?' | b'#') => host_end,
+        Some(b':') => {
+            let port = &bytes[host_end + 1..];
+            let digits = port.iter().take_while(|b| b.is_ascii_digit()).count();
+            if !matches!(port.get(digits), None | Some(b'/' | b'?' | b'#'))
+                || rest[host_end + 1..host_end + 1 + digits]
+                    .parse::<u16>()
+                    .is_err()
+            {
+                return None;
+            }
+            host_end + 1 + digits
+        }
+        Some(_) => return None,
+    };
+    Some((domain_name(&rest[..host_end], capitals), end))
 }
 
 /// A domain name that the WHATWG host parser (IDNA, IPv4 forms) would
@@ -406,57 +430,87 @@ fn plain_authority(authority: &str) -> Option<Cow<'_, str>> {
 /// `0x7f.1`). `None` for anything else. Checking this is far cheaper than
 /// the parse, and nearly every real host passes.
 fn plain_domain(host: &str) -> Option<Cow<'_, str>> {
-    let bytes = host.as_bytes();
-    if bytes.is_empty() || bytes.len() > 253 {
-        return None;
+    match domain_prefix(host.as_bytes())? {
+        (end, capitals) if end == host.len() => Some(domain_name(host, capitals)),
+        _ => None,
     }
-    // Every byte at once (no early exit, so many bytes a step).
-    let (mut foreign, mut capitals) = (false, false);
-    for &b in bytes {
-        let class = DOMAIN_BYTES[usize::from(b)];
-        foreign |= class == 0;
-        capitals |= class == 2;
-    }
-    if foreign {
-        return None;
-    }
-    let mut last: &[u8] = &[];
-    for label in bytes.split(|&b| b == b'.') {
-        let punycode =
-            label.len() >= 4 && label[2..4] == *b"--" && label[..2].eq_ignore_ascii_case(b"xn");
-        match label {
-            [b'-', ..] | [.., b'-'] | [] => return None,
-            _ if label.len() > 63 || punycode => return None,
-            _ => last = label,
+}
+
+/// The plain domain name that `bytes` starts with (see [`plain_domain`]):
+/// where it ends (at the first byte that cannot be in one), and whether it
+/// has capitals. `None` when what comes before that byte is not one. One
+/// pass: each byte's class, each label checked at its end. Three hosts a
+/// beacon come through here.
+fn domain_prefix(bytes: &[u8]) -> Option<(usize, bool)> {
+    let mut capitals = false;
+    let mut label_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match DOMAIN_BYTES[usize::from(bytes[i])] {
+            PLAIN => {}
+            CAPITAL => capitals = true,
+            DOT => {
+                if !plain_label(&bytes[label_start..i]) {
+                    return None;
+                }
+                label_start = i + 1;
+            }
+            _ => break,
         }
+        i += 1;
     }
-    if last[0].is_ascii_digit() {
-        return None;
-    }
+    let last = &bytes[label_start..i];
+    (i <= 253 && plain_label(last) && !last[0].is_ascii_digit()).then_some((i, capitals))
+}
+
+/// A plain domain as named: lowercase, without a leading `www.`.
+fn domain_name(host: &str, capitals: bool) -> Cow<'_, str> {
     let host = match host.get(..4) {
         Some(www) if www.eq_ignore_ascii_case("www.") => &host[4..],
         _ => host,
     };
-    Some(if capitals {
+    if capitals {
         Cow::Owned(host.to_ascii_lowercase())
     } else {
         Cow::Borrowed(host)
-    })
+    }
 }
 
-/// The bytes of a plain domain name, by class: 0 not allowed, 1 a small
-/// letter, digit, `-` or `.`, 2 a capital.
+/// A label of a plain domain: 1 to 63 bytes, no hyphen at either end, not
+/// punycode (`xn--`, which IDNA would check and may change).
+fn plain_label(label: &[u8]) -> bool {
+    match label {
+        [] | [b'-', ..] | [.., b'-'] => false,
+        [x, n, b'-', b'-', ..]
+            if x.eq_ignore_ascii_case(&b'x') && n.eq_ignore_ascii_case(&b'n') =>
+        {
+            false
+        }
+        _ => label.len() <= 63,
+    }
+}
+
+/// Classes of [`DOMAIN_BYTES`].
+const FOREIGN: u8 = 0;
+const PLAIN: u8 = 1;
+const CAPITAL: u8 = 2;
+const DOT: u8 = 3;
+
+/// The bytes of a plain domain name, by class: a small letter, digit or
+/// `-` is plain; then capitals, the dot, and everything else (foreign).
 const DOMAIN_BYTES: [u8; 256] = {
-    let mut class = [0; 256];
+    let mut class = [FOREIGN; 256];
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
         class[b] = if c.is_ascii_uppercase() {
-            2
-        } else if c.is_ascii_alphanumeric() || c == b'-' || c == b'.' {
-            1
+            CAPITAL
+        } else if c == b'.' {
+            DOT
+        } else if c.is_ascii_alphanumeric() || c == b'-' {
+            PLAIN
         } else {
-            0
+            FOREIGN
         };
         b += 1;
     }
