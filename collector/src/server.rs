@@ -127,14 +127,20 @@ impl Collector {
         headers: &HeaderMap,
     ) -> Result<Option<DropReason>, BeaconError> {
         let beacon = beacon?;
+        // One walk over a handful of headers costs less than two lookups,
+        // each hashing its name. The first of each counts, as with `get`.
+        let (mut user_agent, mut gpc) = (None, None);
+        for (name, value) in headers {
+            if *name == header::USER_AGENT {
+                user_agent.get_or_insert(value);
+            } else if *name == SEC_GPC {
+                gpc.get_or_insert(value);
+            }
+        }
         let client = Client {
             ip: self.client_ip(peer, headers),
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .map_or(&[][..], |v| v.as_bytes()),
-            gpc: headers
-                .get(&SEC_GPC)
-                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
+            user_agent: user_agent.map_or(&[][..], |v| v.as_bytes()),
+            gpc: gpc.is_some_and(|v| v.as_bytes().trim_ascii() == b"1"),
         };
         // Unix seconds straight from the clock: a calendar date is not
         // needed here, and making one costs more than reading the clock.
