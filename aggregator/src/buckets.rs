@@ -5,7 +5,7 @@
 //! Nothing here does I/O or reads the clock; time comes in as `now`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -17,6 +17,7 @@ use footfall_schemas::tables::{Count, Table};
 use footfall_schemas::{Browser, Country, Device, Os, Visit};
 
 use crate::error::Error;
+use crate::sip::RandomSip;
 
 const SECONDS_PER_HOUR: i64 = 3600;
 
@@ -186,10 +187,11 @@ pub trait Dims: Clone + Eq + Hash + Ord {
     /// The table these are the dimensions of.
     const TABLE: Table;
     /// How the table's map hashes its keys: SipHash with a random key (as
-    /// std's maps) where visitors choose the keys (pages, sources), so no
-    /// one can send a flood of colliding ones; aHash (in the tree through
-    /// arrow already) for the closed sets, a few hundred keys at most, where
-    /// it costs a fraction of SipHash on every beacon.
+    /// std's maps, but fed in one piece: [`RandomSip`]) where visitors
+    /// choose the keys (pages, sources), so no one can send a flood of
+    /// colliding ones; aHash (in the tree through arrow already) for the
+    /// closed sets, a few hundred keys at most, where it costs a fraction
+    /// of SipHash on every beacon.
     type Hasher: BuildHasher + Default + Clone + std::fmt::Debug;
     /// The values as the files write them.
     fn text(&self) -> DimText<'_>;
@@ -200,7 +202,7 @@ pub trait Dims: Clone + Eq + Hash + Ord {
 /// `pages`: the page.
 impl Dims for Box<str> {
     const TABLE: Table = Table::Pages;
-    type Hasher = RandomState;
+    type Hasher = RandomSip;
     fn text(&self) -> DimText<'_> {
         [Some(self), None, None, None]
     }
@@ -233,8 +235,26 @@ impl Hash for SourceKey {
 
 /// A [`SourceKey`] borrowed from a visit: looking one up costs no
 /// allocation, only a new key is copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SourceRef<'a>([Option<&'a str>; 4]);
+
+/// Each part as its bytes and a `0xFF`, or a lone `0xFE` when absent:
+/// neither byte occurs in UTF-8, so no two keys hash the same bytes. Half
+/// of what the derived `Hash` writes (a length, and a word for every tag),
+/// and every byte costs SipHash work on every landing.
+impl Hash for SourceRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for part in self.0 {
+            match part {
+                Some(text) => {
+                    state.write(text.as_bytes());
+                    state.write_u8(0xFF);
+                }
+                None => state.write_u8(0xFE),
+            }
+        }
+    }
+}
 
 impl hashbrown::Equivalent<SourceKey> for SourceRef<'_> {
     fn equivalent(&self, key: &SourceKey) -> bool {
@@ -255,7 +275,7 @@ impl SourceKey {
 
 impl Dims for SourceKey {
     const TABLE: Table = Table::Sources;
-    type Hasher = RandomState;
+    type Hasher = RandomSip;
     fn text(&self) -> DimText<'_> {
         [
             self.referrer.as_deref(),
@@ -456,7 +476,7 @@ fn merge_rows<K: Dims>(mine: &mut Rows<K>, theirs: Rows<K>, lg_k: u8) {
 }
 
 /// site -> its rows, for one hour.
-type Sites = HashMap<Box<str>, SiteHour>;
+type Sites = HashMap<Box<str>, SiteHour, RandomSip>;
 
 /// The page (and referrer) a view counts under once its (site, hour) has
 /// `max_pages` of them, and the site once an hour has `max_sites` sites.
@@ -1003,7 +1023,7 @@ mod tests {
             utm_campaign: None,
         };
         let probe = SourceRef([Some("ref.net"), Some("news"), None, None]);
-        let state = RandomState::new();
+        let state = std::hash::RandomState::new();
         assert_eq!(state.hash_one(&key), state.hash_one(probe));
         let mut rows: Rows<SourceKey> = Rows::default();
         rows.insert(key, Bucket::empty());

@@ -14,12 +14,14 @@
 //!   [`VisitSink`](footfall_schemas::VisitSink); it closes hours on a tick
 //!   and flushes everything on a stop.
 //! - [`error`]: [`Error`], with the path or value that went wrong.
+//! - `sip`: the hasher of the maps whose keys visitors choose.
 
 pub mod buckets;
 pub mod checkpoint;
 pub mod error;
 pub mod rollup;
 pub mod service;
+mod sip;
 pub mod writer;
 
 pub use buckets::Buckets;
