@@ -5,15 +5,17 @@
 //! before its 202 is sent, so the sink (the aggregator) holds every beacon the
 //! clients were told was counted.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use footfall_schemas::VisitSink;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -23,7 +25,7 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -222,14 +224,15 @@ pub async fn serve(
     collector: Arc<Collector>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
-    // No hyper timer: request heads are bounded per connection by
-    // `watch_heads`, not by a timer entry per request.
+    // No hyper timer: request heads are bounded by the one sweeper below,
+    // not by a timer entry per request.
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     let head_timeout = collector.config.header_read_timeout;
     LazyLock::force(&EPOCH);
+    let watches = Arc::new(Watches::default());
+    let sweeper = tokio::spawn(sweep(Arc::clone(&watches), head_timeout));
     let slots = Arc::new(Semaphore::new(collector.config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
@@ -254,25 +257,25 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let c = Arc::clone(&collector);
-        let heads = Arc::new(HeadDeadline::new(head_timeout));
-        let service_heads = Arc::clone(&heads);
+        let watch = watches.open(head_timeout);
+        let service_watch = Arc::clone(&watch.watch);
         let service = service_fn(move |req| {
-            service_heads.serving();
-            let heads = Arc::clone(&service_heads);
+            service_watch.serving();
+            let watch = Arc::clone(&service_watch);
             let answer = handle(Arc::clone(&c), peer, req);
             async move {
                 let answer = answer.await;
-                heads.waiting(head_timeout);
+                watch.waiting(head_timeout);
                 answer
             }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let conn = http.serve_connection(TokioIo::new(stream), service);
         connections.spawn(async move {
             let _slot = slot;
             // Client-side failures (resets, timeouts) are routine on the
             // internet and say nothing about the server: not logged above
             // debug, and never with the peer's address.
-            match watch_heads(conn, &heads, head_timeout).await {
+            match watched(conn, &watch.watch).await {
                 Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
                 None => tracing::debug!("no request head within the header timeout; closed"),
                 Some(Ok(())) => {}
@@ -280,11 +283,11 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Idle connections close now, busy ones after their answer.
+    watches.drain();
     let grace = collector.config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
             open = connections.len(),
@@ -295,28 +298,39 @@ pub async fn serve(
     // the answer and between awaits, so it either finished or never began.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+    sweeper.abort();
     Ok(())
 }
 
-/// When a connection must have sent its next request head, as nanoseconds
-/// since [`EPOCH`]; [`SERVING`] while a request is being answered (its body
-/// has a timeout of its own).
+/// What the server knows of one open connection, shared by the connection's
+/// task, its service (which moves the deadline) and the [`sweep`]er.
 ///
-/// hyper's `header_read_timeout` takes a timer entry for every request,
-/// registered while the connection waits and removed when the head is in:
-/// about 1,450 instructions a keep-alive request, a tenth of what footfall
-/// adds to a bare hyper server (`benches/instructions.sh`). This is two
-/// atomic stores a request, and one timer a connection that fires once a
-/// timeout period. It bounds the same things: a slow head, a connection
-/// idle between requests, and, since the clock starts when the answer is
-/// made, a client that does not read its answer.
-struct HeadDeadline {
-    nanos: AtomicU64,
+/// hyper's `header_read_timeout` takes a timer entry for every request, and
+/// hyper-util's graceful shutdown and a timer of our own a connection were
+/// each polled on every wake-up: together about 1,600 instructions a
+/// keep-alive request (`benches/instructions.sh`). Here a request costs two
+/// stores and a waker check, and one task sweeps every connection once a
+/// quarter of the timeout. It bounds the same things: a slow head, a
+/// connection idle between requests, and, since the clock starts when the
+/// answer is made, a client that does not read its answer.
+struct Watch {
+    /// When the next request head is due, as nanoseconds since [`EPOCH`];
+    /// [`SERVING`] while a request is being answered (its body has a
+    /// timeout of its own).
+    due: AtomicU64,
+    /// [`CHECK`] and [`DRAIN`].
+    flags: AtomicU8,
+    /// The connection's task, for the sweeper to wake.
+    waker: AtomicWaker,
 }
 
 const SERVING: u64 = u64::MAX;
+/// The sweeper saw the deadline pass: the connection's task checks it.
+const CHECK: u8 = 1;
+/// The server is stopping: the connection closes once idle.
+const DRAIN: u8 = 2;
 
-/// The zero of [`HeadDeadline`]'s clock.
+/// The zero of [`Watch`]'s clock.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Never [`SERVING`]: 584 years after start are read as the year before.
@@ -325,56 +339,133 @@ fn nanos_since_epoch(at: Instant) -> u64 {
         .map_or(SERVING - 1, |n| n.min(SERVING - 1))
 }
 
-impl HeadDeadline {
-    /// A new connection's first head is due `timeout` from now.
-    fn new(timeout: Duration) -> Self {
-        let deadline = Self {
-            nanos: AtomicU64::new(SERVING),
-        };
-        deadline.waiting(timeout);
-        deadline
-    }
-
+impl Watch {
     fn serving(&self) {
-        self.nanos.store(SERVING, Ordering::Relaxed);
+        self.due.store(SERVING, Ordering::Relaxed);
     }
 
     /// The next head is due `timeout` from now.
     fn waiting(&self, timeout: Duration) {
         let due = nanos_since_epoch(Instant::now() + timeout);
-        self.nanos.store(due, Ordering::Relaxed);
+        self.due.store(due, Ordering::Relaxed);
+    }
+
+    /// The deadline has passed, by the clock.
+    fn late(&self) -> bool {
+        let due = self.due.load(Ordering::Relaxed);
+        due != SERVING && nanos_since_epoch(Instant::now()) >= due
+    }
+
+    fn tell(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::Relaxed);
+        self.waker.wake();
+    }
+}
+
+/// The open connections' [`Watch`]es, by a number of their own.
+#[derive(Default)]
+struct Watches {
+    open: Mutex<HashMap<u64, Arc<Watch>>>,
+    next: AtomicU64,
+    draining: AtomicBool,
+}
+
+/// A connection's place in [`Watches`], given up when it is dropped.
+struct Open {
+    watch: Arc<Watch>,
+    watches: Arc<Watches>,
+    id: u64,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        lock(&self.watches.open).remove(&self.id);
+    }
+}
+
+/// The map is consistent after any panic (one insert or remove).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Watches {
+    /// A new connection, whose first head is due `timeout` from now.
+    fn open(self: &Arc<Self>, timeout: Duration) -> Open {
+        let watch = Arc::new(Watch {
+            due: AtomicU64::new(SERVING),
+            flags: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        });
+        watch.waiting(timeout);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.open).insert(id, Arc::clone(&watch));
+        // One opened after `drain` is told too.
+        if self.draining.load(Ordering::Relaxed) {
+            watch.tell(DRAIN);
+        }
+        Open {
+            watch,
+            watches: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Tells every open connection to close once idle.
+    fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        for watch in lock(&self.open).values() {
+            watch.tell(DRAIN);
+        }
+    }
+}
+
+/// Wakes every connection whose next head is late, once a quarter of the
+/// timeout: an idle connection is closed between one timeout and a quarter
+/// more after its last answer.
+async fn sweep(watches: Arc<Watches>, timeout: Duration) {
+    let mut tick = tokio::time::interval(
+        (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = nanos_since_epoch(Instant::now());
+        for watch in lock(&watches.open).values() {
+            let due = watch.due.load(Ordering::Relaxed);
+            if due != SERVING && now >= due {
+                watch.tell(CHECK);
+            }
+        }
     }
 }
 
 /// Runs a connection until it ends, or until its next request head is late
 /// (`None`: the connection is dropped, which closes it). A request being
-/// answered is never cut: `record` and the 202 happen between its awaits.
-async fn watch_heads<F: Future>(
-    conn: F,
-    deadline: &HeadDeadline,
-    timeout: Duration,
-) -> Option<F::Output> {
+/// answered is never cut: the deadline is checked here, on the connection's
+/// own task, only when the connection is waiting, and `record` and the 202
+/// happen between its awaits.
+async fn watched<C: GracefulConnection>(conn: C, watch: &Watch) -> Option<C::Output> {
     tokio::pin!(conn);
-    let check = tokio::time::sleep(timeout);
-    tokio::pin!(check);
-    loop {
-        tokio::select! {
-            biased;
-            ended = &mut conn => return Some(ended),
-            () = &mut check => {
-                let now = Instant::now();
-                let due = deadline.nanos.load(Ordering::Relaxed);
-                let next = if due == SERVING {
-                    now + timeout
-                } else if nanos_since_epoch(now) >= due {
-                    return None;
-                } else {
-                    *EPOCH + Duration::from_nanos(due)
-                };
-                check.as_mut().reset(next.into());
+    let mut draining = false;
+    std::future::poll_fn(|cx| {
+        watch.waker.register(cx.waker());
+        let flags = watch.flags.load(Ordering::Relaxed);
+        if flags & DRAIN != 0 && !draining {
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(ended));
+        }
+        if flags & CHECK != 0 {
+            watch.flags.fetch_and(!CHECK, Ordering::Relaxed);
+            if watch.late() {
+                return Poll::Ready(None);
             }
         }
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 type Resp = Response<Full<Bytes>>;

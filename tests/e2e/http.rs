@@ -352,6 +352,34 @@ fn oversized_bodies_are_refused_before_they_are_read() {
     assert!(server.stop().success());
 }
 
+/// A stop closes idle keep-alive connections at once rather than waiting
+/// out the grace period (10 s) for them: browsers keep connections open.
+#[test]
+fn a_stop_closes_idle_keep_alive_connections_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--header-timeout", "60s"]);
+    let mut idle = Conn::open(server.addr);
+    let reply = idle.send(
+        "POST",
+        "/api/event",
+        &[("User-Agent", BROWSER_UA)],
+        OK_BODY.as_bytes(),
+    );
+    assert_eq!(reply.status, 202, "{}", reply.text());
+
+    let stopping = std::time::Instant::now();
+    assert!(server.stop().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the stop waited {:?} for an idle connection",
+        stopping.elapsed()
+    );
+    let rest = idle.read_to_end();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    let views: i64 = read_pages(tmp.path()).iter().map(|r| r.views).sum();
+    assert_eq!(views, 1, "the 202 is in the files");
+}
+
 #[test]
 fn a_request_in_flight_at_sigterm_is_answered_and_counted() {
     let tmp = tempfile::tempdir().unwrap();

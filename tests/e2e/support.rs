@@ -192,6 +192,15 @@ impl Conn {
         }
     }
 
+    /// Everything the server sends until it closes the connection.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.reader
+            .read_to_end(&mut rest)
+            .expect("closed, not reset");
+        rest
+    }
+
     /// Sends raw bytes without reading an answer.
     pub fn write_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
