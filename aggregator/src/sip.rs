@@ -3,7 +3,7 @@
 //! one can send a flood of keys that collide; but fed in one piece.
 //!
 //! A key is hashed as several small writes (a page: its bytes, then a
-//! `0xFF`; a source: a length, four tags and up to four strings). std's
+//! `0xFF`; a source: each part's bytes and a `0xFF`, or a `0xFE`). std's
 //! hasher folds each write into its state as it comes, merging the tails
 //! of unaligned writes byte by byte, which costs more than the rounds
 //! themselves on keys this short. Here the writes are gathered in a buffer
@@ -79,21 +79,6 @@ impl Hasher for SipBuffer {
             stream.write(bytes);
             self.spilled = Some(stream);
         }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, byte: u8) {
-        self.write(&[byte]);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.write(&n.to_le_bytes());
-    }
-
-    #[inline]
-    fn write_isize(&mut self, n: isize) {
-        self.write(&n.to_le_bytes());
     }
 
     fn finish(&self) -> u64 {

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -350,10 +350,10 @@ impl Watch {
         self.due.store(due, Ordering::Relaxed);
     }
 
-    /// The deadline has passed, by the clock.
-    fn late(&self) -> bool {
+    /// The deadline has passed by `now` (nanoseconds since [`EPOCH`]).
+    fn late_at(&self, now: u64) -> bool {
         let due = self.due.load(Ordering::Relaxed);
-        due != SERVING && nanos_since_epoch(Instant::now()) >= due
+        due != SERVING && now >= due
     }
 
     fn tell(&self, flag: u8) {
@@ -367,7 +367,6 @@ impl Watch {
 struct Watches {
     open: Mutex<HashMap<u64, Arc<Watch>>>,
     next: AtomicU64,
-    draining: AtomicBool,
 }
 
 /// A connection's place in [`Watches`], given up when it is dropped.
@@ -399,10 +398,6 @@ impl Watches {
         watch.waiting(timeout);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         lock(&self.open).insert(id, Arc::clone(&watch));
-        // One opened after `drain` is told too.
-        if self.draining.load(Ordering::Relaxed) {
-            watch.tell(DRAIN);
-        }
         Open {
             watch,
             watches: Arc::clone(self),
@@ -410,9 +405,9 @@ impl Watches {
         }
     }
 
-    /// Tells every open connection to close once idle.
+    /// Tells every open connection to close once idle. The accept loop has
+    /// ended by then, so no connection opens after.
     fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
         for watch in lock(&self.open).values() {
             watch.tell(DRAIN);
         }
@@ -431,8 +426,7 @@ async fn sweep(watches: Arc<Watches>, timeout: Duration) {
         tick.tick().await;
         let now = nanos_since_epoch(Instant::now());
         for watch in lock(&watches.open).values() {
-            let due = watch.due.load(Ordering::Relaxed);
-            if due != SERVING && now >= due {
+            if watch.late_at(now) {
                 watch.tell(CHECK);
             }
         }
@@ -459,7 +453,7 @@ async fn watched<C: GracefulConnection>(conn: C, watch: &Watch) -> Option<C::Out
         }
         if flags & CHECK != 0 {
             watch.flags.fetch_and(!CHECK, Ordering::Relaxed);
-            if watch.late() {
+            if watch.late_at(nanos_since_epoch(Instant::now())) {
                 return Poll::Ready(None);
             }
         }
