@@ -5,19 +5,26 @@
 //! shared machine move by 10 % from one run to the next.
 //!
 //! Usage: `per-beacon STEP N` with STEP one of `decode`, `anonymise`,
-//! `fold`, `beacon` (all three, into the aggregator's buckets).
+//! `fold`, `beacon` (all three, into the aggregator's buckets), or `pixel`
+//! (decoding the load benchmark's pixel query).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use footfall_aggregator::Buckets;
 use footfall_collector::anonymise::Context;
-use footfall_collector::{Client, SaltKey, SiteFilter, agent, anonymise, decode_json};
+use footfall_collector::beacon::QUERY_SCRATCH;
+use footfall_collector::{
+    Client, SaltKey, SiteFilter, agent, anonymise, decode_json, decode_query,
+};
 use footfall_schemas::tables::DEFAULT_LG_K;
 use footfall_schemas::{Browser, Os, Visit, VisitorKey};
 
 /// The load benchmark's body: a landing from another site with a campaign.
 const BODY: &[u8] = br#"{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}"#;
+
+/// The load benchmark's pixel query: the same page and referrer, encoded.
+const PIXEL: &str = "d=example.com&u=https%3A%2F%2Fexample.com%2Fblog%2F2026%2F11%2Fprivacy-first-analytics&r=https%3A%2F%2Fnews.ycombinator.com%2F&w=1440";
 
 const CHROME: &[u8] = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -39,7 +46,7 @@ fn main() {
     let n: u32 = args
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("usage: per-beacon decode|anonymise|fold|beacon N");
+        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel N");
 
     agent::warm_up();
     let sites = SiteFilter::only(["example.com"]).expect("a valid site");
@@ -102,6 +109,13 @@ fn main() {
                 black_box(ingest(i, &mut buckets).ok());
             }
         }
-        other => panic!("unknown step {other:?}: decode, anonymise, fold or beacon"),
+        "pixel" => {
+            for _ in 0..n {
+                // As the server's `pixel` does: the room is on the stack.
+                let mut scratch = [0; QUERY_SCRATCH];
+                black_box(decode_query(black_box(PIXEL), &mut scratch).ok());
+            }
+        }
+        other => panic!("unknown step {other:?}: decode, anonymise, fold, beacon or pixel"),
     }
 }

@@ -5,10 +5,12 @@
 //! allocates; the count is exact, so unlike a speed it can be a test on a
 //! noisy machine.
 //!
+//! The pixel's query is covered too: its percent-encoded URLs are decoded
+//! into a buffer on the stack, as the server does.
+//!
 //! Not covered: the HTTP shell (hyper's request and response, the body's
-//! buffer), which the load benchmark measures; the pixel, whose query's
-//! percent-encoded URLs are decoded into new strings; and a sketch's own
-//! growth while it learns new visitors (amortised: its arrays double).
+//! buffer), which the load benchmark measures; and a sketch's own growth
+//! while it learns new visitors (amortised: its arrays double).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -16,7 +18,10 @@ use std::time::Duration;
 use footfall_aggregator::buckets::Limits;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
 use footfall_collector::anonymise::Context;
-use footfall_collector::{Client, SaltKey, SiteFilter, anonymise, decode_json};
+use footfall_collector::beacon::QUERY_SCRATCH;
+use footfall_collector::{
+    Beacon, Client, SaltKey, SiteFilter, anonymise, decode_json, decode_query,
+};
 use footfall_schemas::VisitSink;
 use footfall_schemas::tables::DEFAULT_LG_K;
 
@@ -59,8 +64,20 @@ fn aggregator(dir: &std::path::Path) -> Aggregator {
 /// does; returns how many visits were recorded.
 fn ingest(sink: &Aggregator, cx: &Context<'_>, body: &[u8], visitor: u32) -> usize {
     let beacon = decode_json(body).expect("the body decodes");
+    record(sink, cx, &beacon, visitor)
+}
+
+/// The same for a pixel's query, decoded into a buffer on the stack as the
+/// server's `pixel` does.
+fn ingest_pixel(sink: &Aggregator, cx: &Context<'_>, query: &str, visitor: u32) -> usize {
+    let mut scratch = [0; QUERY_SCRATCH];
+    let beacon = decode_query(query, &mut scratch).expect("the query decodes");
+    record(sink, cx, &beacon, visitor)
+}
+
+fn record(sink: &Aggregator, cx: &Context<'_>, beacon: &Beacon<'_>, visitor: u32) -> usize {
     let mut counted = 0;
-    anonymise(&beacon, client(visitor), cx, |visit| {
+    anonymise(beacon, client(visitor), cx, |visit| {
         sink.record(visit);
         counted += 1;
     })
@@ -120,6 +137,18 @@ fn beacons_for_open_rows_allocate_nothing() {
     });
     dhat::assert_eq!(allocated, 0, "blocks for 8,000 beacons to open pages");
 
+    // The pixel of a page without JavaScript: its URLs come percent-encoded.
+    let pixel = "d=example.com&u=https%3A%2F%2Fexample.com%2Fblog%2F2026%2F11%2Fprivacy-first-analytics&r=https%3A%2F%2Fnews.ycombinator.com%2F&w=1440";
+    for visitor in 0..WARM {
+        views += ingest_pixel(&sink, &cx, pixel, visitor);
+    }
+    let allocated = blocks(|| {
+        for visitor in (WARM..WARM + 1000).chain(0..1000) {
+            views += ingest_pixel(&sink, &cx, pixel, visitor);
+        }
+    });
+    dhat::assert_eq!(allocated, 0, "blocks for 2,000 pixel beacons");
+
     // A page of the long tail: three visitors, kept as bare coupons, who
     // come back.
     let small = br#"{"n":"pageview","u":"https://example.com/small","d":"example.com","r":"https://example.com/"}"#;
@@ -173,7 +202,7 @@ fn beacons_for_open_rows_allocate_nothing() {
     // And every view is in the files, `(other)` rows included.
     sink.flush(None).expect("the buckets are written");
     assert_eq!(views_in_files(&tmp.path().join("pages")), views as i64);
-    assert_eq!(views, 4 * 22_000 + 303 + 600);
+    assert_eq!(views, 5 * 22_000 + 303 + 600);
 }
 
 /// The sum of `views` over every Parquet file under `dir`.

@@ -57,8 +57,62 @@ pub fn decode_json_parsed(body: &[u8]) -> Result<Beacon<'_>, BeaconError> {
     finish(wire)
 }
 
-/// Decodes the query string of a pixel request (`d=…&u=…&r=…&w=…`).
-pub fn decode_query(query: &str) -> Result<Beacon<'_>, BeaconError> {
+/// Room on the stack for a pixel query's decoded values, enough for
+/// every query a tracker's pixel sends (a few hundred bytes); see
+/// [`decode_query`].
+pub const QUERY_SCRATCH: usize = 2048;
+
+/// Decodes the query string of a pixel request (`d=…&u=…&r=…&w=…`) as a
+/// form (`application/x-www-form-urlencoded`), reading exactly what
+/// [`decode_query_parsed`] reads, in one pass.
+///
+/// A pixel's `u` and `r` are percent-encoded URLs, so their values nearly
+/// always need decoding; they are decoded into `scratch` and borrowed from
+/// it, so the beacon costs no allocation. A decoded value is never longer
+/// than its encoding, so a scratch as long as the query always has room;
+/// a value that no longer fits, or whose bytes are not UTF-8 once decoded
+/// (each bad sequence becomes U+FFFD), is decoded into a `String` instead.
+/// Only the values of beacon keys are decoded at all.
+pub fn decode_query<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<Beacon<'a>, BeaconError> {
+    let mut wire = Wire::default();
+    let mut room = scratch;
+    // Split at `&` and `=` with memchr: `str::split` costs several times
+    // as much on a query this short.
+    let bytes = query.as_bytes();
+    let mut start = 0;
+    while start <= bytes.len() {
+        let end = memchr::memchr(b'&', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // `&` and `=` are ASCII, so every cut is at a char boundary.
+        let pair = &query[start..end];
+        start = end + 1;
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = match memchr::memchr(b'=', pair.as_bytes()) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        let Some(field) = QueryField::of(key) else {
+            continue;
+        };
+        let value = form_value(value, &mut room);
+        match field {
+            QueryField::Name => wire.name = Some(value),
+            QueryField::Url => wire.url = Some(value),
+            QueryField::Domain => wire.domain = Some(value),
+            QueryField::Referrer => wire.referrer = Some(value),
+            QueryField::ScreenWidth => wire.screen_width = value.parse().ok(),
+            QueryField::Hash => wire.hash_mode = matches!(&*value, "1" | "true"),
+        }
+    }
+    finish(wire)
+}
+
+/// [`decode_query`] through `url::form_urlencoded`, which decodes every
+/// key and value into its own `String` when it has escapes: the reference
+/// the one-pass road must agree with (a proptest and the fuzz corpus
+/// compare the two).
+pub fn decode_query_parsed(query: &str) -> Result<Beacon<'_>, BeaconError> {
     let mut wire = Wire::default();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*key {
@@ -72,6 +126,110 @@ pub fn decode_query(query: &str) -> Result<Beacon<'_>, BeaconError> {
         }
     }
     finish(wire)
+}
+
+/// The beacon keys a pixel query may carry, long or short.
+#[derive(Clone, Copy)]
+enum QueryField {
+    Name,
+    Url,
+    Domain,
+    Referrer,
+    ScreenWidth,
+    Hash,
+}
+
+impl QueryField {
+    /// Longest key, `screen_width`.
+    const MAX_LEN: usize = 12;
+
+    /// The field a raw (still encoded) key names, if any.
+    fn of(raw: &str) -> Option<Self> {
+        if memchr::memchr2(b'%', b'+', raw.as_bytes()).is_none() {
+            return Self::named(raw.as_bytes());
+        }
+        // An escape is three bytes that decode to one, so a key encoded in
+        // more than three times the longest name's length names nothing.
+        let mut buf = [0; 3 * Self::MAX_LEN];
+        let key = buf.get_mut(..raw.len())?;
+        let n = decode_form(raw.as_bytes(), key);
+        // Bytes that are not UTF-8 decode to U+FFFD, which no name holds,
+        // so comparing the raw bytes decides the same.
+        Self::named(&key[..n])
+    }
+
+    fn named(key: &[u8]) -> Option<Self> {
+        Some(match key {
+            b"n" | b"name" => Self::Name,
+            b"u" | b"url" => Self::Url,
+            b"d" | b"domain" => Self::Domain,
+            b"r" | b"referrer" => Self::Referrer,
+            b"w" | b"screen_width" => Self::ScreenWidth,
+            b"h" | b"hash" => Self::Hash,
+            _ => return None,
+        })
+    }
+}
+
+/// A form value, decoded as `url::form_urlencoded` does: borrowed from the
+/// query when it has no `+` or `%`, else decoded into the front of `room`,
+/// which keeps what is left.
+fn form_value<'a>(raw: &'a str, room: &mut &'a mut [u8]) -> Cow<'a, str> {
+    let bytes = raw.as_bytes();
+    if memchr::memchr2(b'%', b'+', bytes).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    if bytes.len() > room.len() {
+        let mut out = vec![0; bytes.len()];
+        let n = decode_form(bytes, &mut out);
+        out.truncate(n);
+        return Cow::Owned(String::from_utf8_lossy(&out).into_owned());
+    }
+    let n = decode_form(bytes, room);
+    let (decoded, rest) = std::mem::take(room).split_at_mut(n);
+    *room = rest;
+    let decoded: &'a [u8] = decoded;
+    match std::str::from_utf8(decoded) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(decoded).into_owned()),
+    }
+}
+
+/// Writes `input` with `+` as a space and each `%` and two hex digits as
+/// their byte into `out` (at least as long as `input`), returning the
+/// length written. A `%` without two hex digits after it stays as it is,
+/// as in `percent_encoding`. (`form_urlencoded` replaces `+` first and
+/// then decodes escapes; a `+` is never a hex digit, so one pass reads
+/// every input the same.)
+fn decode_form(input: &[u8], out: &mut [u8]) -> usize {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    let (mut i, mut n) = (0, 0);
+    loop {
+        // Plain stretches, most of a URL, are copied whole.
+        let run = memchr::memchr2(b'%', b'+', &input[i..]).unwrap_or(input.len() - i);
+        out[n..n + run].copy_from_slice(&input[i..i + run]);
+        (i, n) = (i + run, n + run);
+        let Some(&b) = input.get(i) else {
+            return n;
+        };
+        out[n] = match (b, input.get(i + 1..i + 3)) {
+            (b'+', _) => b' ',
+            (_, Some(&[h, l])) => match (hex(h), hex(l)) {
+                (Some(h), Some(l)) => {
+                    i += 2;
+                    h << 4 | l
+                }
+                _ => b'%',
+            },
+            _ => b'%',
+        };
+        (i, n) = (i + 1, n + 1);
+    }
 }
 
 fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
@@ -441,28 +599,34 @@ mod tests {
         }
     }
 
+    /// Every key a beacon may carry, short and long.
+    const BEACON_KEYS: [&str; 12] = [
+        "n",
+        "u",
+        "d",
+        "r",
+        "w",
+        "h",
+        "name",
+        "url",
+        "domain",
+        "referrer",
+        "screen_width",
+        "hash",
+    ];
+
     /// JSON-ish bodies made of beacon keys and values of every kind, valid
     /// and not, with whitespace where JSON allows it and some where it
     /// does not.
     fn bodies() -> impl Strategy<Value = String> {
         let ws = prop::sample::select(vec!["", "", " ", "\n\t", "\r "]);
-        let key = prop::sample::select(vec![
-            "n",
-            "u",
-            "d",
-            "r",
-            "w",
-            "h",
-            "name",
-            "url",
-            "domain",
-            "referrer",
-            "screen_width",
-            "hash",
-            "props",
-            "",
-            "u\\u0072l",
-        ]);
+        let key = prop::sample::select(
+            BEACON_KEYS
+                .iter()
+                .copied()
+                .chain(["props", "", "u\\u0072l"])
+                .collect::<Vec<_>>(),
+        );
         let value = prop::sample::select(vec![
             "\"pageview\"",
             "\"https://example.com/a?b=1#c\"",
@@ -732,23 +896,173 @@ mod tests {
         assert!(matches!(b.domain, Cow::Borrowed(_)));
     }
 
+    /// `decode_query` with room for the whole query, as the server gives.
+    fn query(q: &str) -> Result<Beacon<'static>, BeaconError> {
+        let scratch = Box::leak(vec![0; q.len()].into_boxed_slice());
+        decode_query(Box::leak(q.into()), scratch)
+    }
+
     #[test]
     fn decodes_pixel_query_strings() {
-        let b = decode_query(
-            "d=a.com&u=https%3A%2F%2Fa.com%2Fp%3Fq%3D1&r=https%3A%2F%2Fb.com%2F&w=800",
-        )
-        .unwrap();
+        let b = query("d=a.com&u=https%3A%2F%2Fa.com%2Fp%3Fq%3D1&r=https%3A%2F%2Fb.com%2F&w=800")
+            .unwrap();
         assert_eq!(b.domain, "a.com");
         assert_eq!(b.url, "https://a.com/p?q=1");
         assert_eq!(b.referrer.as_deref(), Some("https://b.com/"));
         assert_eq!(b.screen_width, Some(800));
         assert_eq!(b.name, "pageview");
+        // Decoded into the scratch and borrowed from it: no allocation.
+        for value in [&b.domain, &b.url, b.referrer.as_ref().unwrap()] {
+            assert!(matches!(value, Cow::Borrowed(_)), "{value:?}");
+        }
 
-        assert_eq!(decode_query("d=a.com"), Err(BeaconError::MissingUrl));
-        assert_eq!(
-            decode_query("u=https://a.com/"),
-            Err(BeaconError::MissingDomain)
+        assert_eq!(query("d=a.com"), Err(BeaconError::MissingUrl));
+        assert_eq!(query("u=https://a.com/"), Err(BeaconError::MissingDomain));
+        assert_eq!(query(""), Err(BeaconError::MissingUrl));
+    }
+
+    #[test]
+    fn table_of_pixel_queries() {
+        // (query, url, domain, referrer, width, hash)
+        let cases: &[(&str, &str, &str, Option<&str>, Option<u32>, bool)] = &[
+            (
+                "u=https://a.com/&d=a.com",
+                "https://a.com/",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+            // `+` is a space, `%2B` a plus.
+            (
+                "u=https://a.com/a+b%2Bc&d=a.com",
+                "https://a.com/a b+c",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+            // A `%` without two hex digits stays; lower-case hex decodes.
+            (
+                "u=https://a.com/%zz%2%&d=a.com",
+                "https://a.com/%zz%2%",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+            (
+                "u=https://a.com/%c3%a9&d=a.com",
+                "https://a.com/\u{e9}",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+            // Bytes that are not UTF-8 once decoded become U+FFFD.
+            (
+                "u=https://a.com/%FF&d=a.com",
+                "https://a.com/\u{fffd}",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+            // Escaped keys, empty pairs, a key without `=`.
+            (
+                "%75=https://a.com/&&domain=a.com&referrer&h=1",
+                "https://a.com/",
+                "a.com",
+                None,
+                None,
+                true,
+            ),
+            (
+                "url=https://a.com/&d=a.com&screen_width=390&hash=true&r=x",
+                "https://a.com/",
+                "a.com",
+                Some("x"),
+                Some(390),
+                true,
+            ),
+            // The last of a key wins; unknown keys are ignored.
+            (
+                "u=https://a.com/1&u=https://a.com/2&d=a.com&zz=%FF&w=nan",
+                "https://a.com/2",
+                "a.com",
+                None,
+                None,
+                false,
+            ),
+        ];
+        for &(q, url, domain, referrer, width, hash) in cases {
+            let b = query(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+            assert_eq!(
+                (
+                    &*b.url,
+                    &*b.domain,
+                    b.referrer.as_deref(),
+                    b.screen_width,
+                    b.hash_mode
+                ),
+                (url, domain, referrer, width, hash),
+                "{q}"
+            );
+            assert_eq!(Ok(b), decode_query_parsed(q), "{q}");
+        }
+    }
+
+    /// Query strings of beacon keys (some escaped) and values with escapes
+    /// of every kind, good and broken.
+    fn queries() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(
+            BEACON_KEYS
+                .iter()
+                .copied()
+                .chain(["%75", "%75%72%6C", "do%6Dain", "u+", "x", ""])
+                .collect::<Vec<_>>(),
         );
-        assert_eq!(decode_query(""), Err(BeaconError::MissingUrl));
+        let piece = prop::sample::select(vec![
+            "a",
+            "https",
+            "%3A",
+            "%2F",
+            "%2f",
+            "+",
+            "%2B",
+            "%",
+            "%2",
+            "%zz",
+            "%C3%A9",
+            "%FF",
+            "%E2%82",
+            "\u{e9}",
+            "=",
+            "1",
+            "0",
+            "true",
+            "1440",
+            "example.com",
+            "%20",
+            "%25",
+        ]);
+        let value = prop::collection::vec(piece, 0..6).prop_map(|p| p.concat());
+        let pair = (key, prop::option::of(value)).prop_map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.to_owned(),
+        });
+        prop::collection::vec(pair, 0..8).prop_map(|pairs| pairs.join("&"))
+    }
+
+    proptest! {
+        /// The one-pass pixel decoder reads every query as
+        /// `form_urlencoded` does, with room for it all or with too little.
+        #[test]
+        fn pixel_queries_read_as_form_urlencoded_does(q in queries(), room in 0..64usize) {
+            let mut scratch = vec![0; q.len()];
+            prop_assert_eq!(decode_query(&q, &mut scratch), decode_query_parsed(&q), "{}", q);
+            let mut short = vec![0; room.min(q.len())];
+            prop_assert_eq!(decode_query(&q, &mut short), decode_query_parsed(&q), "{}", q);
+        }
     }
 }

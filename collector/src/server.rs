@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::anonymise::{Client, Context, SiteFilter, anonymise};
-use crate::beacon::{Beacon, decode_json, decode_query};
+use crate::beacon::{Beacon, QUERY_SCRATCH, decode_json, decode_query};
 use crate::error::{BeaconError, DropReason};
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
@@ -521,7 +521,11 @@ async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> 
 
 fn pixel(c: &Collector, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
     let query = req.uri().query().unwrap_or("");
-    let outcome = c.ingest(decode_query(query), peer.ip(), req.headers());
+    // Room to decode the query's escaped values into, on the stack: a
+    // pixel's query is a few hundred bytes, and a longer one decodes what
+    // does not fit into strings of its own.
+    let mut scratch = [0; QUERY_SCRATCH];
+    let outcome = c.ingest(decode_query(query, &mut scratch), peer.ip(), req.headers());
     let mut resp = answer(c, outcome);
     if resp.status() == StatusCode::ACCEPTED {
         *resp.body_mut() = Full::new(Bytes::from_static(PIXEL_GIF));

@@ -14,7 +14,7 @@ use footfall_schemas::Visit;
 use footfall_collector::{
     Beacon, Client, SaltKey, SiteFilter, anonymise,
     anonymise::MAX_SITES_PER_BEACON,
-    beacon::{MAX_URL_LEN, decode_json_parsed},
+    beacon::{MAX_URL_LEN, decode_json_parsed, decode_query_parsed},
     decode_json, decode_query,
 };
 
@@ -39,7 +39,22 @@ pub fn check_json(data: &[u8]) {
 /// the pixel's query string is always text by the time it is decoded).
 pub fn check_query(data: &[u8]) {
     let query = String::from_utf8_lossy(data);
-    if let Ok(beacon) = decode_query(&query) {
+    let parsed = decode_query_parsed(&query);
+    // The one-pass road reads as form_urlencoded does, with room for the
+    // whole query (the server's case) and with too little.
+    let mut short = [0; 16];
+    assert_eq!(
+        decode_query(&query, &mut short),
+        parsed,
+        "short scratch: {query:?}"
+    );
+    let mut scratch = vec![0; query.len()];
+    let beacon = decode_query(&query, &mut scratch);
+    assert_eq!(
+        beacon, parsed,
+        "one pass and form_urlencoded differ on {query:?}"
+    );
+    if let Ok(beacon) = beacon {
         check_beacon(&beacon);
     }
 }
