@@ -2,10 +2,12 @@
 # Instructions, counted by valgrind (cachegrind), which does not depend on
 # the machine's load: the repeatable complement of the timed benchmarks.
 #
-# 1. Per beacon, each step of the in-memory path (`benches/per_beacon.rs`).
+# 1. Per beacon, each step of the in-memory path (`benches/per_beacon.rs`),
+#    and the decoding of a pixel's query.
 # 2. Per request, the whole server process (user space; the kernel's share
 #    is not counted) for `footfall serve` and the bare hyper baseline of
-#    `benches/load.sh`, under the same keep-alive POSTs sent by ab.
+#    `benches/load.sh`, under the same keep-alive POSTs, then the same
+#    keep-alive pixel GETs, sent by ab.
 #
 # Each runs N and 2N times; the difference over N is the cost of one,
 # without the set-up (building the User-Agent parsers, starting up).
@@ -48,7 +50,7 @@ instructions() { # step n
 }
 
 printf '%-10s %14s\n' step "instructions"
-for step in decode anonymise fold beacon; do
+for step in decode anonymise fold beacon pixel; do
   one=$(instructions "$step" "$N")
   two=$(instructions "$step" $((2 * N)))
   awk -v s="$step" -v a="$one" -v b="$two" -v n="$N" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
@@ -58,17 +60,18 @@ done
 body='{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}'
 ua='Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
 printf '%s' "$body" >"$out/body"
+pixel='d=example.com&u=https%3A%2F%2Fexample.com%2Fblog%2F2026%2F11%2Fprivacy-first-analytics&r=https%3A%2F%2Fnews.ycombinator.com%2F&w=1440'
 
 # Sets `counted` to the server's instructions for that many requests. Not
 # called in $(…), so the server's pid is the script's to clean up.
-server_instructions() { # name requests
-  local port=$((20000 + RANDOM % 20000)) requests=$2
+server_instructions() { # name requests post|pixel
+  local port=$((20000 + RANDOM % 20000)) requests=$2 scenario=$3
   local cmd
   if [ "$1" = bare ]; then
     cmd=(target/release/examples/bare-hyper "127.0.0.1:$port" 1)
   else
     cmd=(target/release/footfall serve --listen "127.0.0.1:$port" --threads 1
-      --data-dir "$out/data-$requests" --site example.com)
+      --data-dir "$out/data-$scenario-$requests" --site example.com)
   fi
   rm -f "$out/server"
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$out/server" "${cmd[@]}" \
@@ -82,9 +85,15 @@ server_instructions() { # name requests
     sleep 0.1
   done
   [ -n "$up" ] || { cat "$out/server.log" >&2; echo "$1 did not start" >&2; exit 1; }
-  ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
-    -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1 ||
-    { cat "$out/ab" >&2; exit 1; }
+  if [ "$scenario" = post ]; then
+    ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
+      -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1 ||
+      { cat "$out/ab" >&2; exit 1; }
+  else
+    ab -q -k -n "$requests" -c 16 -H "User-Agent: $ua" \
+      "http://127.0.0.1:$port/api/event?$pixel" >"$out/ab" 2>&1 ||
+      { cat "$out/ab" >&2; exit 1; }
+  fi
   if ! grep -q '^Failed requests: *0$' "$out/ab" || grep -q '^Non-2xx' "$out/ab"; then
     cat "$out/ab" >&2
     exit 1
@@ -109,11 +118,17 @@ server_instructions() { # name requests
   [ -n "$counted" ] || { echo "no count from $1" >&2; exit 1; }
 }
 
-printf '\n%-10s %14s\n' server "instructions a request (keep-alive POST, user space)"
-for server in bare footfall; do
-  server_instructions "$server" "$REQUESTS"
-  one=$counted
-  server_instructions "$server" $((2 * REQUESTS))
-  two=$counted
-  awk -v s="$server" -v a="$one" -v b="$two" -v n="$REQUESTS" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
+for scenario in post pixel; do
+  case $scenario in
+    post) label="keep-alive POST";;
+    pixel) label="keep-alive pixel GET";;
+  esac
+  printf '\n%-10s %14s\n' server "instructions a request ($label, user space)"
+  for server in bare footfall; do
+    server_instructions "$server" "$REQUESTS" "$scenario"
+    one=$counted
+    server_instructions "$server" $((2 * REQUESTS)) "$scenario"
+    two=$counted
+    awk -v s="$server" -v a="$one" -v b="$two" -v n="$REQUESTS" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'
+  done
 done

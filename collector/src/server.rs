@@ -261,13 +261,13 @@ pub async fn serve(
         let service_watch = Arc::clone(&watch.watch);
         let service = service_fn(move |req| {
             service_watch.serving();
-            let watch = Arc::clone(&service_watch);
-            let answer = handle(Arc::clone(&c), peer, req);
-            async move {
-                let answer = answer.await;
-                watch.waiting(head_timeout);
-                answer
-            }
+            handle(
+                Arc::clone(&c),
+                Arc::clone(&service_watch),
+                head_timeout,
+                peer,
+                req,
+            )
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         connections.spawn(async move {
@@ -464,13 +464,23 @@ async fn watched<C: GracefulConnection>(conn: C, watch: &Watch) -> Option<C::Out
 
 type Resp = Response<Full<Bytes>>;
 
+/// Answers one request; then the connection's next head is due within
+/// `head_timeout`. (One future, not this one inside another that moves the
+/// deadline: every level of nesting copies the request's state again.)
 async fn handle(
     c: Arc<Collector>,
+    watch: Arc<Watch>,
+    head_timeout: Duration,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/api/event") => post_event(&c, peer, req).await,
+        (&Method::POST, "/api/event") => {
+            let body = read_body(req.body_mut(), c.config.body_read_timeout).await;
+            let outcome =
+                body.and_then(|bytes| c.ingest(decode_json(&bytes), peer.ip(), req.headers()));
+            answer(&c, outcome)
+        }
         // GET only: a HEAD (link checkers, prefetchers) must not count.
         (&Method::GET, "/api/event") => pixel(&c, peer, &req),
         (&Method::OPTIONS, "/api/event") => preflight(),
@@ -487,14 +497,17 @@ async fn handle(
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
+    watch.waiting(head_timeout);
     Ok(resp)
 }
 
-async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> Resp {
-    let (parts, body) = req.into_parts();
+/// A beacon's body, read in full, at most [`MAX_BODY`] bytes. It borrows
+/// the body rather than taking the request, so the request's head is not
+/// copied into this future.
+async fn read_body(body: &mut Incoming, timeout: Duration) -> Result<Bytes, BeaconError> {
     // Refuse a declared oversize body before reading a byte of it.
     if body.size_hint().lower() > MAX_BODY as u64 {
-        return answer(c, Err(BeaconError::BodyTooLarge));
+        return Err(BeaconError::BodyTooLarge);
     }
     // A beacon's body nearly always arrives with its head, and then the
     // first poll reads it: only a body still on its way needs a timer.
@@ -505,18 +518,14 @@ async fn post_event(c: &Collector, peer: SocketAddr, req: Request<Incoming>) -> 
         // The header timeout does not cover the body: a client trickling
         // a declared 16 KiB body would otherwise hold its connection
         // forever.
-        Poll::Pending => tokio::time::timeout(c.config.body_read_timeout, read).await,
+        Poll::Pending => tokio::time::timeout(timeout, read).await,
     };
-    let bytes = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return answer(c, Err(BeaconError::BodyTooLarge));
-        }
-        Ok(Err(_)) => return answer(c, Err(BeaconError::BodyRead)),
-        Err(_) => return answer(c, Err(BeaconError::BodyTimeout)),
-    };
-    let outcome = c.ingest(decode_json(&bytes), peer.ip(), &parts.headers);
-    answer(c, outcome)
+    match read {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BeaconError::BodyTooLarge),
+        Ok(Err(_)) => Err(BeaconError::BodyRead),
+        Err(_) => Err(BeaconError::BodyTimeout),
+    }
 }
 
 fn pixel(c: &Collector, peer: SocketAddr, req: &Request<Incoming>) -> Resp {
