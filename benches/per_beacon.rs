@@ -110,6 +110,8 @@ fn main() {
             }
         }
         "pixel" => {
+            // It must decode, or the count would be of the error path.
+            decode_query(PIXEL, &mut [0; QUERY_SCRATCH]).expect("the pixel query decodes");
             for _ in 0..n {
                 // As the server's `pixel` does: the room is on the stack.
                 let mut scratch = [0; QUERY_SCRATCH];

@@ -9,7 +9,9 @@
 //! regressions.
 //!
 //! Groups:
-//! - `decode`: bytes of a Plausible JSON body to a `Beacon`.
+//! - `decode`: bytes of a Plausible JSON body to a `Beacon`, by the plain
+//!   road and by serde_json; a pixel's query, by the one-pass decoder and
+//!   by `form_urlencoded`.
 //! - `anonymise`: a decoded beacon to a `Visit` (URL normalisation, site
 //!   checks and the salted SipHash of IP and User-Agent).
 //! - `fold`: one `Visit` into the hour's buckets and HLL sketch.
@@ -30,8 +32,10 @@ use footfall_aggregator::buckets::{HLL_TYPE, date_of};
 use footfall_aggregator::writer::{new_flush_id, write_file};
 use footfall_collector::agent;
 use footfall_collector::anonymise::Context;
-use footfall_collector::beacon::decode_json_parsed;
-use footfall_collector::{Client, SaltKey, SiteFilter, agent_digest, anonymise, decode_json};
+use footfall_collector::beacon::{QUERY_SCRATCH, decode_json_parsed, decode_query_parsed};
+use footfall_collector::{
+    Client, SaltKey, SiteFilter, agent_digest, anonymise, decode_json, decode_query,
+};
 use footfall_schemas::tables::{DEFAULT_LG_K, Table};
 use footfall_schemas::{Browser, Os, Visit, VisitorKey};
 
@@ -39,6 +43,10 @@ use footfall_schemas::{Browser, Os, Visit, VisitorKey};
 /// URL with a campaign parameter, a search-engine referrer and a viewport
 /// width. It is 142 bytes long.
 const BODY: &[u8] = br#"{"n":"pageview","u":"https://example.com/docs/getting-started?utm_source=newsletter","d":"example.com","r":"https://www.google.com/","w":1440}"#;
+
+/// The same page view as a `<noscript>` pixel sends it: the URLs
+/// percent-encoded in the query string.
+const PIXEL: &str = "d=example.com&u=https%3A%2F%2Fexample.com%2Fdocs%2Fgetting-started%3Futm_source%3Dnewsletter&r=https%3A%2F%2Fwww.google.com%2F&w=1440";
 
 /// A current desktop Chrome User-Agent. Its length matters because the whole
 /// header is hashed into the visitor key.
@@ -98,6 +106,20 @@ fn decode(c: &mut Criterion) {
     // the plain road's gain, measured in the same run.
     group.bench_function("plausible_json_by_serde", |b| {
         b.iter(|| decode_json_parsed(black_box(BODY)))
+    });
+    assert_eq!(
+        decode_query(PIXEL, &mut [0; QUERY_SCRATCH]),
+        decode_query_parsed(PIXEL)
+    );
+    // As the server's `pixel` does: the room is on the stack.
+    group.bench_function("pixel_query", |b| {
+        b.iter(|| {
+            let mut scratch = [0; QUERY_SCRATCH];
+            black_box(decode_query(black_box(PIXEL), &mut scratch).is_ok())
+        })
+    });
+    group.bench_function("pixel_query_by_form_urlencoded", |b| {
+        b.iter(|| decode_query_parsed(black_box(PIXEL)))
     });
     group.finish();
 }

@@ -3,7 +3,9 @@
 //!
 //! Decoding only checks shape (JSON, required fields, types); what the values
 //! mean (is the URL on the site?) is `anonymise`'s business. Strings borrow
-//! from the request body when they contain no escapes, which is nearly always.
+//! from the request body when they contain no escapes, which is nearly
+//! always; a pixel's escaped values are decoded into a buffer the caller
+//! lends and borrow from it.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -277,46 +277,68 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_and_a_busy_o
 
     // Busy: a request every 300 ms for three timeouts, on one connection,
     // each answered; the next head is always due a timeout after the last
-    // answer, not after the connection opened.
+    // answer, not after the connection opened. Beacons, pixels and a
+    // request for nothing take turns: every answer moves the deadline.
     let mut busy = Conn::open(server.addr);
     let started = Instant::now();
-    let mut sent = 0;
+    let (mut sent, mut counted) = (0, 0);
     while started.elapsed() < Duration::from_secs(3) {
-        assert_eq!(
-            busy.raw(&beacon("/busy", sent)).status,
-            202,
-            "beacon {sent}"
-        );
+        let (request, status) = match sent % 3 {
+            0 => (beacon("/busy", sent), 202),
+            1 => (
+                format!(
+                    "GET /api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fbusy-pixel HTTP/1.1\r\n\
+                     Host: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/{sent}\r\n\r\n"
+                )
+                .into_bytes(),
+                202,
+            ),
+            _ => (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 404),
+        };
+        assert_eq!(busy.raw(&request).status, status, "request {sent}");
+        counted += usize::from(status == 202);
         sent += 1;
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(sent >= 8, "{sent} beacons");
+    assert!(sent >= 8, "{sent} requests");
 
     // Idle: answered once, then silent. The server closes it within a few
-    // timeouts, and says nothing to it.
-    let mut idle = TcpStream::connect(server.addr).unwrap();
-    idle.write_all(&beacon("/idle", 0)).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut answer = Vec::new();
-    let waited = Instant::now();
-    let closed = idle.read_to_end(&mut answer);
-    assert!(
-        closed.is_ok(),
-        "closed by the server, not timed out: {closed:?}"
-    );
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
-    assert!(
-        waited.elapsed() >= Duration::from_millis(900) && waited.elapsed() < Duration::from_secs(5),
-        "closed after {:?}",
-        waited.elapsed()
-    );
+    // timeouts, and says nothing to it: after a beacon, after a pixel and
+    // after a request for nothing alike.
+    let pixel =
+        b"GET /api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fidle-pixel HTTP/1.1\r\n\
+                  Host: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/9\r\n\r\n";
+    let idle_requests: [(&[u8], &str); 3] = [
+        (&beacon("/idle", 0), "HTTP/1.1 202"),
+        (pixel, "HTTP/1.1 202"),
+        (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404"),
+    ];
+    for (request, status) in idle_requests {
+        let mut idle = TcpStream::connect(server.addr).unwrap();
+        idle.write_all(request).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let waited = Instant::now();
+        let closed = idle.read_to_end(&mut answer);
+        assert!(
+            closed.is_ok(),
+            "closed by the server, not timed out: {closed:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+        assert!(
+            waited.elapsed() >= Duration::from_millis(900)
+                && waited.elapsed() < Duration::from_secs(5),
+            "closed after {:?}",
+            waited.elapsed()
+        );
+    }
 
     assert!(server.stop().success());
     let views: i64 = read_pages(tmp.path()).iter().map(|r| r.views).sum();
-    assert_eq!(views, sent as i64 + 1, "every answered beacon counted");
+    assert_eq!(views, counted as i64 + 2, "every answered beacon counted");
 }
 
 #[test]
