@@ -85,15 +85,10 @@ server_instructions() { # name requests post|pixel
     sleep 0.1
   done
   [ -n "$up" ] || { cat "$out/server.log" >&2; echo "$1 did not start" >&2; exit 1; }
-  if [ "$scenario" = post ]; then
-    ab -q -k -n "$requests" -c 16 -p "$out/body" -T 'text/plain;charset=UTF-8' \
-      -H "User-Agent: $ua" "http://127.0.0.1:$port/api/event" >"$out/ab" 2>&1 ||
-      { cat "$out/ab" >&2; exit 1; }
-  else
-    ab -q -k -n "$requests" -c 16 -H "User-Agent: $ua" \
-      "http://127.0.0.1:$port/api/event?$pixel" >"$out/ab" 2>&1 ||
-      { cat "$out/ab" >&2; exit 1; }
-  fi
+  local request=(-p "$out/body" -T 'text/plain;charset=UTF-8' "http://127.0.0.1:$port/api/event")
+  [ "$scenario" = post ] || request=("http://127.0.0.1:$port/api/event?$pixel")
+  ab -q -k -n "$requests" -c 16 -H "User-Agent: $ua" "${request[@]}" >"$out/ab" 2>&1 ||
+    { cat "$out/ab" >&2; exit 1; }
   if ! grep -q '^Failed requests: *0$' "$out/ab" || grep -q '^Non-2xx' "$out/ab"; then
     cat "$out/ab" >&2
     exit 1

@@ -97,15 +97,7 @@ pub fn decode_query<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<Beacon<
         let Some(field) = QueryField::of(key) else {
             continue;
         };
-        let value = form_value(value, &mut room);
-        match field {
-            QueryField::Name => wire.name = Some(value),
-            QueryField::Url => wire.url = Some(value),
-            QueryField::Domain => wire.domain = Some(value),
-            QueryField::Referrer => wire.referrer = Some(value),
-            QueryField::ScreenWidth => wire.screen_width = value.parse().ok(),
-            QueryField::Hash => wire.hash_mode = matches!(&*value, "1" | "true"),
-        }
+        wire.set(field, form_value(value, &mut room));
     }
     finish(wire)
 }
@@ -117,14 +109,8 @@ pub fn decode_query<'a>(query: &'a str, scratch: &'a mut [u8]) -> Result<Beacon<
 pub fn decode_query_parsed(query: &str) -> Result<Beacon<'_>, BeaconError> {
     let mut wire = Wire::default();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*key {
-            "n" | "name" => wire.name = Some(value),
-            "u" | "url" => wire.url = Some(value),
-            "d" | "domain" => wire.domain = Some(value),
-            "r" | "referrer" => wire.referrer = Some(value),
-            "w" | "screen_width" => wire.screen_width = value.parse().ok(),
-            "h" | "hash" => wire.hash_mode = matches!(&*value, "1" | "true"),
-            _ => {}
+        if let Some(field) = QueryField::named(key.as_bytes()) {
+            wire.set(field, value);
         }
     }
     finish(wire)
@@ -145,19 +131,22 @@ impl QueryField {
     /// Longest key, `screen_width`.
     const MAX_LEN: usize = 12;
 
-    /// The field a raw (still encoded) key names, if any.
+    /// The field a raw (still encoded) key names, if any. No name holds a
+    /// `%` or a `+`, so a key that is a name as it stands needs no decoding,
+    /// and only a key that is not is searched for escapes.
     fn of(raw: &str) -> Option<Self> {
-        if memchr::memchr2(b'%', b'+', raw.as_bytes()).is_none() {
-            return Self::named(raw.as_bytes());
-        }
-        // An escape is three bytes that decode to one, so a key encoded in
-        // more than three times the longest name's length names nothing.
-        let mut buf = [0; 3 * Self::MAX_LEN];
-        let key = buf.get_mut(..raw.len())?;
-        let n = decode_form(raw.as_bytes(), key);
-        // Bytes that are not UTF-8 decode to U+FFFD, which no name holds,
-        // so comparing the raw bytes decides the same.
-        Self::named(&key[..n])
+        Self::named(raw.as_bytes()).or_else(|| {
+            // An escape is three bytes that decode to one, so a key encoded
+            // in more than three times the longest name's length names
+            // nothing.
+            let mut buf = [0; 3 * Self::MAX_LEN];
+            let key = buf.get_mut(..raw.len())?;
+            memchr::memchr2(b'%', b'+', raw.as_bytes())?;
+            let n = decode_form(raw.as_bytes(), key);
+            // Bytes that are not UTF-8 decode to U+FFFD, which no name
+            // holds, so comparing the raw bytes decides the same.
+            Self::named(&key[..n])
+        })
     }
 
     fn named(key: &[u8]) -> Option<Self> {
@@ -170,6 +159,20 @@ impl QueryField {
             b"h" | b"hash" => Self::Hash,
             _ => return None,
         })
+    }
+}
+
+impl<'a> Wire<'a> {
+    /// A pixel query's value for `field`; the last of a key wins.
+    fn set(&mut self, field: QueryField, value: Cow<'a, str>) {
+        match field {
+            QueryField::Name => self.name = Some(value),
+            QueryField::Url => self.url = Some(value),
+            QueryField::Domain => self.domain = Some(value),
+            QueryField::Referrer => self.referrer = Some(value),
+            QueryField::ScreenWidth => self.screen_width = value.parse().ok(),
+            QueryField::Hash => self.hash_mode = matches!(&*value, "1" | "true"),
+        }
     }
 }
 
@@ -202,7 +205,10 @@ fn form_value<'a>(raw: &'a str, room: &mut &'a mut [u8]) -> Cow<'a, str> {
 /// length written. A `%` without two hex digits after it stays as it is,
 /// as in `percent_encoding`. (`form_urlencoded` replaces `+` first and
 /// then decodes escapes; a `+` is never a hex digit, so one pass reads
-/// every input the same.)
+/// every input the same.) By hand rather than `percent_decode` between
+/// the `+`s: its byte-at-a-time iterator cost about 900 instructions more
+/// a pixel (`benches/instructions.sh`), and the proptest and fuzz corpus
+/// hold this one to it.
 fn decode_form(input: &[u8], out: &mut [u8]) -> usize {
     let hex = |b: u8| match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -617,18 +623,17 @@ mod tests {
         "hash",
     ];
 
+    /// A key drawn from [`BEACON_KEYS`] and `others`.
+    fn keys_and(others: &[&'static str]) -> impl Strategy<Value = &'static str> {
+        prop::sample::select([&BEACON_KEYS[..], others].concat())
+    }
+
     /// JSON-ish bodies made of beacon keys and values of every kind, valid
     /// and not, with whitespace where JSON allows it and some where it
     /// does not.
     fn bodies() -> impl Strategy<Value = String> {
         let ws = prop::sample::select(vec!["", "", " ", "\n\t", "\r "]);
-        let key = prop::sample::select(
-            BEACON_KEYS
-                .iter()
-                .copied()
-                .chain(["props", "", "u\\u0072l"])
-                .collect::<Vec<_>>(),
-        );
+        let key = keys_and(&["props", "", "u\\u0072l"]);
         let value = prop::sample::select(vec![
             "\"pageview\"",
             "\"https://example.com/a?b=1#c\"",
@@ -1017,13 +1022,7 @@ mod tests {
     /// Query strings of beacon keys (some escaped) and values with escapes
     /// of every kind, good and broken.
     fn queries() -> impl Strategy<Value = String> {
-        let key = prop::sample::select(
-            BEACON_KEYS
-                .iter()
-                .copied()
-                .chain(["%75", "%75%72%6C", "do%6Dain", "u+", "x", ""])
-                .collect::<Vec<_>>(),
-        );
+        let key = keys_and(&["%75", "%75%72%6C", "do%6Dain", "u+", "x", ""]);
         let piece = prop::sample::select(vec![
             "a",
             "https",

@@ -23,6 +23,18 @@ fn beacon(page: &str, visitor: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The same page view as a `<noscript>` pixel sends it.
+fn pixel(page: &str, visitor: usize) -> Vec<u8> {
+    format!(
+        "GET /api/event?d=example.com&u=https%3A%2F%2Fexample.com{page} HTTP/1.1\r\n\
+         Host: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/{visitor}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A request for a path the server does not have: answered 404.
+const NOTHING: &[u8] = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+
 #[test]
 fn sigterm_under_load_loses_no_counted_beacon() {
     let tmp = tempfile::tempdir().unwrap();
@@ -285,15 +297,8 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_and_a_busy_o
     while started.elapsed() < Duration::from_secs(3) {
         let (request, status) = match sent % 3 {
             0 => (beacon("/busy", sent), 202),
-            1 => (
-                format!(
-                    "GET /api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fbusy-pixel HTTP/1.1\r\n\
-                     Host: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/{sent}\r\n\r\n"
-                )
-                .into_bytes(),
-                202,
-            ),
-            _ => (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 404),
+            1 => (pixel("%2Fbusy-pixel", sent), 202),
+            _ => (NOTHING.to_vec(), 404),
         };
         assert_eq!(busy.raw(&request).status, status, "request {sent}");
         counted += usize::from(status == 202);
@@ -305,13 +310,10 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout_and_a_busy_o
     // Idle: answered once, then silent. The server closes it within a few
     // timeouts, and says nothing to it: after a beacon, after a pixel and
     // after a request for nothing alike.
-    let pixel =
-        b"GET /api/event?d=example.com&u=https%3A%2F%2Fexample.com%2Fidle-pixel HTTP/1.1\r\n\
-                  Host: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/9\r\n\r\n";
     let idle_requests: [(&[u8], &str); 3] = [
         (&beacon("/idle", 0), "HTTP/1.1 202"),
-        (pixel, "HTTP/1.1 202"),
-        (b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404"),
+        (&pixel("%2Fidle-pixel", 9), "HTTP/1.1 202"),
+        (NOTHING, "HTTP/1.1 404"),
     ];
     for (request, status) in idle_requests {
         let mut idle = TcpStream::connect(server.addr).unwrap();
