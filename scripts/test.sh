@@ -21,6 +21,11 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ] 2>/dev/null; 
 fi
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
+# tests/interop/test_deploy.py: `systemd-analyze verify` on deploy/'s unit,
+# `nginx -t` on its server block, with a certificate made by openssl.
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+PATH="$PATH:/usr/sbin" command -v nginx >/dev/null 2>&1 || packages+=(nginx)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 if [ ${#packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${packages[*]}"
   apt_install "${packages[@]}"
@@ -48,6 +53,6 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-step "interop tests: pyarrow, DuckDB, datasketches, Polars, Spark SQL"
+step "interop tests: pyarrow, DuckDB, datasketches, Polars, Spark SQL, deploy/"
 cargo build --locked --bin footfall
 FOOTFALL_BIN="$PWD/target/debug/footfall" "$venv/bin/python" -m pytest tests/interop -q
