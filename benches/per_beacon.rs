@@ -63,9 +63,15 @@ fn main() {
     // the first beacon of an hour does; the counts are of the runs after.
     let ingest = |i: u32, buckets: &mut Buckets| {
         let beacon = decode_json(black_box(BODY)).expect("the body decodes");
-        anonymise(&beacon, client(i), &cx, |visit| {
-            buckets.fold(visit);
-        })
+        anonymise(
+            &beacon,
+            client(i),
+            &cx,
+            |visit| {
+                buckets.fold(visit);
+            },
+            |_, _| {},
+        )
     };
     ingest(0, &mut buckets).expect("the beacon counts");
     let visit = Visit {
@@ -88,9 +94,15 @@ fn main() {
         }
         "anonymise" => {
             for i in 0..n {
-                let outcome = anonymise(black_box(&beacon), client(i), &cx, |v| {
-                    black_box(v);
-                });
+                let outcome = anonymise(
+                    black_box(&beacon),
+                    client(i),
+                    &cx,
+                    |v| {
+                        black_box(v);
+                    },
+                    |_, _| {},
+                );
                 black_box(outcome.ok());
             }
         }

@@ -132,7 +132,7 @@ fn anonymise_beacon(c: &mut Criterion) {
     // The beacon must become exactly one visit, or the benchmark would time
     // a drop rather than the common case.
     let mut visits = 0;
-    let outcome = anonymise(&beacon, client, &cx, |_| visits += 1);
+    let outcome = anonymise(&beacon, client, &cx, |_| visits += 1, |_, _| {});
     assert_eq!(outcome, Ok(None));
     assert_eq!(visits, 1);
 
@@ -140,9 +140,15 @@ fn anonymise_beacon(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("pageview", |b| {
         b.iter(|| {
-            anonymise(black_box(&beacon), black_box(client), &cx, |visit| {
-                black_box(visit);
-            })
+            anonymise(
+                black_box(&beacon),
+                black_box(client),
+                &cx,
+                |visit| {
+                    black_box(visit);
+                },
+                |_, _| {},
+            )
         })
     });
     group.finish();
@@ -238,9 +244,15 @@ fn beacon_end_to_end(c: &mut Criterion) {
             // hand every visit to the fold.
             let client = next_client.next().expect("a cycle never ends");
             let beacon = decode_json(black_box(BODY)).expect("the benchmark body decodes");
-            anonymise(&beacon, client, &cx, |visit| {
-                buckets.fold(visit);
-            })
+            anonymise(
+                &beacon,
+                client,
+                &cx,
+                |visit| {
+                    buckets.fold(visit);
+                },
+                |_, _| {},
+            )
         })
     });
     // Any JSON endpoint has to parse the body at least this far, so this is

@@ -77,10 +77,16 @@ fn ingest_pixel(sink: &Aggregator, cx: &Context<'_>, query: &str, visitor: u32) 
 
 fn record(sink: &Aggregator, cx: &Context<'_>, beacon: &Beacon<'_>, visitor: u32) -> usize {
     let mut counted = 0;
-    anonymise(beacon, client(visitor), cx, |visit| {
-        sink.record(visit);
-        counted += 1;
-    })
+    anonymise(
+        beacon,
+        client(visitor),
+        cx,
+        |visit| {
+            sink.record(visit);
+            counted += 1;
+        },
+        |_, _| {},
+    )
     .expect("a well-formed beacon");
     counted
 }

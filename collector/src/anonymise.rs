@@ -132,6 +132,10 @@ pub struct Context<'a> {
 /// `record` (which must copy whatever it keeps: the visit borrows from the
 /// beacon and from this call).
 ///
+/// `dropped_for` hears of each site that did not count the view because
+/// of the site itself (not on the allow-list, or the URL not on it), with
+/// the reason, so the shell can tell the owner in its log.
+///
 /// Returns `Ok(None)` when the beacon counted for every site it names,
 /// `Ok(Some(reason))` when it is well-formed but some site (or every site)
 /// did not count it, saying why for the first such site, and an error when
@@ -148,6 +152,7 @@ pub fn anonymise(
     client: Client<'_>,
     cx: &Context<'_>,
     mut record: impl FnMut(&Visit<'_>),
+    mut dropped_for: impl FnMut(&str, DropReason),
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
     // Bound the work before doing any: a 64 KiB pixel query could otherwise
@@ -195,12 +200,16 @@ pub fn anonymise(
     let mut landing_campaign: Option<CampaignValues> = None;
     let mut dropped = None;
     for site in site_ids[..n].iter().flatten() {
-        if !cx.sites.allows(site) {
-            dropped.get_or_insert(DropReason::UnknownSite);
-            continue;
-        }
-        if !on_site(&page.host, site) {
-            dropped.get_or_insert(DropReason::UrlNotOnSite);
+        let refused = if !cx.sites.allows(site) {
+            Some(DropReason::UnknownSite)
+        } else if !on_site(&page.host, site) {
+            Some(DropReason::UrlNotOnSite)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            dropped.get_or_insert(reason);
+            dropped_for(site, reason);
             continue;
         }
         let entry = referrer.as_deref().is_none_or(|r| !on_site(r, site));
@@ -307,19 +316,25 @@ mod tests {
             geo,
             honor_gpc,
         };
-        let r = anonymise(&beacon, client, &cx, |v| {
-            out.push(Visit {
-                site: keep(v.site),
-                page: keep(v.page),
-                referrer: v.referrer.map(keep),
-                campaign: Campaign {
-                    source: v.campaign.source.map(keep),
-                    medium: v.campaign.medium.map(keep),
-                    campaign: v.campaign.campaign.map(keep),
-                },
-                ..*v
-            })
-        });
+        let r = anonymise(
+            &beacon,
+            client,
+            &cx,
+            |v| {
+                out.push(Visit {
+                    site: keep(v.site),
+                    page: keep(v.page),
+                    referrer: v.referrer.map(keep),
+                    campaign: Campaign {
+                        source: v.campaign.source.map(keep),
+                        medium: v.campaign.medium.map(keep),
+                        campaign: v.campaign.campaign.map(keep),
+                    },
+                    ..*v
+                })
+            },
+            |_, _| {},
+        );
         (r, out)
     }
 
@@ -492,6 +507,46 @@ mod tests {
             assert_eq!(r, Ok(want), "{body}");
             assert_eq!(visits.len(), usize::from(want.is_none()), "{body}");
         }
+    }
+
+    #[test]
+    fn each_refusing_site_is_named_with_its_reason() {
+        let only = SiteFilter::only(["example.com", "shop.example.com"]).unwrap();
+        let body = r#"{"u":"https://shop.example.com/x","d":"Other.org,example.com,blog.example.com,shop.example.com"}"#;
+        let beacon = decode_json(body.as_bytes()).unwrap();
+        let cx = Context {
+            salt: salt(),
+            now: 1_700_000_000,
+            sites: &only,
+            geo: None,
+            honor_gpc: false,
+        };
+        let mut counted = Vec::new();
+        let mut refused = Vec::new();
+        let r = anonymise(
+            &beacon,
+            client("203.0.113.9"),
+            &cx,
+            |v| counted.push(v.site.to_owned()),
+            |site, reason| refused.push((site.to_owned(), reason)),
+        );
+        assert_eq!(r, Ok(Some(DropReason::UnknownSite)));
+        assert_eq!(counted, ["example.com", "shop.example.com"]);
+        assert_eq!(
+            refused,
+            [
+                ("other.org".to_owned(), DropReason::UnknownSite),
+                ("blog.example.com".to_owned(), DropReason::UnknownSite),
+            ]
+        );
+        // A bot's beacon names no site: it is refused before any is looked at.
+        let mut named = 0;
+        let bot = Client {
+            user_agent: b"curl/8.0",
+            ..client("203.0.113.9")
+        };
+        let r = anonymise(&beacon, bot, &cx, |_| {}, |_, _| named += 1);
+        assert_eq!((r, named), (Ok(Some(DropReason::Bot)), 0));
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - [`geo`]: the country of an address, from a MaxMind DB held in memory.
 //! - [`server`]: the hyper shell; `serve(listener, collector, shutdown)`.
 //! - [`metrics`]: counters behind `/metrics`.
+//! - [`notices`]: the log line, once an hour per site, that says why a
+//!   site's beacons are not counted.
+//! - [`welcome`]: the page at `/` (pure: `Host` in, HTML out).
 //!
 //! The pure parts (`beacon`, `normalise`, `anonymise`) do no I/O; the shell
 //! only calls them.
@@ -23,8 +26,10 @@ pub mod error;
 pub mod geo;
 pub mod metrics;
 pub mod normalise;
+pub mod notices;
 pub mod salt;
 pub mod server;
+pub mod welcome;
 
 pub use anonymise::{Client, SaltKey, SiteFilter, agent_digest, anonymise, visitor_key};
 pub use beacon::{Beacon, decode_json, decode_query};

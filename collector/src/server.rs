@@ -36,7 +36,9 @@ use crate::beacon::{Beacon, QUERY_SCRATCH, decode_json, decode_query};
 use crate::error::{BeaconError, DropReason};
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
+use crate::notices::DropNotices;
 use crate::salt::SaltStore;
+use crate::welcome::{Welcome, plain_host};
 
 /// Global Privacy Control's header, named once rather than parsed from a
 /// string on every beacon.
@@ -92,6 +94,8 @@ pub struct Collector {
     salts: SaltStore,
     sink: Arc<dyn VisitSink>,
     metrics: Metrics,
+    /// Which refused sites the log has been told of this hour.
+    notices: DropNotices,
 }
 
 impl std::fmt::Debug for Collector {
@@ -112,6 +116,7 @@ impl Collector {
             salts,
             sink,
             metrics: Metrics::default(),
+            notices: DropNotices::default(),
         }
     }
 
@@ -157,10 +162,16 @@ impl Collector {
             honor_gpc: self.config.honor_gpc,
         };
         let mut counted = 0;
-        let dropped = anonymise(&beacon, client, &cx, |visit| {
-            self.sink.record(visit);
-            counted += 1;
-        })?;
+        let dropped = anonymise(
+            &beacon,
+            client,
+            &cx,
+            |visit| {
+                self.sink.record(visit);
+                counted += 1;
+            },
+            |site, reason| self.notices.tell(site, reason, now),
+        )?;
         if counted > 0 {
             self.metrics.counted(counted);
         }
@@ -492,6 +503,7 @@ async fn handle(
             );
             cors(r)
         }
+        (&Method::GET | &Method::HEAD, "/") => welcome(&c, req.headers()),
         (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
         (&Method::GET | &Method::HEAD, "/healthz") => healthz(&c),
         (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
@@ -581,6 +593,37 @@ fn answer(c: &Collector, outcome: Result<Option<DropReason>, BeaconError>) -> Re
         }
     };
     cors(resp)
+}
+
+/// The page at `/`: footfall is running, the tag for this address, and
+/// (with no allow-list) a tracker that counts this visit under `localhost`.
+fn welcome(c: &Collector, headers: &HeaderMap) -> Resp {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(plain_host);
+    let page = crate::welcome::render(Welcome {
+        host,
+        counts_own_visit: c.config.sites.accepts_any(),
+    });
+    let mut r = text(StatusCode::OK, "text/html; charset=utf-8", page);
+    let h = r.headers_mut();
+    // Scripts from this origin only (the tracker), beacons to it, and the
+    // page's one inline style sheet; nothing else loads.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; \
+             style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 fn healthz(c: &Collector) -> Resp {

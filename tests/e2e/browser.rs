@@ -12,7 +12,9 @@ use crate::support::{Conn, Server, read_pages, read_table, union_estimate};
 /// The site the test pages pretend to be; Chromium resolves it to loopback.
 const SITE: &str = "example.com";
 
-/// The `<script>` line of the README, the one a site owner copies.
+/// The `<script>` line of the README, the one a site owner copies, with
+/// its `src` pointing at this test's collector instead of the README's
+/// example host.
 fn readme_tag(collector: SocketAddr) -> String {
     let readme = include_str!("../../README.md");
     let tag = readme
@@ -20,11 +22,13 @@ fn readme_tag(collector: SocketAddr) -> String {
         .map(str::trim)
         .find(|l| l.starts_with("<script") && l.contains("/script.js"))
         .expect("README.md has a <script> tag for the tracker");
-    assert!(
-        tag.contains("127.0.0.1:8080"),
-        "the README's tag points at the default listen address: {tag}"
-    );
-    tag.replace("127.0.0.1:8080", &collector.to_string())
+    let src = tag
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .filter(|src| src.ends_with("/script.js"))
+        .unwrap_or_else(|| panic!("the README's tag loads /script.js from a src: {tag}"));
+    tag.replace(src, &format!("http://{collector}/script.js"))
 }
 
 /// Serves fixed pages on a loopback port: the site that embeds the tracker.
@@ -303,4 +307,23 @@ fn headless_and_automated_browsers_are_not_counted() {
     let rows = read_pages(tmp.path());
     let pages: Vec<&str> = rows.iter().map(|r| r.page.as_str()).collect();
     assert_eq!(pages, ["/automated-marker"], "only the marker counts");
+}
+
+/// The README's "Try it": open the collector's own page as
+/// `http://localhost:PORT/` and that visit is counted under `localhost`.
+#[test]
+fn the_front_page_counts_its_own_visit_as_localhost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &[]);
+    {
+        let _browser = Browser::open(&format!("http://localhost:{}/", server.addr.port()));
+        wait_for_views(&server, 1);
+    }
+    assert!(server.stop().success());
+    let rows = read_pages(tmp.path());
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!((row.site.as_str(), row.page.as_str()), ("localhost", "/"));
+    assert_eq!((row.views, row.entries), (1, 1));
+    assert_eq!(union_estimate(&rows).round(), 1.0);
 }

@@ -192,10 +192,16 @@ fn check_beacon(beacon: &Beacon<'_>) {
     // kept as its `Debug` text (everything but the visitor key, which
     // follows from the site) to compare the two roads below.
     let mut out = Vec::new();
-    let result = anonymise(beacon, client, &cx, |visit| {
-        check_visit(visit, beacon);
-        out.push(format!("{visit:?}"));
-    });
+    let result = anonymise(
+        beacon,
+        client,
+        &cx,
+        |visit| {
+            check_visit(visit, beacon);
+            out.push(format!("{visit:?}"));
+        },
+        |_, _| {},
+    );
 
     // The same beacon with a space before its URLs, which the WHATWG parser
     // drops, takes the full parse rather than a fast path: same outcome.
@@ -203,9 +209,15 @@ fn check_beacon(beacon: &Beacon<'_>) {
     slow.url = format!(" {}", beacon.url).into();
     slow.referrer = beacon.referrer.as_ref().map(|r| format!(" {r}").into());
     let mut slow_out = Vec::new();
-    let slow_result = anonymise(&slow, client, &cx, |visit| {
-        slow_out.push(format!("{visit:?}"));
-    });
+    let slow_result = anonymise(
+        &slow,
+        client,
+        &cx,
+        |visit| {
+            slow_out.push(format!("{visit:?}"));
+        },
+        |_, _| {},
+    );
     assert_eq!(slow_result, result, "fast and full parse of {beacon:?}");
     assert!(
         slow_out == out,
