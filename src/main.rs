@@ -44,6 +44,19 @@ enum Command {
     /// one day. `serve` does this by itself after each day; this is for
     /// backfills and data copied in from elsewhere.
     Rollup(RollupArgs),
+    /// The sites with data, with the first and last UTC day of each.
+    Sites(SitesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SitesArgs {
+    /// Folder that `serve` writes to.
+    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
+    data_dir: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: FormatArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,9 +77,10 @@ struct ReportArgs {
     #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
     data_dir: PathBuf,
 
-    /// The site to report on.
+    /// The site to report on [default: the one site with data, when only
+    /// one has any].
     #[arg(long)]
-    site: String,
+    site: Option<String>,
 
     /// First UTC day, inclusive (YYYY-MM-DD) [default: today, or --to].
     #[arg(long, value_parser = parse_date)]
@@ -104,6 +118,16 @@ enum FormatArg {
     Table,
     Csv,
     Json,
+}
+
+impl From<FormatArg> for footfall_report::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => Self::Table,
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -261,6 +285,9 @@ fn main() -> std::process::ExitCode {
         Command::Rollup(args) => {
             rollup(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
         }
+        Command::Sites(args) => {
+            sites(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -295,28 +322,40 @@ fn report(args: ReportArgs) -> Result<()> {
     let today = chrono::Utc::now().date_naive();
     // `--to` alone is that one day; `--from` alone runs to today.
     let from = args.from.or(args.to).unwrap_or(today);
-    let query = footfall_report::Query {
-        site: footfall_collector::normalise::site_id(&args.site)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--site {:?} is not a domain name like example.com",
-                    args.site
-                )
-            })?
+    let to = args.to.unwrap_or(today);
+    if from > to {
+        match args.to {
+            Some(_) => anyhow::bail!("--from {from} is after --to {to}"),
+            None => {
+                anyhow::bail!("--from {from} is after --to, which defaults to today, {today} (UTC)")
+            }
+        }
+    }
+    let site = match &args.site {
+        Some(site) => footfall_collector::normalise::site_id(site)
+            .map_err(|_| anyhow::anyhow!("--site {site:?} is not a domain name like example.com"))?
             .into_owned(),
+        None => footfall_report::only_site(&args.data_dir)?,
+    };
+    let query = footfall_report::Query {
+        site,
         data_dir: args.data_dir,
         from,
-        to: args.to.unwrap_or(today),
+        to,
         by: args.by,
         limit: args.limit,
     };
     let report = footfall_report::run(&query)?;
-    let format = match args.format {
-        FormatArg::Table => footfall_report::Format::Table,
-        FormatArg::Csv => footfall_report::Format::Csv,
-        FormatArg::Json => footfall_report::Format::Json,
-    };
-    print!("{}", footfall_report::render(&report, format));
+    print!("{}", footfall_report::render(&report, args.format.into()));
+    Ok(())
+}
+
+fn sites(args: SitesArgs) -> Result<()> {
+    let sites = footfall_report::sites(&args.data_dir)?;
+    print!(
+        "{}",
+        footfall_report::render_sites(&sites, args.format.into())
+    );
     Ok(())
 }
 
@@ -385,7 +424,40 @@ fn serve(args: ServeArgs) -> Result<()> {
     runtime.block_on(serve_async(args))
 }
 
+/// What a started `serve` runs with: every check passed, the data dir
+/// opened and the port bound.
+struct Started {
+    aggregator: Arc<Aggregator>,
+    collector: Arc<Collector>,
+    listener: TcpListener,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
 async fn serve_async(args: ServeArgs) -> Result<()> {
+    // A start that fails leaves nothing behind in a data dir it created:
+    // a typo in a flag must not leave a `_state` folder that looks like data.
+    let created = !args.data_dir.exists();
+    let data_dir = args.data_dir.clone();
+    let started = match start(args).await {
+        Ok(started) => started,
+        Err(e) => {
+            if created
+                && data_dir.exists()
+                && let Err(rm) = std::fs::remove_dir_all(&data_dir)
+            {
+                tracing::warn!(error = %rm, data_dir = %data_dir.display(),
+                    "could not remove the data dir this failed start created");
+            }
+            return Err(e);
+        }
+    };
+    run(started).await
+}
+
+/// Everything that can refuse to start, in an order that touches the disk
+/// last: flags and files are checked and the port is bound before the data
+/// dir is created or locked.
+async fn start(args: ServeArgs) -> Result<Started> {
     let allow_list = !args.sites.is_empty();
     let geo = match &args.geoip_db {
         None => None,
@@ -406,6 +478,13 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             )
         })?
     };
+
+    // Signal handlers go in before the port opens: a SIGTERM right after
+    // "listening" must stop cleanly, not kill the process.
+    let shutdown = shutdown_signal()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
 
     let aggregator = Arc::new(
         Aggregator::open(AggregatorConfig {
@@ -451,16 +530,32 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         salts,
         Arc::clone(&aggregator) as Arc<dyn VisitSink>,
     ));
-
-    // Signal handlers go in before the port opens: a SIGTERM right after
-    // "listening" must stop cleanly, not kill the process.
-    let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    // Said once the data dir is ours too: tests and people read "listening"
+    // as "ready".
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), lg_k = args.lg_k, "listening");
+    // Only a browser on this machine can open it as localhost.
+    if !allow_list && (addr.ip().is_loopback() || addr.ip().is_unspecified()) {
+        tracing::info!(
+            "open http://localhost:{}/ in a browser: that page counts its own visit under site localhost",
+            addr.port()
+        );
+    }
+    Ok(Started {
+        aggregator,
+        collector,
+        listener,
+        shutdown: Box::pin(shutdown),
+    })
+}
 
+async fn run(started: Started) -> Result<()> {
+    let Started {
+        aggregator,
+        collector,
+        listener,
+        shutdown,
+    } = started;
     let (stop_tx, stop_rx) = watch::channel(());
     let mut ticker_stop = stop_rx.clone();
     let ticker = tokio::spawn(Arc::clone(&aggregator).run_ticker(unix_now, async move {

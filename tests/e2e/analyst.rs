@@ -2,24 +2,7 @@
 //! `footfall report` agree before and after a rollup, and the rollups sit
 //! where the README says.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::support::{BROWSER_UA, Conn, Server, post, utc_today, wait_if_near_midnight};
-
-fn footfall(args: &[&str], data_dir: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_footfall"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{BROWSER_UA, Conn, Server, footfall, post, utc_today, wait_if_near_midnight};
 
 #[test]
 fn rollup_by_hand_changes_no_number_of_any_report() {

@@ -1,0 +1,164 @@
+//! The three output formats of a report.
+
+use crate::{Report, Row, SiteSpan};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for a terminal, with a note on what visitors mean.
+    Table,
+    /// A header row, then one row per key.
+    Csv,
+    /// An array of objects with exactly the key column, the count
+    /// (`views`, or `entries` for sources) and `visitors`.
+    Json,
+}
+
+/// Renders a report.
+pub fn render(report: &Report, format: Format) -> String {
+    let (key, count) = (report.key_name, report.count_name);
+    let shown = |r: &Row| {
+        r.key
+            .clone()
+            .unwrap_or_else(|| report.null_label.to_owned())
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = report
+                .rows
+                .iter()
+                .map(|r| serde_json::json!({ key: r.key, count: r.count, "visitors": r.visitors }))
+                .collect();
+            let mut s = serde_json::to_string_pretty(&rows).expect("JSON of strings and numbers");
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            // A null is an empty field, as every CSV reader takes it.
+            let mut s = format!("{key},{count},visitors\n");
+            for r in &report.rows {
+                s.push_str(&format!(
+                    "{},{},{}\n",
+                    csv_field(r.key.as_deref().unwrap_or("")),
+                    r.count,
+                    r.visitors
+                ));
+            }
+            s
+        }
+        Format::Table => {
+            let keys: Vec<String> = report.rows.iter().map(shown).collect();
+            let counts: Vec<String> = report.rows.iter().map(|r| r.count.to_string()).collect();
+            let visitors: Vec<String> =
+                report.rows.iter().map(|r| r.visitors.to_string()).collect();
+            let width = |cells: &[String], title: &str| {
+                cells
+                    .iter()
+                    .map(|c| c.chars().count())
+                    .chain([title.len()])
+                    .max()
+                    .unwrap_or(0)
+            };
+            let (w0, w1, w2) = (
+                width(&keys, key),
+                width(&counts, count),
+                width(&visitors, "visitors"),
+            );
+            let mut s = format!("{key:<w0$}  {count:>w1$}  {:>w2$}\n", "visitors");
+            for i in 0..keys.len() {
+                s.push_str(&format!(
+                    "{:<w0$}  {:>w1$}  {:>w2$}\n",
+                    keys[i], counts[i], visitors[i]
+                ));
+            }
+            if report.rows.is_empty() {
+                s.push_str("(no views in this range)\n");
+            }
+            if report.spans_windows {
+                s.push_str(
+                    "\nvisitors: distinct within one UTC day; over several days a person counts once per day (visitor-days).\n",
+                );
+            }
+            s
+        }
+    }
+}
+
+/// Renders the list of sites with data: `site`, `first`, `last` (UTC days).
+pub fn render_sites(sites: &[SiteSpan], format: Format) -> String {
+    let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = sites
+                .iter()
+                .map(|s| serde_json::json!({"site": s.site, "first": day(s.first), "last": day(s.last)}))
+                .collect();
+            let mut s = serde_json::to_string_pretty(&rows).expect("JSON of strings");
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            let mut out = String::from("site,first,last\n");
+            for s in sites {
+                out.push_str(&format!(
+                    "{},{},{}\n",
+                    csv_field(&s.site),
+                    day(s.first),
+                    day(s.last)
+                ));
+            }
+            out
+        }
+        Format::Table => {
+            let width = sites
+                .iter()
+                .map(|s| s.site.chars().count())
+                .chain(["site".len()])
+                .max()
+                .unwrap_or(4);
+            let mut out = format!("{:<width$}  {:<10}  {:<10}\n", "site", "first", "last");
+            for s in sites {
+                out.push_str(&format!(
+                    "{:<width$}  {}  {}\n",
+                    s.site,
+                    day(s.first),
+                    day(s.last)
+                ));
+            }
+            if sites.is_empty() {
+                out.push_str("(no site has data yet)\n");
+            }
+            out
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    // A spreadsheet would run a cell starting `=`, `+`, `-` or `@` as a
+    // formula, and campaign values are whatever a link said: a leading `'`
+    // keeps it text (OWASP's advice for CSV export).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("/a,b"), "\"/a,b\"");
+        assert_eq!(csv_field("/\"q\""), "\"/\"\"q\"\"\"");
+        assert_eq!(csv_field("/plain"), "/plain");
+        assert_eq!(csv_field("=cmd|'/c calc'!A1"), "'=cmd|'/c calc'!A1");
+        assert_eq!(csv_field("@SUM(1,2)"), "\"'@SUM(1,2)\"");
+    }
+}

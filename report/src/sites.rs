@@ -1,0 +1,59 @@
+//! Which sites have data, and from which day to which.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use footfall_schemas::tables::Table;
+
+use crate::Error;
+use crate::scan::{files_in_range, partition_dates, read_sites};
+
+/// A site with data, and the first and last UTC day it has views on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSpan {
+    pub site: String,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+/// Every site with views in the `pages` table (every counted view is
+/// there), sorted by name. A day is read from its rollup when one covers
+/// it, as reports read it, and only the `site` column of each file.
+pub fn sites(data_dir: &Path) -> Result<Vec<SiteSpan>, Error> {
+    if !data_dir.is_dir() {
+        return Err(Error::DataDirMissing(data_dir.to_owned()));
+    }
+    let mut spans: BTreeMap<String, SiteSpan> = BTreeMap::new();
+    for date in partition_dates(data_dir, Table::Pages)? {
+        let (files, _) = files_in_range(data_dir, Table::Pages, date, date, true)?;
+        for file in files {
+            for site in read_sites(&file)? {
+                spans
+                    .entry(site.clone())
+                    .and_modify(|s| s.last = date)
+                    .or_insert(SiteSpan {
+                        site,
+                        first: date,
+                        last: date,
+                    });
+            }
+        }
+    }
+    Ok(spans.into_values().collect())
+}
+
+/// The one site with data, for a report that names none.
+pub fn only_site(data_dir: &Path) -> Result<String, Error> {
+    let mut all = sites(data_dir)?;
+    match all.len() {
+        0 => Err(Error::NoSites {
+            dir: data_dir.to_owned(),
+        }),
+        1 => Ok(all.remove(0).site),
+        _ => Err(Error::WhichSite {
+            dir: data_dir.to_owned(),
+            sites: all.into_iter().map(|s| s.site).collect(),
+        }),
+    }
+}
