@@ -27,8 +27,10 @@ if ! command -v valgrind >/dev/null 2>&1 || ! command -v ab >/dev/null 2>&1; the
   . scripts/apt-install.sh
   apt_install valgrind apache2-utils
 fi
-cargo build --release --locked --quiet --example per-beacon --example bare-hyper --bin footfall
-bin=target/release/examples/per-beacon
+# The profiling profile: release code with line tables, so cg_annotate can
+# name the lines an instruction count comes from (release is stripped).
+cargo build --profile profiling --locked --quiet --example per-beacon --example bare-hyper --bin footfall
+bin=target/profiling/examples/per-beacon
 out=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -68,9 +70,9 @@ server_instructions() { # name requests post|pixel
   local port=$((20000 + RANDOM % 20000)) requests=$2 scenario=$3
   local cmd
   if [ "$1" = bare ]; then
-    cmd=(target/release/examples/bare-hyper "127.0.0.1:$port" 1)
+    cmd=(target/profiling/examples/bare-hyper "127.0.0.1:$port" 1)
   else
-    cmd=(target/release/footfall serve --listen "127.0.0.1:$port" --threads 1
+    cmd=(target/profiling/footfall serve --listen "127.0.0.1:$port" --threads 1
       --data-dir "$out/data-$scenario-$requests" --site example.com)
   fi
   rm -f "$out/server"
