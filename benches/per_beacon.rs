@@ -50,12 +50,20 @@ fn main() {
 
     agent::warm_up();
     let sites = SiteFilter::only(["example.com"]).expect("a valid site");
+    // The shields `serve` has by default: the rate cap, nothing excluded.
+    let shields = footfall_collector::shields::Shields::new(
+        Vec::new(),
+        &[],
+        Some(footfall_collector::shields::DEFAULT_MAX_VIEWS_PER_MINUTE),
+    )
+    .expect("no patterns");
     let cx = Context {
         salt: SaltKey::from_bytes(*b"footfall-count!!"),
         now: HOUR + 1234,
         sites: &sites,
         geo: None,
         honor_gpc: false,
+        shields: &shields,
     };
     let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
     let beacon = decode_json(BODY).expect("the body decodes");

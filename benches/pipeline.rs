@@ -81,6 +81,17 @@ fn clients(n: u32) -> Vec<Client<'static>> {
         .collect()
 }
 
+/// The shields `serve` has by default: the rate cap, nothing excluded.
+static SHIELDS: std::sync::LazyLock<footfall_collector::shields::Shields> =
+    std::sync::LazyLock::new(|| {
+        footfall_collector::shields::Shields::new(
+            Vec::new(),
+            &[],
+            Some(footfall_collector::shields::DEFAULT_MAX_VIEWS_PER_MINUTE),
+        )
+        .expect("no patterns")
+    });
+
 /// What `anonymise` gets besides the beacon: the fixed salt and hour, no
 /// GeoIP database (its lookups are measured on their own: ~90 ns).
 fn context(sites: &SiteFilter) -> Context<'_> {
@@ -90,6 +101,7 @@ fn context(sites: &SiteFilter) -> Context<'_> {
         sites,
         geo: None,
         honor_gpc: false,
+        shields: &SHIELDS,
     }
 }
 

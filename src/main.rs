@@ -15,6 +15,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use footfall_aggregator::buckets::Limits;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
+use footfall_collector::operator::Secret;
+use footfall_collector::shields::Shields;
 use footfall_collector::{Collector, CollectorConfig, SaltStore, SiteFilter};
 use footfall_schemas::VisitSink;
 use footfall_schemas::tables::{DEFAULT_LG_K, STATE_DIR};
@@ -36,7 +38,7 @@ struct Cli {
 enum Command {
     /// Run the collector and the aggregator: take beacons over HTTP, write
     /// hourly Parquet aggregates. Stops cleanly on SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Top pages, sources, browsers, countries… or a time series, for a
     /// site and date range, merging counts and sketches from the files.
     Report(ReportArgs),
@@ -208,6 +210,44 @@ struct ServeArgs {
     #[arg(long, env = "FOOTFALL_GEOIP_DB", value_name = "PATH")]
     geoip_db: Option<PathBuf>,
 
+    /// The operator's listener: `/metrics` and `/healthz` with its reason
+    /// (the dashboard's, later). `off` turns it off. Any address but
+    /// loopback needs FOOTFALL_DASHBOARD_PASSWORD or
+    /// --dashboard-password-file: its answers are the site's traffic.
+    #[arg(long, env = "FOOTFALL_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081",
+          value_name = "ADDR|off", value_parser = parse_optional_listen)]
+    dashboard_listen: OptionalAddr,
+
+    /// A file holding the operator listener's secret (at least 16
+    /// characters), sent as `Authorization: Bearer <secret>`. Or set
+    /// FOOTFALL_DASHBOARD_PASSWORD, which no flag can show in `ps`.
+    #[arg(long, env = "FOOTFALL_DASHBOARD_PASSWORD_FILE", value_name = "PATH")]
+    dashboard_password_file: Option<PathBuf>,
+
+    /// Never count beacons from these addresses (CIDR or address,
+    /// repeatable): your office, a monitoring probe. They are dropped with
+    /// reason `excluded` before anything is hashed.
+    #[arg(long = "exclude-ip", env = "FOOTFALL_EXCLUDE_IP", value_name = "CIDR",
+          value_delimiter = ',', value_parser = parse_net)]
+    exclude_ips: Vec<IpNet>,
+
+    /// Never count views of pages matching this pattern (repeatable): `*`
+    /// is any characters but `/`, `**` any characters (`/admin/**`).
+    #[arg(
+        long = "exclude-page",
+        env = "FOOTFALL_EXCLUDE_PAGE",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    exclude_pages: Vec<String>,
+
+    /// Views a minute one visitor (browser and address) may add to one
+    /// site; past it they are dropped with reason `rate-limit`. 0 turns the
+    /// cap off.
+    #[arg(long, env = "FOOTFALL_MAX_VIEWS_PER_MINUTE",
+          default_value_t = footfall_collector::shields::DEFAULT_MAX_VIEWS_PER_MINUTE)]
+    max_views_per_minute: u32,
+
     /// Drop beacons from browsers that send `Sec-GPC: 1` (Global Privacy
     /// Control). Off by default: footfall stores no personal data, so GPC's
     /// opt-out of sale and sharing does not require it.
@@ -234,6 +274,17 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .or(all.first())
         .copied()
         .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+/// An address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct OptionalAddr(Option<SocketAddr>);
+
+fn parse_optional_listen(s: &str) -> Result<OptionalAddr, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(OptionalAddr(None));
+    }
+    parse_listen(s).map(|a| OptionalAddr(Some(a)))
 }
 
 /// A CIDR range, or a single address (`10.0.0.1` = `10.0.0.1/32`).
@@ -277,7 +328,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // A server's errors go to its log, with the rest of its story.
-        Command::Serve(args) => serve(args).inspect_err(|e| tracing::error!("{}", chain(e))),
+        Command::Serve(args) => serve(*args).inspect_err(|e| tracing::error!("{}", chain(e))),
         // A command's errors go to the person who typed it.
         Command::Report(args) => {
             report(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
@@ -430,6 +481,8 @@ struct Started {
     aggregator: Arc<Aggregator>,
     collector: Arc<Collector>,
     listener: TcpListener,
+    /// The operator's listener and its secret, unless `off`.
+    operator: Option<(TcpListener, Option<Secret>)>,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
@@ -479,12 +532,36 @@ async fn start(args: ServeArgs) -> Result<Started> {
         })?
     };
 
+    let shields = Shields::new(
+        args.exclude_ips,
+        &args.exclude_pages,
+        (args.max_views_per_minute > 0).then_some(args.max_views_per_minute),
+    )?;
+    let secret = operator_secret(args.dashboard_password_file.as_deref())?;
+    if let (Some(addr), None) = (args.dashboard_listen.0, &secret)
+        && !addr.ip().is_loopback()
+    {
+        anyhow::bail!(
+            "--dashboard-listen {addr} is reachable from other machines: set \
+             FOOTFALL_DASHBOARD_PASSWORD or --dashboard-password-file, or listen on loopback"
+        );
+    }
+
     // Signal handlers go in before the port opens: a SIGTERM right after
     // "listening" must stop cleanly, not kill the process.
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    let operator = match args.dashboard_listen.0 {
+        None => None,
+        Some(addr) => Some((
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--dashboard-listen {addr}"))?,
+            secret,
+        )),
+    };
 
     let aggregator = Arc::new(
         Aggregator::open(AggregatorConfig {
@@ -525,6 +602,7 @@ async fn start(args: ServeArgs) -> Result<Started> {
             body_read_timeout: args.body_timeout,
             geo,
             honor_gpc: args.honor_gpc,
+            shields: Arc::new(shields),
             ..CollectorConfig::default()
         },
         salts,
@@ -541,10 +619,19 @@ async fn start(args: ServeArgs) -> Result<Started> {
             addr.port()
         );
     }
+    if let Some((operator, secret)) = &operator {
+        let at = operator.local_addr().context("reading the bound address")?;
+        tracing::info!(
+            at = %at,
+            secret = if secret.is_some() { "required" } else { "none (loopback)" },
+            "operator endpoints listening: /metrics, /healthz"
+        );
+    }
     Ok(Started {
         aggregator,
         collector,
         listener,
+        operator,
         shutdown: Box::pin(shutdown),
     })
 }
@@ -554,6 +641,7 @@ async fn run(started: Started) -> Result<()> {
         aggregator,
         collector,
         listener,
+        operator,
         shutdown,
     } = started;
     let (stop_tx, stop_rx) = watch::channel(());
@@ -561,7 +649,18 @@ async fn run(started: Started) -> Result<()> {
     let ticker = tokio::spawn(Arc::clone(&aggregator).run_ticker(unix_now, async move {
         let _ = ticker_stop.changed().await;
     }));
-    let salt_sweeper = tokio::spawn(sweep_salts(Arc::clone(&collector), stop_rx));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&collector), stop_rx.clone()));
+    let operator = operator.map(|(listener, secret)| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(footfall_collector::operator::serve_operator(
+            listener,
+            Arc::clone(&collector),
+            secret,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
+    });
 
     footfall_collector::serve(listener, Arc::clone(&collector), shutdown)
         .await
@@ -569,7 +668,10 @@ async fn run(started: Started) -> Result<()> {
     tracing::info!("stopped accepting; writing every open bucket");
     let _ = stop_tx.send(());
     let _ = ticker.await;
-    let _ = salt_sweeper.await;
+    let _ = sweeper.await;
+    if let Some(operator) = operator {
+        let _ = operator.await;
+    }
     aggregator.flush_all(5).await.context(
         "writing the last aggregates failed; they are kept in _state/checkpoint \
          and will be written at the next start",
@@ -582,16 +684,33 @@ fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Destroys each day's salt within a minute of the day's end, whether or not
-/// a beacon arrives to trigger the rotation.
-async fn sweep_salts(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// Every five seconds: turns the rate cap's minutes over, and destroys
+/// each day's salt within seconds of the day's end, whether or not a beacon
+/// arrives to trigger the rotation.
+async fn sweep(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
-            _ = tick.tick() => collector.expire_salts(unix_now()),
+            _ = tick.tick() => {
+                let now = unix_now();
+                collector.tick_shields(now);
+                collector.expire_salts(now);
+            }
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The operator listener's secret: from FOOTFALL_DASHBOARD_PASSWORD, or
+/// from the file `--dashboard-password-file` names. Neither is ever logged.
+fn operator_secret(file: Option<&std::path::Path>) -> Result<Option<Secret>> {
+    let text = match (std::env::var("FOOTFALL_DASHBOARD_PASSWORD"), file) {
+        (Ok(text), _) => text,
+        (Err(_), Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("--dashboard-password-file {}", path.display()))?,
+        (Err(_), None) => return Ok(None),
+    };
+    Secret::new(&text).map(Some).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are

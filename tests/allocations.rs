@@ -104,12 +104,17 @@ fn beacons_for_open_rows_allocate_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = aggregator(tmp.path());
     let sites = SiteFilter::any();
+    // The rate cap on, its counters allocated once, here; high enough that
+    // this test's few visitors, who send many views each, are never capped.
+    let shields =
+        footfall_collector::shields::Shields::new(Vec::new(), &[], Some(u32::MAX)).unwrap();
     let cx = Context {
         salt: SaltKey::from_bytes(*b"footfall-alloc!!"),
         now: HOUR + 1234,
         sites: &sites,
         geo: None,
         honor_gpc: false,
+        shields: &shields,
     };
 
     // The shapes every tracker sends: a landing from a search engine with

@@ -16,6 +16,7 @@ use crate::geo::GeoDb;
 use crate::normalise::{
     CampaignValues, campaign, is_ip_host, on_site, page_url, referrer_host, site_id,
 };
+use crate::shields::Shields;
 
 /// How many sites one beacon may count for (`d` is a comma-separated list).
 /// Bounds the work and the rows a single request can cause.
@@ -126,6 +127,8 @@ pub struct Context<'a> {
     pub geo: Option<&'a GeoDb>,
     /// Drop beacons whose browser sent `Sec-GPC: 1`.
     pub honor_gpc: bool,
+    /// Excluded addresses and pages, and the cap on views a minute.
+    pub shields: &'a Shields,
 }
 
 /// Turns a beacon into one visit per site it counts for, each handed to
@@ -174,6 +177,10 @@ pub fn anonymise(
             n += 1;
         }
     }
+    // The owner's own addresses are refused before anything is hashed.
+    if cx.shields.excludes_ip(client.ip) {
+        return Ok(Some(DropReason::Excluded));
+    }
     let Some(agent) = classify(client.user_agent, agent_digest(cx.salt, client.user_agent)) else {
         return Ok(Some(DropReason::Bot));
     };
@@ -184,6 +191,9 @@ pub fn anonymise(
         "pageview" => {}
         "engagement" => return Ok(Some(DropReason::Engagement)),
         _ => return Ok(Some(DropReason::CustomEvent)),
+    }
+    if cx.shields.excludes_page(&page.page) {
+        return Ok(Some(DropReason::Excluded));
     }
 
     let referrer = beacon.referrer.as_deref().and_then(referrer_host);
@@ -221,6 +231,10 @@ pub fn anonymise(
             Campaign::default()
         };
         let visitor = visitor_key(cx.salt, site, client);
+        if cx.shields.over_cap(visitor.sketch_input(), cx.now) {
+            dropped.get_or_insert(DropReason::RateLimit);
+            continue;
+        }
         record(&Visit {
             site,
             time: cx.now,
@@ -315,6 +329,7 @@ mod tests {
             sites,
             geo,
             honor_gpc,
+            shields: &crate::shields::Shields::none(),
         };
         let r = anonymise(
             &beacon,
@@ -520,6 +535,7 @@ mod tests {
             sites: &only,
             geo: None,
             honor_gpc: false,
+            shields: &crate::shields::Shields::none(),
         };
         let mut counted = Vec::new();
         let mut refused = Vec::new();

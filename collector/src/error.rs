@@ -95,6 +95,12 @@ pub enum DropReason {
     Bot,
     /// The browser sent `Sec-GPC: 1` and `--honor-gpc` is on.
     Gpc,
+    /// The client's address is on `--exclude-ip`, or the page matches an
+    /// `--exclude-page` pattern.
+    Excluded,
+    /// The visitor key sent more than `--max-views-per-minute` views in
+    /// this minute.
+    RateLimit,
 }
 
 impl DropReason {
@@ -107,16 +113,20 @@ impl DropReason {
             DropReason::UrlNotOnSite => "url-not-on-site",
             DropReason::Bot => "bot",
             DropReason::Gpc => "gpc",
+            DropReason::Excluded => "excluded",
+            DropReason::RateLimit => "rate-limit",
         }
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::CustomEvent,
         DropReason::Engagement,
         DropReason::UnknownSite,
         DropReason::UrlNotOnSite,
         DropReason::Bot,
         DropReason::Gpc,
+        DropReason::Excluded,
+        DropReason::RateLimit,
     ];
 }

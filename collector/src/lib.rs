@@ -12,8 +12,12 @@
 //! - [`geo`]: the country of an address, from a MaxMind DB held in memory.
 //! - [`server`]: the hyper shell; `serve(listener, collector, shutdown)`.
 //! - [`metrics`]: counters behind `/metrics`.
+//! - [`operator`]: the operator's listener (`/metrics`, `/healthz` with its
+//!   reason), loopback by default, a secret required elsewhere.
 //! - [`notices`]: the log line, once an hour per site, that says why a
 //!   site's beacons are not counted.
+//! - [`shields`]: excluded addresses and pages, the cap on views a minute
+//!   per visitor key.
 //! - [`welcome`]: the page at `/` (pure: `Host` in, HTML out).
 //!
 //! The pure parts (`beacon`, `normalise`, `anonymise`) do no I/O; the shell
@@ -27,8 +31,10 @@ pub mod geo;
 pub mod metrics;
 pub mod normalise;
 pub mod notices;
+pub mod operator;
 pub mod salt;
 pub mod server;
+pub mod shields;
 pub mod welcome;
 
 pub use anonymise::{Client, SaltKey, SiteFilter, agent_digest, anonymise, visitor_key};

@@ -38,6 +38,7 @@ use crate::geo::GeoDb;
 use crate::metrics::Metrics;
 use crate::notices::DropNotices;
 use crate::salt::SaltStore;
+use crate::shields::Shields;
 use crate::welcome::{Welcome, plain_host};
 
 /// Global Privacy Control's header, named once rather than parsed from a
@@ -71,6 +72,8 @@ pub struct CollectorConfig {
     pub geo: Option<Arc<GeoDb>>,
     /// Drop beacons whose browser sent `Sec-GPC: 1` (`--honor-gpc`).
     pub honor_gpc: bool,
+    /// Excluded addresses and pages, and the cap on views a minute.
+    pub shields: Arc<Shields>,
 }
 
 impl Default for CollectorConfig {
@@ -84,6 +87,7 @@ impl Default for CollectorConfig {
             max_connections: 10_000,
             geo: None,
             honor_gpc: false,
+            shields: Arc::new(Shields::none()),
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Collector {
     metrics: Metrics,
     /// Which refused sites the log has been told of this hour.
     notices: DropNotices,
+    /// The last health reason logged (`None`: healthy), so the log says
+    /// each change once, not each probe.
+    health_said: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -117,12 +124,42 @@ impl Collector {
             sink,
             metrics: Metrics::default(),
             notices: DropNotices::default(),
+            health_said: Mutex::new(None),
         }
     }
 
     /// Destroys the salts of finished days; see [`SaltStore::expire`].
     pub fn expire_salts(&self, now: i64) {
         self.salts.expire(now);
+    }
+
+    /// The sink's health, with the reason when unhealthy; a change is
+    /// logged once.
+    pub fn health(&self) -> Result<(), String> {
+        let now = self.sink.health();
+        let mut said = lock(&self.health_said);
+        let reason = now.as_ref().err();
+        if said.as_ref() != reason {
+            match reason {
+                Some(why) => tracing::warn!(reason = %why, "unhealthy: /healthz answers 503"),
+                None => tracing::info!("healthy again: /healthz answers 200"),
+            }
+            *said = reason.cloned();
+        }
+        now
+    }
+
+    /// Every counter, in Prometheus' text format.
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.metrics.render(&mut out);
+        self.sink.render_metrics(&mut out);
+        out
+    }
+
+    /// Turns the rate cap's minutes over; call every few seconds.
+    pub fn tick_shields(&self, now: i64) {
+        self.config.shields.tick(now);
     }
 
     /// Decodes, anonymises and records one beacon; the outcome decides the
@@ -160,6 +197,7 @@ impl Collector {
             sites: &self.config.sites,
             geo: self.config.geo.as_deref(),
             honor_gpc: self.config.honor_gpc,
+            shields: &self.config.shields,
         };
         let mut counted = 0;
         let dropped = anonymise(
@@ -505,10 +543,24 @@ async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/") => welcome(&c, req.headers()),
         (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
-        (&Method::GET | &Method::HEAD, "/healthz") => healthz(&c),
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics(&c),
+        // A load balancer's probe: up or not, and no reason, which may
+        // name internal paths (the operator's listener has it).
+        (&Method::GET | &Method::HEAD, "/healthz") => match c.health() {
+            Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "unavailable\n".into(),
+            ),
+        },
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
+    let mut resp = resp;
+    // No answer here is to be read as anything but its declared type.
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     watch.waiting(head_timeout);
     Ok(resp)
 }
@@ -619,38 +671,12 @@ fn welcome(c: &Collector, headers: &HeaderMap) -> Resp {
         ),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     r
-}
-
-fn healthz(c: &Collector) -> Resp {
-    match c.sink.health() {
-        Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
-        Err(why) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain; charset=utf-8",
-            format!("unhealthy: {why}\n"),
-        ),
-    }
-}
-
-fn metrics(c: &Collector) -> Resp {
-    let mut out = String::with_capacity(4096);
-    c.metrics.render(&mut out);
-    c.sink.render_metrics(&mut out);
-    text(
-        StatusCode::OK,
-        "text/plain; version=0.0.4; charset=utf-8",
-        out,
-    )
 }
 
 /// The tracker as served: full-line comments and indentation dropped (the
 /// source keeps them for people), gzipped once for clients that take it.
-static SCRIPT: LazyLock<(Bytes, Bytes)> = LazyLock::new(|| {
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     let plain: String = include_str!("tracker.js")
         .lines()
         .map(str::trim)
@@ -660,8 +686,32 @@ static SCRIPT: LazyLock<(Bytes, Bytes)> = LazyLock::new(|| {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(plain.as_bytes()).expect("gzip into memory");
     let gzipped = gz.finish().expect("gzip into memory");
-    (Bytes::from(plain), Bytes::from(gzipped))
+    // The tracker changes only with a release: its content names it.
+    let digest = {
+        use std::hash::Hasher as _;
+        let mut h = siphasher::sip::SipHasher13::new();
+        h.write(plain.as_bytes());
+        h.finish()
+    };
+    let tag = |suffix: &str| {
+        HeaderValue::from_str(&format!("\"{digest:016x}{suffix}\"")).expect("hex is a header value")
+    };
+    Script {
+        plain: Bytes::from(plain),
+        gzipped: Bytes::from(gzipped),
+        // Each encoding is its own representation, with its own tag.
+        plain_etag: tag(""),
+        gzipped_etag: tag("-gz"),
+    }
 });
+
+/// The tracker, both ways it is served.
+struct Script {
+    plain: Bytes,
+    gzipped: Bytes,
+    plain_etag: HeaderValue,
+    gzipped_etag: HeaderValue,
+}
 
 fn script(headers: &HeaderMap) -> Resp {
     let gzip = headers
@@ -670,29 +720,45 @@ fn script(headers: &HeaderMap) -> Resp {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(accepts_gzip);
-    let (plain, gzipped) = &*SCRIPT;
-    let mut r = Response::new(Full::new(if gzip {
-        gzipped.clone()
+    let s = &*SCRIPT;
+    let (body, etag) = if gzip {
+        (&s.gzipped, &s.gzipped_etag)
     } else {
-        plain.clone()
-    }));
+        (&s.plain, &s.plain_etag)
+    };
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/").as_bytes() == etag.as_bytes());
+    let mut r = if fresh {
+        empty(StatusCode::NOT_MODIFIED)
+    } else {
+        Response::new(Full::new(body.clone()))
+    };
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
+    if !fresh {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/javascript; charset=utf-8"),
+        );
+        if gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
+    // A day without asking, then a 304 for as long as the release lasts.
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        HeaderValue::from_static("public, max-age=86400"),
     );
+    h.insert(header::ETAG, etag.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-    if gzip {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
     r
 }
 
@@ -771,8 +837,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tracker_is_revalidated_by_its_etag() {
+        let mut h = HeaderMap::new();
+        let first = script(&h);
+        assert_eq!(first.status(), StatusCode::OK);
+        let etag = first.headers()[header::ETAG].clone();
+        h.insert(header::IF_NONE_MATCH, etag.clone());
+        let again = script(&h);
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG], etag);
+        assert!(body_bytes(again).is_empty());
+        // The gzipped tracker is another representation.
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let gz = script(&h);
+        assert_eq!(gz.status(), StatusCode::OK);
+        assert_ne!(gz.headers()[header::ETAG], etag);
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"other\", *"),
+        );
+        assert_eq!(script(&h).status(), StatusCode::NOT_MODIFIED);
+    }
+
+    #[test]
     fn the_tracker_is_under_a_kilobyte_gzipped() {
-        let (plain, gzipped) = &*SCRIPT;
+        let Script { plain, gzipped, .. } = &*SCRIPT;
         assert!(gzipped.len() < 1024, "{} bytes gzipped", gzipped.len());
         let text = std::str::from_utf8(plain).unwrap();
         assert!(text.contains("sendBeacon") && text.contains("pushState"));

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Conn, Server, read_pages, read_table, union_estimate};
+use crate::support::{Server, read_pages, read_table, union_estimate};
 
 /// The site the test pages pretend to be; Chromium resolves it to loopback.
 const SITE: &str = "example.com";
@@ -163,9 +163,7 @@ fn wait_for_views(server: &Server, views: u64) {
 fn wait_for_metric(server: &Server, series: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let metrics = Conn::open(server.addr)
-            .send("GET", "/metrics", &[], b"")
-            .text();
+        let metrics = server.metrics();
         let seen: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))

@@ -196,6 +196,7 @@ fn answers_follow_the_beacon_api() {
         ("OPTIONS", "/api/event", "", vec![], 204, None),
         ("PUT", "/api/event", "text/plain", OK_BODY.into(), 405, None),
         ("GET", "/healthz", "", vec![], 200, None),
+        ("GET", "/metrics", "", vec![], 404, None),
         ("GET", "/nope", "", vec![], 404, None),
     ];
     for (method, target, ct, body, status, dropped) in &cases {
@@ -283,9 +284,7 @@ fn answers_follow_the_beacon_api() {
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert!(gz.body.len() < 1024, "{} bytes gzipped", gz.body.len());
 
-    let metrics = Conn::open(server.addr)
-        .send("GET", "/metrics", &[], b"")
-        .text();
+    let metrics = server.metrics();
     for line in [
         "footfall_beacons_dropped_total{reason=\"custom-event\"} 1",
         "footfall_beacons_dropped_total{reason=\"unknown-site\"} 1",

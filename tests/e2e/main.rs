@@ -8,4 +8,5 @@ mod first_minutes;
 mod http;
 mod pipeline;
 mod reliability;
+mod shields;
 mod support;

@@ -243,9 +243,7 @@ fn beacons_become_exact_counts_and_accurate_uniques() {
     let started = chrono_hour_now();
     let truth = send_all(server.addr, &beacons, 4);
 
-    let metrics = Conn::open(server.addr)
-        .send("GET", "/metrics", &[], b"")
-        .text();
+    let metrics = server.metrics();
     let total_views: i64 = truth.views.values().sum();
     assert!(
         metrics.contains(&format!("footfall_views_total {total_views}\n")),

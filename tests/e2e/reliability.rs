@@ -195,7 +195,17 @@ fn a_flood_of_unique_urls_stays_bounded_and_adds_up() {
     const BEACONS: usize = 300_000;
     const MAX_PAGES: usize = 10_000;
     let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(tmp.path(), &["--trusted-proxy", "127.0.0.1/32"]);
+    // One attacker-like client flooding from a few addresses: the rate cap
+    // is off, so what is measured is the bound on pages, not the cap.
+    let mut server = Server::start(
+        tmp.path(),
+        &[
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--max-views-per-minute",
+            "0",
+        ],
+    );
     let idle = server.rss_kib();
     let addr = server.addr;
     std::thread::scope(|s| {
@@ -362,7 +372,8 @@ fn an_unwritable_data_dir_keeps_aggregates_reports_503_and_recovers() {
     for i in 0..50 {
         assert_eq!(conn.raw(&beacon("/disk", i)).status, 202);
     }
-    let health = |server: &Server| Conn::open(server.addr).send("GET", "/healthz", &[], b"");
+    // The operator's /healthz says why; the public one only that it is down.
+    let health = |server: &Server| Conn::open(server.operator).send("GET", "/healthz", &[], b"");
     let deadline = Instant::now() + Duration::from_secs(30);
     let unhealthy = loop {
         let h = health(&server);
@@ -375,6 +386,22 @@ fn an_unwritable_data_dir_keeps_aggregates_reports_503_and_recovers() {
     assert!(
         unhealthy.contains("date="),
         "names what cannot be written: {unhealthy}"
+    );
+    let public = Conn::open(server.addr).send("GET", "/healthz", &[], b"");
+    assert_eq!(
+        (public.status, public.text().as_str()),
+        (503, "unavailable\n")
+    );
+    let reasons = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("unhealthy: /healthz answers 503"))
+        .count();
+    assert_eq!(
+        reasons,
+        1,
+        "the reason is logged once, not per probe:\n{}",
+        server.log()
     );
     assert!(server.metric("footfall_write_errors_total") >= 1.0);
     assert_eq!(server.metric("footfall_unwritten_buckets"), 1.0);

@@ -18,18 +18,26 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The operator's listener (`/metrics`, `/healthz` with its reason).
+    pub operator: SocketAddr,
     pub data_dir: PathBuf,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    /// Starts `footfall serve --listen 127.0.0.1:0 --data-dir DIR ARGS...` at
-    /// debug log level and waits until it says where it listens.
+    /// Starts `footfall serve --listen 127.0.0.1:0 --dashboard-listen
+    /// 127.0.0.1:0 --data-dir DIR ARGS...` at debug log level and waits
+    /// until it says where both listeners are.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_footfall"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(if args.contains(&"--dashboard-listen") {
+                &[][..]
+            } else {
+                &["--dashboard-listen", "127.0.0.1:0"][..]
+            })
             .args(args)
             // Every level: the privacy scan reads every line the server can
             // log, not only the default ones.
@@ -46,7 +54,13 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.split("addr=").nth(1) {
+                // The beacon listener's `addr=`, then the operator's `at=`.
+                let found = line.split(" addr=").nth(1).or_else(|| {
+                    line.split(" at=")
+                        .nth(1)
+                        .filter(|_| line.contains("operator"))
+                });
+                if let Some(addr) = found {
                     let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
                 }
@@ -55,16 +69,19 @@ impl Server {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse().expect("listening address"),
+        let mut next = || match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse::<SocketAddr>().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();
                 panic!("footfall did not start:\n{}", log.lock().unwrap());
             }
         };
+        let addr = next();
+        let operator = next();
         Server {
             child: Some(child),
             addr,
+            operator,
             data_dir: data_dir.to_owned(),
             log,
         }
@@ -99,11 +116,16 @@ impl Server {
             .expect("VmRSS in /proc/PID/status")
     }
 
+    /// The operator listener's `/metrics`.
+    pub fn metrics(&self) -> String {
+        Conn::open(self.operator)
+            .send("GET", "/metrics", &[], b"")
+            .text()
+    }
+
     /// The value of a `/metrics` series, e.g. `footfall_views_total`.
     pub fn metric(&self, series: &str) -> f64 {
-        let text = Conn::open(self.addr)
-            .send("GET", "/metrics", &[], b"")
-            .text();
+        let text = self.metrics();
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)
@@ -177,6 +199,9 @@ impl Reply {
 pub struct Conn {
     reader: BufReader<TcpStream>,
     stream: TcpStream,
+    /// The request just sent was a HEAD: its answer has no body, whatever
+    /// its Content-Length says.
+    head: bool,
 }
 
 impl Conn {
@@ -189,6 +214,7 @@ impl Conn {
         Conn {
             reader: BufReader::new(stream.try_clone().unwrap()),
             stream,
+            head: false,
         }
     }
 
@@ -220,6 +246,7 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
+        self.head = method == "HEAD";
         let mut req = format!("{method} {target} HTTP/1.1\r\nHost: collector.test\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -252,10 +279,14 @@ impl Conn {
             let (k, v) = h.split_once(':').expect("header line");
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .map_or(0, |(_, v)| v.parse().unwrap());
+        let len: usize = if std::mem::take(&mut self.head) {
+            0
+        } else {
+            headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap())
+        };
         let mut body = vec![0; len];
         self.reader.read_exact(&mut body).expect("read body");
         Reply {
