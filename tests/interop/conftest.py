@@ -45,7 +45,7 @@ SCHEMAS = {
 
 def start_server(data_dir):
     proc = subprocess.Popen(
-        [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+        [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0", "--data-dir", data_dir,
          "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
