@@ -249,12 +249,21 @@ fn a_failed_start_leaves_nothing_behind() {
     let held = tmp.path().join("held");
     let mut first = Server::start(&held, &[]);
     let out = Command::new(env!("CARGO_BIN_EXE_footfall"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dashboard-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(&held)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lock"), "refused for the lock: {err}");
     assert!(
         held.join("_state").is_dir(),
         "the running server's state stays"
