@@ -5,8 +5,9 @@
 //! shared machine move by 10 % from one run to the next.
 //!
 //! Usage: `per-beacon STEP N` with STEP one of `decode`, `anonymise`,
-//! `fold`, `beacon` (all three, into the aggregator's buckets), or `pixel`
-//! (decoding the load benchmark's pixel query).
+//! `fold`, `beacon` (all three, into the aggregator's buckets), `pixel`
+//! (decoding the load benchmark's pixel query), or `cap` (the rate cap's
+//! check of one view, which `anonymise` and `beacon` include).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -46,7 +47,7 @@ fn main() {
     let n: u32 = args
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel N");
+        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel|cap N");
 
     agent::warm_up();
     let sites = SiteFilter::only(["example.com"]).expect("a valid site");
@@ -129,6 +130,13 @@ fn main() {
                 black_box(ingest(i, &mut buckets).ok());
             }
         }
+        "cap" => {
+            for i in 0..n {
+                // 1,024 visitors, as the other steps have: none reaches it.
+                let key = u64::from(i % 1024).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                black_box(shields.over_cap(black_box(key), HOUR + 1234));
+            }
+        }
         "pixel" => {
             // It must decode, or the count would be of the error path.
             decode_query(PIXEL, &mut [0; QUERY_SCRATCH]).expect("the pixel query decodes");
@@ -138,6 +146,6 @@ fn main() {
                 black_box(decode_query(black_box(PIXEL), &mut scratch).ok());
             }
         }
-        other => panic!("unknown step {other:?}: decode, anonymise, fold, beacon or pixel"),
+        other => panic!("unknown step {other:?}: decode, anonymise, fold, beacon, pixel or cap"),
     }
 }
