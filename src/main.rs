@@ -487,29 +487,28 @@ struct Started {
 }
 
 async fn serve_async(args: ServeArgs) -> Result<()> {
-    // A start that fails leaves nothing behind in a data dir it created:
-    // a typo in a flag must not leave a `_state` folder that looks like data.
-    let created = !args.data_dir.exists();
-    let data_dir = args.data_dir.clone();
-    let started = match start(args).await {
-        Ok(started) => started,
-        Err(e) => {
-            if created
-                && data_dir.exists()
-                && let Err(rm) = std::fs::remove_dir_all(&data_dir)
-            {
-                tracing::warn!(error = %rm, data_dir = %data_dir.display(),
-                    "could not remove the data dir this failed start created");
-            }
-            return Err(e);
-        }
-    };
-    run(started).await
+    run(start(args).await?).await
+}
+
+/// Creates the data dir if it is missing (its parents too); true when this
+/// call made the dir itself, so a failed start may take it away again.
+fn create_data_dir(dir: &std::path::Path) -> Result<bool> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating data dir {}", dir.display())),
+    }
 }
 
 /// Everything that can refuse to start, in an order that touches the disk
-/// last: flags and files are checked and the port is bound before the data
-/// dir is created or locked.
+/// last: flags and files are checked and the ports are bound before the
+/// data dir is created or locked. A start that fails after that leaves
+/// nothing behind in a data dir it created: a typo in a flag must not leave
+/// a `_state` folder that looks like data.
 async fn start(args: ServeArgs) -> Result<Started> {
     let allow_list = !args.sites.is_empty();
     let geo = match &args.geoip_db {
@@ -563,26 +562,45 @@ async fn start(args: ServeArgs) -> Result<Started> {
         )),
     };
 
-    let aggregator = Arc::new(
-        Aggregator::open(AggregatorConfig {
-            data_dir: args.data_dir.clone(),
-            lg_k: args.lg_k,
-            tick: Duration::from_secs(1),
-            checkpoint_interval: args.checkpoint_interval,
-            flush_interval: args.flush_interval,
-            limits: Limits {
-                max_pages: args.max_pages,
-                // An allow-list bounds the sites already.
-                max_sites: if allow_list {
-                    usize::MAX
-                } else {
-                    args.max_sites
-                },
+    let created = create_data_dir(&args.data_dir)?;
+    let aggregator = Aggregator::open(AggregatorConfig {
+        data_dir: args.data_dir.clone(),
+        lg_k: args.lg_k,
+        tick: Duration::from_secs(1),
+        checkpoint_interval: args.checkpoint_interval,
+        flush_interval: args.flush_interval,
+        limits: Limits {
+            max_pages: args.max_pages,
+            // An allow-list bounds the sites already.
+            max_sites: if allow_list {
+                usize::MAX
+            } else {
+                args.max_sites
             },
-            countries: geo.is_some(),
-        })
-        .with_context(|| format!("opening data dir {}", args.data_dir.display()))?,
-    );
+        },
+        countries: geo.is_some(),
+    })
+    .with_context(|| format!("opening data dir {}", args.data_dir.display()));
+    let aggregator = match aggregator {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            // Another process may have opened the dir meanwhile (this one
+            // then failed on its lock): only a dir still empty goes, so
+            // nothing of theirs does.
+            if created {
+                let _ = std::fs::remove_dir(&args.data_dir);
+            }
+            return Err(e);
+        }
+    };
+    // From here the lock is ours: what this start wrote is all there is.
+    let undo = |e: anyhow::Error| {
+        if created && let Err(rm) = std::fs::remove_dir_all(&args.data_dir) {
+            tracing::warn!(error = %rm, data_dir = %args.data_dir.display(),
+                "could not remove the data dir this failed start created");
+        }
+        e
+    };
     // Warned only once the data dir is ours: a second process refused for
     // the lock should say that alone.
     if !allow_list {
@@ -590,7 +608,8 @@ async fn start(args: ServeArgs) -> Result<Started> {
             "no --site given: counting beacons for any site; set --site to accept only yours"
         );
     }
-    let salts = SaltStore::persistent(&args.data_dir.join(STATE_DIR))?;
+    let salts =
+        SaltStore::persistent(&args.data_dir.join(STATE_DIR)).map_err(|e| undo(e.into()))?;
     // A salt left by a run on an earlier day dies now, not at the first beacon.
     salts.expire(unix_now());
     let collector = Arc::new(Collector::new(
@@ -610,7 +629,10 @@ async fn start(args: ServeArgs) -> Result<Started> {
     ));
     // Said once the data dir is ours too: tests and people read "listening"
     // as "ready".
-    let addr = listener.local_addr().context("reading the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the bound address")
+        .map_err(undo)?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), lg_k = args.lg_k, "listening");
     // Only a browser on this machine can open it as localhost.
     if !allow_list && (addr.ip().is_loopback() || addr.ip().is_unspecified()) {
@@ -620,7 +642,10 @@ async fn start(args: ServeArgs) -> Result<Started> {
         );
     }
     if let Some((operator, secret)) = &operator {
-        let at = operator.local_addr().context("reading the bound address")?;
+        let at = operator
+            .local_addr()
+            .context("reading the bound address")
+            .map_err(undo)?;
         tracing::info!(
             at = %at,
             secret = if secret.is_some() { "required" } else { "none (loopback)" },
@@ -704,11 +729,15 @@ async fn sweep(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
 /// The operator listener's secret: from FOOTFALL_DASHBOARD_PASSWORD, or
 /// from the file `--dashboard-password-file` names. Neither is ever logged.
 fn operator_secret(file: Option<&std::path::Path>) -> Result<Option<Secret>> {
-    let text = match (std::env::var("FOOTFALL_DASHBOARD_PASSWORD"), file) {
-        (Ok(text), _) => text,
-        (Err(_), Some(path)) => std::fs::read_to_string(path)
+    // Set but empty is unset, as shells and env files often leave it.
+    let from_env = std::env::var("FOOTFALL_DASHBOARD_PASSWORD")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let text = match (from_env, file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("--dashboard-password-file {}", path.display()))?,
-        (Err(_), None) => return Ok(None),
+        (None, None) => return Ok(None),
     };
     Secret::new(&text).map(Some).map_err(|e| anyhow::anyhow!(e))
 }

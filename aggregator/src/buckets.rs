@@ -478,11 +478,7 @@ fn merge_rows<K: Dims>(mine: &mut Rows<K>, theirs: Rows<K>, lg_k: u8) {
 /// site -> its rows, for one hour.
 type Sites = HashMap<Box<str>, SiteHour, RandomSip>;
 
-/// The page (and referrer) a view counts under once its (site, hour) has
-/// `max_pages` of them, and the site once an hour has `max_sites` sites.
-/// Neither can be a real page (pages start with `/`), referrer or site (not
-/// a domain name).
-pub const OVERFLOW: &str = "(other)";
+pub use footfall_schemas::tables::OVERFLOW;
 
 /// Bounds on the buckets one hour may open, so a flood of unique URLs,
 /// referrers, campaign values or invented site ids cannot grow memory

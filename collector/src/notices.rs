@@ -10,7 +10,7 @@
 //! past [`MAX_NOTICES_PER_HOUR`] one line says so and the rest of the hour
 //! stays quiet.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::error::DropReason;
@@ -38,7 +38,11 @@ pub struct DropNotices {
 #[derive(Debug, Default)]
 struct State {
     hour: i64,
-    told: HashSet<(Box<str>, DropReason)>,
+    /// The sites told of this hour, by reason: looked up by `&str`, so a
+    /// site already told costs no allocation.
+    told: HashMap<DropReason, HashSet<Box<str>>>,
+    /// How many (site, reason) pairs `told` holds.
+    count: usize,
     too_many: bool,
 }
 
@@ -49,21 +53,26 @@ impl DropNotices {
         let hour = now.div_euclid(3600);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if s.hour != hour {
-            s.hour = hour;
-            s.told.clear();
-            s.too_many = false;
+            *s = State {
+                hour,
+                ..State::default()
+            };
         }
-        if s.told.contains(&(Box::from(site), reason)) {
+        if s.told
+            .get(&reason)
+            .is_some_and(|sites| sites.contains(site))
+        {
             return Notice::Quiet;
         }
-        if s.told.len() >= MAX_NOTICES_PER_HOUR {
+        if s.count >= MAX_NOTICES_PER_HOUR {
             return if std::mem::replace(&mut s.too_many, true) {
                 Notice::Quiet
             } else {
                 Notice::TooMany
             };
         }
-        s.told.insert((Box::from(site), reason));
+        s.told.entry(reason).or_default().insert(Box::from(site));
+        s.count += 1;
         Notice::First
     }
 

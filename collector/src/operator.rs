@@ -31,6 +31,10 @@ use crate::server::Collector;
 
 type Resp = Response<Full<Bytes>>;
 
+/// Connections the operator's listener serves at once; more wait in the
+/// kernel's backlog.
+const MAX_CONNECTIONS: usize = 32;
+
 /// The secret a request to the operator's listener must carry. Its `Debug`
 /// says only that there is one.
 #[derive(Clone)]
@@ -49,9 +53,12 @@ impl Secret {
 
     /// True when `headers` carry `Authorization: Bearer <this secret>`.
     fn admits(&self, headers: &HeaderMap) -> bool {
+        // The scheme's name is case-insensitive (RFC 9110).
         let Some(given) = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(|v| v.as_bytes())
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .map(|v| &v[7..])
         else {
             return false;
         };
@@ -77,8 +84,16 @@ pub async fn serve_operator(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Off loopback anyone can connect before showing a secret: a few
+    // connections at once is all an operator needs, and more must not
+    // take file descriptors from the beacon listener.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -104,6 +119,7 @@ pub async fn serve_operator(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(permit);
         });
     }
     drop(listener);
@@ -180,6 +196,8 @@ mod tests {
         assert!(!s.admits(&with("Bearer correct horse battery stapl")));
         assert!(!s.admits(&with("Bearer correct horse battery staple!")));
         assert!(!s.admits(&with("Basic correct horse battery staple")));
+        assert!(s.admits(&with("bearer correct horse battery staple")));
+        assert!(!s.admits(&with("Bearer")));
         assert!(!s.admits(&HeaderMap::new()));
         assert!(Secret::new("short").is_err());
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");

@@ -11,10 +11,13 @@
 //! atomic counters, indexed by bits of the visitor key (a keyed hash under
 //! the day's salt, so no one without the salt can aim collisions). A view
 //! adds one to its counter in every row; it is over the cap when even the
-//! smallest of them is past it. Collisions only ever add, so a visitor is
-//! never let through past the cap, and an honest one is capped only when
-//! all its counters collide with heavy traffic (the false-positive rate is
-//! measured by a test below). Two generations alternate by minute; the one
+//! smallest of them is past it. Collisions only ever add, so one visitor's
+//! views, one after another, pass exactly up to the cap, and an honest one
+//! is capped only when all its counters collide with heavy traffic (the
+//! false-positive rate is measured by a test below). The four additions are
+//! not one atomic step, so views of one key racing on different worker
+//! threads may pass the cap by at most one per other thread: a view that
+//! starts after `limit` views have finished is past the cap in every row. Two generations alternate by minute; the one
 //! of the next minute is zeroed by [`RateCap::rotate`] a few seconds into
 //! the current one, so no counter outlives its minute by more than that,
 //! and the beacon path takes no lock.
@@ -187,17 +190,16 @@ impl RateCap {
         let g = generation(minute);
         let zeroed = self.zeroed_for[g].load(Ordering::Acquire);
         if zeroed != minute {
-            if zeroed != ANY_MINUTE {
-                // The ticker has not turned this minute over: stale counts.
+            // Still as new: claim it for this minute. Anything else (the
+            // ticker has not turned this minute over, or another claim won
+            // for another minute) is stale counts: let the view through.
+            let claimed = zeroed == ANY_MINUTE
+                && self.zeroed_for[g]
+                    .compare_exchange(ANY_MINUTE, minute, Ordering::AcqRel, Ordering::Acquire)
+                    .map_or_else(|now| now == minute, |_| true);
+            if !claimed {
                 return false;
             }
-            // Still as new: claim it for this minute.
-            let _ = self.zeroed_for[g].compare_exchange(
-                ANY_MINUTE,
-                minute,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
         }
         let row = &self.counters[g];
         let mut least = u32::MAX;
@@ -215,20 +217,39 @@ impl RateCap {
         if now.rem_euclid(60) < ROTATE_AFTER_SECONDS {
             return;
         }
-        let next = minute + 1;
-        let g = generation(next);
-        if self.zeroed_for[g].load(Ordering::Acquire) == next {
-            return;
+        // A generation zeroed for a minute still to come means the clock
+        // stepped back: the minutes ahead may hold counts of their first
+        // pass, so both start again from zero (views meanwhile pass).
+        let stepped_back = self
+            .zeroed_for
+            .iter()
+            .any(|z| z.load(Ordering::Acquire) > minute + 1);
+        if stepped_back {
+            self.zero(generation(minute), minute);
         }
+        let next = minute + 1;
+        if stepped_back || self.zeroed_for[generation(next)].load(Ordering::Acquire) != next {
+            self.zero(generation(next), next);
+        }
+    }
+
+    /// Zeroes generation `g` and marks it good for `minute`. Views of the
+    /// minute it held are over by now, so nothing counts into it meanwhile
+    /// but a late straggler, and a straggler only lowers a count.
+    fn zero(&self, g: usize, minute: i64) {
+        // Good for no minute while it is zeroed.
+        self.zeroed_for[g].store(NO_MINUTE, Ordering::Release);
         for c in self.counters[g].iter() {
             c.store(0, Ordering::Relaxed);
         }
-        self.zeroed_for[g].store(next, Ordering::Release);
+        self.zeroed_for[g].store(minute, Ordering::Release);
     }
 }
 
 /// `zeroed_for` of counters never used: good for any minute.
 const ANY_MINUTE: i64 = i64::MIN;
+/// `zeroed_for` of counters being zeroed: good for none.
+const NO_MINUTE: i64 = i64::MIN + 1;
 
 fn generation(minute: i64) -> usize {
     minute.rem_euclid(2) as usize
@@ -326,6 +347,37 @@ mod tests {
         // No rotation during minute 1: minute 2's generation still holds
         // minute 0's counts, so it is not used.
         assert_eq!((0..50).filter(|_| !cap.over(key(1), T + 120)).count(), 50);
+    }
+
+    #[test]
+    fn racing_views_pass_the_cap_by_at_most_one_per_other_thread() {
+        let cap = RateCap::new(100);
+        let threads = 4;
+        let passed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        if !cap.over(key(1), T) {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let passed = passed.into_inner();
+        assert!((100..100 + threads).contains(&passed), "{passed} passed");
+    }
+
+    #[test]
+    fn a_clock_stepped_back_starts_the_minutes_ahead_from_zero() {
+        let cap = RateCap::new(10);
+        cap.rotate(T + 10);
+        assert_eq!((0..50).filter(|_| !cap.over(key(1), T + 60)).count(), 10);
+        cap.rotate(T + 70); // zeroes minute 2's generation
+        // The clock steps back into minute 0; minute 1 comes round again.
+        cap.rotate(T + 20);
+        assert_eq!((0..50).filter(|_| !cap.over(key(1), T + 60)).count(), 10);
     }
 
     /// The false-positive rate at the default (100 a minute): a busy

@@ -48,11 +48,18 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
     (name, port)
 }
 
+/// `localhost` or a name under it, which browsers resolve to this machine.
+fn is_localhost(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == OWN_SITE || name.ends_with(".localhost")
+}
+
+/// A name or address only this machine reaches.
 fn is_local(name: &str) -> bool {
-    name.eq_ignore_ascii_case("localhost")
-        || name.starts_with("127.")
-        || name == "::1"
-        || name.to_ascii_lowercase().ends_with(".localhost")
+    is_localhost(name)
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The page.
@@ -64,7 +71,9 @@ pub fn render(w: Welcome<'_>) -> String {
     let scheme = if is_local(name) { "http" } else { "https" };
     let origin = format!("{scheme}://{host}");
     let port = port.map_or(String::new(), |p| format!(":{p}"));
-    let opened_as_localhost = name.eq_ignore_ascii_case(OWN_SITE);
+    // Only then is the page's own view on site `localhost`: opened by an
+    // address it would be dropped (and logged), so it does not try.
+    let counts_itself = w.counts_own_visit && is_localhost(name);
 
     let mut page = String::with_capacity(3000);
     page.push_str(
@@ -72,7 +81,7 @@ pub fn render(w: Welcome<'_>) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>footfall is running</title>\n",
     );
-    if w.counts_own_visit {
+    if counts_itself {
         // The same tag a site owner pastes, loaded from this collector.
         let _ = writeln!(
             page,
@@ -89,7 +98,7 @@ pub fn render(w: Welcome<'_>) -> String {
          aggregates, never who sent them. This page shows no numbers; they are in the \
          data dir, for <code>footfall report</code> and the tools you query Parquet with.</p>\n",
     );
-    if w.counts_own_visit && opened_as_localhost {
+    if counts_itself {
         let _ = writeln!(
             page,
             "<h2>Your first view</h2>\n<p>Opening this page counted a view of page \
@@ -167,6 +176,13 @@ mod tests {
             "{by_address}"
         );
         assert!(!by_address.contains("counted a view"));
+        assert!(!by_address.contains("src=\"/script.js\""), "{by_address}");
+        assert!(by_address.contains("src=\"http://127.0.0.1:8080/script.js\""));
+
+        let sub = on("app.localhost:8080");
+        assert!(sub.contains("counted a view") && sub.contains("src=\"/script.js\""));
+        // A name that merely starts like an address is not this machine.
+        assert!(on("127.evil.example").contains("https://127.evil.example/"));
 
         let v6 = on("[::1]:9000");
         assert!(v6.contains("href=\"http://localhost:9000/\""), "{v6}");
@@ -174,6 +190,10 @@ mod tests {
         let public = on("stats.example.com");
         assert!(public.contains("src=\"https://stats.example.com/script.js\""));
         assert!(public.contains("href=\"http://localhost/\""));
+        assert!(
+            !public.contains("src=\"/script.js\""),
+            "no tracker on a public host"
+        );
 
         let allow_list = render(Welcome {
             host: Some("localhost:8080"),

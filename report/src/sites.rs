@@ -43,9 +43,11 @@ pub fn sites(data_dir: &Path) -> Result<Vec<SiteSpan>, Error> {
     Ok(spans.into_values().collect())
 }
 
-/// The one site with data, for a report that names none.
+/// The one site with data, for a report that names none. The overflow
+/// site `(other)` (sites past `--max-sites` in an hour) is nobody's site.
 pub fn only_site(data_dir: &Path) -> Result<String, Error> {
     let mut all = sites(data_dir)?;
+    all.retain(|s| s.site != footfall_schemas::tables::OVERFLOW);
     match all.len() {
         0 => Err(Error::NoSites {
             dir: data_dir.to_owned(),

@@ -28,6 +28,12 @@ pub const UNIQUENESS_WINDOW: &str = "day";
 /// Default `lg_k`: 4096 registers, about 1.6 % relative standard error.
 pub const DEFAULT_LG_K: u8 = 12;
 
+/// The page (and referrer) a view counts under once its (site, hour) has
+/// `max_pages` of them, and the site once an hour has `max_sites` sites.
+/// Neither can be a real page (pages start with `/`), referrer or site (not
+/// a domain name). Readers see it as a value like any other.
+pub const OVERFLOW: &str = "(other)";
+
 /// Key-value metadata keys, one constant each so writers and readers agree.
 pub mod meta {
     /// [`super::SCHEMA_VERSION`] as a decimal string.

@@ -45,8 +45,16 @@ fn the_front_page_shows_the_tag_for_its_address_and_no_counts() {
         "opened by address, it says to open it as localhost: {html}"
     );
     assert!(
+        !html.contains("src=\"/script.js\""),
+        "opened by address, its own view would be dropped: it sends none: {html}"
+    );
+    let local = format!("localhost:{port}");
+    let html = Conn::open(server.addr)
+        .raw(format!("GET / HTTP/1.1\r\nHost: {local}\r\n\r\n").as_bytes())
+        .text();
+    assert!(
         html.contains("data-domain=\"localhost\" src=\"/script.js\""),
-        "without --site it carries the tracker: {html}"
+        "opened as localhost without --site, it carries the tracker: {html}"
     );
     // Three views were counted: the page says nothing of them.
     assert!(
