@@ -26,6 +26,8 @@ python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 PATH="$PATH:/usr/sbin" command -v nginx >/dev/null 2>&1 || packages+=(nginx)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+# Time-dependent end-to-end tests move the server's clock with libfaketime.
+command -v faketime >/dev/null 2>&1 || packages+=(faketime)
 if [ ${#packages[@]} -gt 0 ]; then
   step "installing Debian packages: ${packages[*]}"
   apt_install "${packages[@]}"

@@ -29,7 +29,25 @@ impl Server {
     /// 127.0.0.1:0 --data-dir DIR ARGS...` at debug log level and waits
     /// until it says where both listeners are.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_footfall"))
+        Server::start_at(None, data_dir, args)
+    }
+
+    /// As [`Server::start`], with the server's clocks (wall and monotonic)
+    /// moved by Debian's `faketime` to start at `time` (`"@2026-12-03
+    /// 10:00:05"`, optionally with a speed such as `" x20"`), so a test
+    /// of minutes or midnights neither waits for nor depends on the real
+    /// clock. `scripts/test.sh` installs it.
+    pub fn start_at(time: Option<&str>, data_dir: &Path, args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_footfall"));
+        if let Some(time) = time {
+            // Preloaded into footfall itself, not run through the `faketime`
+            // command, which would stand between the test's SIGTERM and it.
+            command
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", time)
+                .env("FAKETIME_NO_CACHE", "1");
+        }
+        let mut child = command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -46,7 +64,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start footfall");
+            .expect("start footfall (under faketime: scripts/test.sh installs it)");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -583,4 +601,17 @@ pub fn footfall(args: &[&str], data_dir: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Debian's libfaketime (package `faketime`), wherever the architecture
+/// puts it.
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.exists());
+    found.expect("libfaketime.so.1 (Debian's faketime; scripts/test.sh installs it)")
 }
