@@ -65,6 +65,7 @@ fn report(dir: &std::path::Path, days: i64) -> (Report, Duration) {
         to: date(days - 1),
         by: Some(Dimension::Page),
         limit: None,
+        min_visitors: 0,
     };
     let started = Instant::now();
     let r = run(&q).expect("a report");

@@ -102,6 +102,12 @@ struct ReportArgs {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
 
+    /// Hide rows of fewer than K visitors (small-cell suppression, for
+    /// numbers you publish): their counts go into one `(other)` row, shown
+    /// only if it reaches K itself.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    min_visitors: u64,
+
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
@@ -395,6 +401,7 @@ fn report(args: ReportArgs) -> Result<()> {
         to,
         by: args.by,
         limit: args.limit,
+        min_visitors: args.min_visitors,
     };
     let report = footfall_report::run(&query)?;
     print!("{}", footfall_report::render(&report, args.format.into()));

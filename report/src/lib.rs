@@ -133,6 +133,10 @@ pub struct Query {
     pub by: Option<Dimension>,
     /// Keep the first N rows (after sorting).
     pub limit: Option<usize>,
+    /// Rows whose visitors estimate is below this are not shown: their
+    /// counts and sketches go into one `(other)` row, itself shown only if
+    /// it reaches the threshold. 0 shows everything.
+    pub min_visitors: u64,
 }
 
 /// One output row.
@@ -160,6 +164,10 @@ pub struct Report {
     /// True when a row may span more than one uniqueness window (day), so
     /// its `visitors` counts visitor-days (not for hour or day series).
     pub spans_windows: bool,
+    /// Rows below [`Query::min_visitors`] folded into `(other)`.
+    pub suppressed: usize,
+    /// The threshold applied (0: none).
+    pub min_visitors: u64,
     /// What the report read.
     pub stats: Stats,
 }
@@ -233,6 +241,7 @@ mod tests {
             to: date(26),
             by,
             limit: None,
+            min_visitors: 0,
         }
     }
 
@@ -540,6 +549,45 @@ mod tests {
         write(tmp.path(), 12, &[("b.org", DAY + 86_400 * 2, "/", 3)]);
         q.by = Some(Dimension::Page);
         assert!(run(&q).unwrap().rows.is_empty());
+    }
+
+    #[test]
+    fn rows_below_the_threshold_are_counted_in_other_never_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        // /a: 5 visitors; /b: 2; /c and /d: 1 each, one of them also on /a.
+        let mut visits = Vec::new();
+        for v in 0..5 {
+            visits.push(("a.com", DAY, "/a", v));
+        }
+        visits.extend([
+            ("a.com", DAY, "/b", 10),
+            ("a.com", DAY + 60, "/b", 11),
+            ("a.com", DAY, "/c", 12),
+            ("a.com", DAY, "/d", 0),
+        ]);
+        write(tmp.path(), 12, &visits);
+        let mut q = query(tmp.path(), Some(Dimension::Page));
+        let with = |q: &mut Query, k| {
+            q.min_visitors = k;
+            run(q).unwrap()
+        };
+        assert_eq!(with(&mut q, 0).rows.len(), 4);
+        let r = with(&mut q, 3);
+        assert_eq!(
+            r.rows,
+            vec![row(Some("/a"), 5, 5), row(Some("(other)"), 4, 4)],
+            "/b, /c, /d in (other): 4 views, 4 distinct visitors"
+        );
+        assert_eq!(r.suppressed, 3);
+        assert!(render(&r, Format::Table).contains("3 rows of fewer than 3 visitors not shown"));
+        // (other) below the threshold is not shown either.
+        let r = with(&mut q, 5);
+        assert_eq!(r.rows, vec![row(Some("/a"), 5, 5)]);
+        // Totals: the site's row is shown only if it reaches K.
+        q.by = None;
+        // 9 views by 8 distinct visitors (visitor 0 read /a and /d).
+        assert_eq!(with(&mut q, 8).rows, vec![row(Some("a.com"), 9, 8)]);
+        assert_eq!(with(&mut q, 9).rows, vec![]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use arrow_array::{
 };
 use chrono::DateTime;
 use datasketches::hll::{HllSketch, HllType, HllUnion};
-use footfall_schemas::tables::{DEFAULT_LG_K, Table};
+use footfall_schemas::tables::{DEFAULT_LG_K, OVERFLOW, Table};
 
 use crate::scan::{files_in_range, read};
 use crate::{Dimension, Error, Query, Report, Row, Stats};
@@ -113,16 +113,48 @@ pub fn run(q: &Query) -> Result<Report, Error> {
             });
         }
     }
-    let mut rows: Vec<Row> = groups
-        .into_iter()
-        .map(|(key, acc)| Row {
+    let lg_k = lg_k.unwrap_or(DEFAULT_LG_K);
+    let estimate = |acc: &Acc| settled_estimate(&acc.union, lg_k).round() as u64;
+    let min = q.min_visitors;
+    let mut rows: Vec<Row> = Vec::with_capacity(groups.len());
+    // Rows below `min` visitors, and the overflow row `(other)`, summed and
+    // unioned into one `(other)` row.
+    let mut hidden: Option<Acc> = None;
+    let mut suppressed = 0;
+    for (key, acc) in groups {
+        let visitors = estimate(&acc);
+        let overflow = key.as_deref() == Some(OVERFLOW);
+        if min > 0 && (visitors < min || overflow) {
+            suppressed += usize::from(!overflow);
+            match &mut hidden {
+                None => hidden = Some(acc),
+                Some(h) => {
+                    h.count += acc.count;
+                    h.union.update(&acc.union.to_sketch(HllType::Hll8));
+                }
+            }
+            continue;
+        }
+        rows.push(Row {
             key,
             count: acc.count,
-            visitors: settled_estimate(&acc.union, lg_k.unwrap_or(DEFAULT_LG_K)).round() as u64,
-        })
-        .collect();
-    // Site totals are always one row: a quiet range's is zero.
-    if q.by.is_none() && rows.is_empty() {
+            visitors,
+        });
+    }
+    // `(other)` is itself shown only if it reaches the threshold.
+    if let Some(h) = hidden {
+        let visitors = estimate(&h);
+        if visitors >= min {
+            rows.push(Row {
+                key: Some(OVERFLOW.to_owned()),
+                count: h.count,
+                visitors,
+            });
+        }
+    }
+    // Site totals are always one row: a quiet range's is zero (unless a
+    // threshold hides it).
+    if q.by.is_none() && rows.is_empty() && min == 0 {
         rows.push(Row {
             key: Some(q.site.clone()),
             count: 0,
@@ -145,6 +177,8 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         rows,
         // A time series' rows each lie within one day.
         spans_windows: q.from != q.to && !q.by.is_some_and(Dimension::is_time),
+        suppressed,
+        min_visitors: min,
         stats,
     })
 }

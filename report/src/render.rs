@@ -71,8 +71,17 @@ pub fn render(report: &Report, format: Format) -> String {
                     keys[i], counts[i], visitors[i]
                 ));
             }
-            if report.rows.is_empty() {
+            if report.rows.is_empty() && report.suppressed == 0 {
                 s.push_str("(no views in this range)\n");
+            }
+            if report.suppressed > 0 {
+                s.push_str(&format!(
+                    "\n{} row{} of fewer than {} visitors not shown: counted in (other), shown only if it reaches {}.\n",
+                    report.suppressed,
+                    if report.suppressed == 1 { "" } else { "s" },
+                    report.min_visitors,
+                    report.min_visitors,
+                ));
             }
             if report.spans_windows {
                 s.push_str(

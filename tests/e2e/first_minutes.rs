@@ -153,6 +153,22 @@ fn reports_answer_quiet_ranges_and_find_the_one_site() {
         serde_json::json!([{"site": "example.com", "views": 4, "visitors": 1}])
     );
 
+    // Published numbers hide small cells: one visitor is below 2.
+    let (ok, out, err) = footfall(
+        &[
+            "report",
+            "--by",
+            "page",
+            "--min-visitors",
+            "2",
+            "--format",
+            "json",
+        ],
+        data,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "[]", "the lone visitor's page is not shown");
+
     // A quiet range of a known site: zeros or nothing, exit 0, every format.
     let quiet = ["--from", "2020-01-01", "--to", "2020-01-31"];
     let run = |extra: &[&str]| {
