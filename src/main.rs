@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+mod privacy_notice;
+
 /// Privacy-preserving page-view analytics: beacons in, hourly aggregates and
 /// HyperLogLog sketches out, as Parquet.
 #[derive(Debug, Parser)]
@@ -48,6 +50,25 @@ enum Command {
     Rollup(RollupArgs),
     /// The sites with data, with the first and last UTC day of each.
     Sites(SitesArgs),
+    /// The analytics paragraph for a site's privacy policy, made from the
+    /// same flags and FOOTFALL_* variables `serve` runs with.
+    PrivacyNotice(Box<PrivacyNoticeArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct PrivacyNoticeArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: NoticeFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NoticeFormat {
+    Markdown,
+    Html,
 }
 
 #[derive(Debug, clap::Args)]
@@ -345,6 +366,10 @@ fn main() -> std::process::ExitCode {
         Command::Sites(args) => {
             sites(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
         }
+        Command::PrivacyNotice(args) => {
+            privacy_notice(&args);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -406,6 +431,28 @@ fn report(args: ReportArgs) -> Result<()> {
     let report = footfall_report::run(&query)?;
     print!("{}", footfall_report::render(&report, args.format.into()));
     Ok(())
+}
+
+fn privacy_notice(args: &PrivacyNoticeArgs) {
+    let serve = &args.serve;
+    let settings = privacy_notice::Settings {
+        sites: serve
+            .sites
+            .iter()
+            .map(|s| {
+                footfall_collector::normalise::site_id(s)
+                    .map_or_else(|_| s.trim().to_owned(), |id| id.into_owned())
+            })
+            .collect(),
+        countries: serve.geoip_db.is_some(),
+        honor_gpc: serve.honor_gpc,
+        rate_cap: (serve.max_views_per_minute > 0).then_some(serve.max_views_per_minute),
+    };
+    let format = match args.format {
+        NoticeFormat::Markdown => privacy_notice::Format::Markdown,
+        NoticeFormat::Html => privacy_notice::Format::Html,
+    };
+    print!("{}", privacy_notice::render(&settings, format));
 }
 
 fn sites(args: SitesArgs) -> Result<()> {

@@ -85,3 +85,52 @@ fn rollup_by_hand_changes_no_number_of_any_report() {
     assert!(!ok);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// `privacy-notice` reads the same flags and variables as `serve`.
+#[test]
+fn the_privacy_notice_follows_the_configuration_serve_reads() {
+    let notice = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_footfall"));
+        c.arg("privacy-notice").args(args);
+        for var in [
+            "FOOTFALL_SITE",
+            "FOOTFALL_HONOR_GPC",
+            "FOOTFALL_GEOIP_DB",
+            "FOOTFALL_MAX_VIEWS_PER_MINUTE",
+        ] {
+            c.env_remove(var);
+        }
+        c.envs(env.iter().copied());
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = notice(&[], &[]);
+    assert!(plain.starts_with("## Analytics"));
+    assert!(
+        plain.contains("visits to this site") && plain.contains("does not look up where you are")
+    );
+    assert!(plain.contains("at most 100 page views a minute"));
+    let configured = notice(
+        &[
+            ("FOOTFALL_SITE", "Example.com,shop.example"),
+            ("FOOTFALL_HONOR_GPC", "true"),
+            ("FOOTFALL_GEOIP_DB", "/var/lib/GeoLite2-Country.mmdb"),
+            ("FOOTFALL_MAX_VIEWS_PER_MINUTE", "30"),
+        ],
+        &["--format", "html"],
+    );
+    assert!(configured.starts_with("<h2>Analytics</h2>"));
+    for said in [
+        "visits to example.com, shop.example",
+        "your country, looked up from your IP address",
+        "not counted at all",
+        "at most 30 page views a minute",
+    ] {
+        assert!(configured.contains(said), "{said}: {configured}");
+    }
+}
