@@ -17,11 +17,18 @@ const SITE: &str = "example.com";
 /// example host.
 fn readme_tag(collector: SocketAddr) -> String {
     let readme = include_str!("../../README.md");
+    // The tag of the ```html block ("Embed it"), not a shell example's.
     let tag = readme
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("<script") && l.contains("/script.js"))
-        .expect("README.md has a <script> tag for the tracker");
+        .split("```html\n")
+        .nth(1)
+        .and_then(|block| {
+            block
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("<script"))
+        })
+        .filter(|l| l.contains("/script.js"))
+        .expect("README.md has an html block with the tracker's <script> tag");
     let src = tag
         .split("src=\"")
         .nth(1)
