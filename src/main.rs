@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 mod privacy_notice;
+mod publish;
 
 /// Privacy-preserving page-view analytics: beacons in, hourly aggregates and
 /// HyperLogLog sketches out, as Parquet.
@@ -53,6 +54,58 @@ enum Command {
     /// The analytics paragraph for a site's privacy policy, made from the
     /// same flags and FOOTFALL_* variables `serve` runs with.
     PrivacyNotice(Box<PrivacyNoticeArgs>),
+    /// A differentially private release of a report's counts (OpenDP):
+    /// noise on every count, rare keys held back, the parameters in the
+    /// file, and each day's ε spent from a per-site budget.
+    Publish(PublishArgs),
+}
+
+/// Which files and which site a report or a release reads.
+#[derive(Debug, clap::Args)]
+struct RangeArgs {
+    /// Folder that `serve` writes to.
+    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
+    data_dir: PathBuf,
+
+    /// The site [default: the one site with data, when only one has any].
+    #[arg(long)]
+    site: Option<String>,
+
+    /// First UTC day, inclusive (YYYY-MM-DD) [default: today, or --to].
+    #[arg(long, value_parser = parse_date)]
+    from: Option<chrono::NaiveDate>,
+
+    /// Last UTC day, inclusive (YYYY-MM-DD) [default: today].
+    #[arg(long, value_parser = parse_date)]
+    to: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    range: RangeArgs,
+
+    /// The dimension whose counts are released (as `report --by`).
+    #[arg(long, value_parser = dimension_parser())]
+    by: footfall_report::Dimension,
+
+    /// The privacy loss of this release, per day it covers: smaller is
+    /// more private and noisier (noise scale 1/ε views).
+    #[arg(long)]
+    epsilon: f64,
+
+    /// The chance, at most, that the release threshold lets a key of one
+    /// view through.
+    #[arg(long, default_value_t = 1e-6)]
+    delta: f64,
+
+    /// The most ε all releases together may spend on one day of a site.
+    #[arg(long, env = "FOOTFALL_EPSILON_BUDGET", default_value_t = 1.0)]
+    epsilon_budget: f64,
+
+    /// Where to write the release: `.csv`, `.json` or `.parquet`.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,22 +149,8 @@ struct RollupArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReportArgs {
-    /// Folder that `serve` writes to.
-    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
-    data_dir: PathBuf,
-
-    /// The site to report on [default: the one site with data, when only
-    /// one has any].
-    #[arg(long)]
-    site: Option<String>,
-
-    /// First UTC day, inclusive (YYYY-MM-DD) [default: today, or --to].
-    #[arg(long, value_parser = parse_date)]
-    from: Option<chrono::NaiveDate>,
-
-    /// Last UTC day, inclusive (YYYY-MM-DD) [default: today].
-    #[arg(long, value_parser = parse_date)]
-    to: Option<chrono::NaiveDate>,
+    #[command(flatten)]
+    range: RangeArgs,
 
     /// Break down by this dimension (page, sources from `sources`, families
     /// from `devices`, `country` from `countries`; `hour` and `day` are time
@@ -370,6 +409,9 @@ fn main() -> std::process::ExitCode {
             privacy_notice(&args);
             Ok(())
         }
+        Command::Publish(args) => {
+            publish(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -400,28 +442,48 @@ fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a date like 2026-11-25 (YYYY-MM-DD, UTC)"))
 }
 
-fn report(args: ReportArgs) -> Result<()> {
+/// `--from` and `--to` as a range: `--to` alone is that one day, `--from`
+/// alone runs to today (UTC).
+fn date_range(
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> Result<(chrono::NaiveDate, chrono::NaiveDate)> {
     let today = chrono::Utc::now().date_naive();
-    // `--to` alone is that one day; `--from` alone runs to today.
-    let from = args.from.or(args.to).unwrap_or(today);
-    let to = args.to.unwrap_or(today);
-    if from > to {
-        match args.to {
-            Some(_) => anyhow::bail!("--from {from} is after --to {to}"),
-            None => {
-                anyhow::bail!("--from {from} is after --to, which defaults to today, {today} (UTC)")
-            }
+    let start = from.or(to).unwrap_or(today);
+    let end = to.unwrap_or(today);
+    if start > end {
+        match to {
+            Some(_) => anyhow::bail!("--from {start} is after --to {end}"),
+            None => anyhow::bail!(
+                "--from {start} is after --to, which defaults to today, {today} (UTC)"
+            ),
         }
     }
-    let site = match &args.site {
+    Ok((start, end))
+}
+
+/// `--site`, normalised as serve names sites, or the one site with data.
+fn site_or_only(site: Option<&str>, data_dir: &std::path::Path) -> Result<String> {
+    Ok(match site {
         Some(site) => footfall_collector::normalise::site_id(site)
             .map_err(|_| anyhow::anyhow!("--site {site:?} is not a domain name like example.com"))?
             .into_owned(),
-        None => footfall_report::only_site(&args.data_dir)?,
-    };
+        None => footfall_report::only_site(data_dir)?,
+    })
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let RangeArgs {
+        data_dir,
+        site,
+        from,
+        to,
+    } = args.range;
+    let (from, to) = date_range(from, to)?;
+    let site = site_or_only(site.as_deref(), &data_dir)?;
     let query = footfall_report::Query {
         site,
-        data_dir: args.data_dir,
+        data_dir,
         from,
         to,
         by: args.by,
@@ -453,6 +515,53 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
         NoticeFormat::Html => privacy_notice::Format::Html,
     };
     print!("{}", privacy_notice::render(&settings, format));
+}
+
+fn publish(args: PublishArgs) -> Result<()> {
+    let RangeArgs {
+        data_dir,
+        site,
+        from,
+        to,
+    } = args.range;
+    let (from, to) = date_range(from, to)?;
+    let site = site_or_only(site.as_deref(), &data_dir)?;
+    let report = footfall_report::run(&footfall_report::Query {
+        data_dir: data_dir.clone(),
+        site: site.clone(),
+        from,
+        to,
+        by: Some(args.by),
+        limit: None,
+        min_visitors: 0,
+    })?;
+    let counts = publish::counts_of(&report.rows);
+    let mut ledger = publish::Ledger::open(&data_dir)?;
+    ledger.check(&site, from, to, args.epsilon, args.epsilon_budget)?;
+    let release = publish::release(&counts, args.epsilon, args.delta)?;
+    // Spent once drawn, whether or not the file is written.
+    ledger.record(&site, from, to, release.epsilon)?;
+    let meta = publish::Meta {
+        site: &site,
+        from,
+        to,
+        by: report.key_name,
+        count: report.count_name,
+    };
+    publish::write(&args.out, &meta, &release)?;
+    println!(
+        "{}: released {} of {} {} values, {} from {from} to {to}: ε {} per day, δ {:.2e}, noise scale {}, threshold {}",
+        args.out.display(),
+        release.rows.len(),
+        counts.len(),
+        report.key_name,
+        report.count_name,
+        release.epsilon,
+        release.delta,
+        release.scale,
+        release.threshold,
+    );
+    Ok(())
 }
 
 fn sites(args: SitesArgs) -> Result<()> {

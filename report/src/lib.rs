@@ -28,7 +28,7 @@ mod sites;
 
 pub use error::Error;
 pub use merge::run;
-pub use render::{Format, render, render_sites};
+pub use render::{Format, csv_field, render, render_sites};
 pub use sites::{SiteSpan, only_site, sites};
 
 /// What to break the numbers down by.

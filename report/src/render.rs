@@ -142,7 +142,9 @@ pub fn render_sites(sites: &[SiteSpan], format: Format) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// A CSV field as every reader takes it, quoted where needed, and never a
+/// formula a spreadsheet would run.
+pub fn csv_field(s: &str) -> String {
     // A spreadsheet would run a cell starting `=`, `+`, `-` or `@` as a
     // formula, and campaign values are whatever a link said: a leading `'`
     // keeps it text (OWASP's advice for CSV export).

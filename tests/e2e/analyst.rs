@@ -134,3 +134,103 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
         assert!(configured.contains(said), "{said}: {configured}");
     }
 }
+
+/// `publish` on data the real server wrote: a busy page is released with
+/// noise, a page of one view is held back, the parameters are in each
+/// format's file, and the day's budget refuses a release too many.
+#[test]
+fn publish_releases_busy_pages_and_spends_the_days_budget() {
+    wait_if_near_midnight();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(
+        &data,
+        &["--site", "example.com", "--trusted-proxy", "127.0.0.1"],
+    );
+    let mut conn = Conn::open(server.addr);
+    let mut send = |page: &str, i: usize| {
+        let body =
+            format!(r#"{{"n":"pageview","u":"https://example.com{page}","d":"example.com"}}"#);
+        let ip = format!("198.51.{}.{}", 100 + i / 250, i % 250);
+        assert_eq!(
+            conn.raw(&post(&body, BROWSER_UA, &ip, "text/plain")).status,
+            202
+        );
+    };
+    for i in 0..600 {
+        send("/busy", i);
+    }
+    send("/lonely-reader", 0);
+    drop(conn);
+    assert!(server.stop().success());
+
+    let publish = |eps: &str, out: &std::path::Path| {
+        footfall(
+            &[
+                "publish",
+                "--by",
+                "page",
+                "--epsilon",
+                eps,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &data,
+        )
+    };
+    let json = tmp.path().join("release.json");
+    let (ok, said, err) = publish("0.5", &json);
+    assert!(ok, "{err}");
+    assert!(said.contains("released 1 of 2 page values"), "{said}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["page"], "/busy");
+    let noisy = rows[0]["views"].as_i64().unwrap();
+    assert!(
+        (500..700).contains(&noisy),
+        "600 views, noise of scale 2: {noisy}"
+    );
+    let privacy = &v["privacy"];
+    assert_eq!(privacy["epsilon"], "0.5");
+    assert_eq!(privacy["unit_of_privacy"], "one page view (event-level)");
+    let threshold: i64 = privacy["threshold"].as_str().unwrap().parse().unwrap();
+    assert!(noisy >= threshold && threshold > 1);
+    assert!(privacy["delta"].as_str().unwrap().parse::<f64>().unwrap() <= 1e-6);
+
+    let csv = tmp.path().join("release.csv");
+    assert!(publish("0.25", &csv).0);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("# site: example.com\n"), "{text}");
+    assert!(text.contains("\npage,views\n/busy,"), "{text}");
+    assert!(
+        !text.contains("lonely"),
+        "a page of one view is not released"
+    );
+
+    // 0.5 + 0.25 spent today; 0.3 more would pass the budget of 1.
+    let parquet = tmp.path().join("release.parquet");
+    let (ok, _, err) = publish("0.3", &parquet);
+    assert!(!ok);
+    assert!(err.contains("--epsilon-budget 1"), "{err}");
+    assert!(!parquet.exists(), "nothing released past the budget");
+    let (ok, _, err) = publish("0.25", &parquet);
+    assert!(ok, "{err}");
+    let file = std::fs::File::open(&parquet).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader as _;
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .clone();
+    let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+    assert_eq!(get("footfall.release.epsilon").as_deref(), Some("0.25"));
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1);
+    // The ledger holds numbers and site ids only.
+    let ledger = std::fs::read_to_string(data.join("_state/privacy-budget")).unwrap();
+    assert_eq!(ledger.lines().count(), 1, "{ledger}");
+    assert!(ledger.starts_with("example.com "), "{ledger}");
+}
