@@ -472,24 +472,31 @@ fn site_or_only(site: Option<&str>, data_dir: &std::path::Path) -> Result<String
     })
 }
 
+impl RangeArgs {
+    /// The query these flags ask for: the dates resolved, the site
+    /// normalised or found.
+    fn query(
+        self,
+        by: Option<footfall_report::Dimension>,
+        limit: Option<usize>,
+        min_visitors: u64,
+    ) -> Result<footfall_report::Query> {
+        let (from, to) = date_range(self.from, self.to)?;
+        let site = site_or_only(self.site.as_deref(), &self.data_dir)?;
+        Ok(footfall_report::Query {
+            data_dir: self.data_dir,
+            site,
+            from,
+            to,
+            by,
+            limit,
+            min_visitors,
+        })
+    }
+}
+
 fn report(args: ReportArgs) -> Result<()> {
-    let RangeArgs {
-        data_dir,
-        site,
-        from,
-        to,
-    } = args.range;
-    let (from, to) = date_range(from, to)?;
-    let site = site_or_only(site.as_deref(), &data_dir)?;
-    let query = footfall_report::Query {
-        site,
-        data_dir,
-        from,
-        to,
-        by: args.by,
-        limit: args.limit,
-        min_visitors: args.min_visitors,
-    };
+    let query = args.range.query(args.by, args.limit, args.min_visitors)?;
     let report = footfall_report::run(&query)?;
     print!("{}", footfall_report::render(&report, args.format.into()));
     Ok(())
@@ -518,23 +525,16 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
 }
 
 fn publish(args: PublishArgs) -> Result<()> {
-    let RangeArgs {
+    // Every row: the threshold, not a limit, decides what is released.
+    let query = args.range.query(Some(args.by), None, 0)?;
+    let report = footfall_report::run(&query)?;
+    let footfall_report::Query {
         data_dir,
         site,
         from,
         to,
-    } = args.range;
-    let (from, to) = date_range(from, to)?;
-    let site = site_or_only(site.as_deref(), &data_dir)?;
-    let report = footfall_report::run(&footfall_report::Query {
-        data_dir: data_dir.clone(),
-        site: site.clone(),
-        from,
-        to,
-        by: Some(args.by),
-        limit: None,
-        min_visitors: 0,
-    })?;
+        ..
+    } = query;
     let counts = publish::counts_of(&report.rows);
     let mut ledger = publish::Ledger::open(&data_dir)?;
     ledger.check(&site, from, to, args.epsilon, args.epsilon_budget)?;
