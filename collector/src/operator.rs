@@ -16,10 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -27,9 +25,7 @@ use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::server::Collector;
-
-type Resp = Response<Full<Bytes>>;
+use crate::server::{self, Collector, Resp, next_connection};
 
 /// Connections the operator's listener serves at once; more wait in the
 /// kernel's backlog.
@@ -89,23 +85,9 @@ pub async fn serve_operator(
     // take file descriptors from the beacon listener.
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                // A refused or reset connection is the client's problem;
-                // running out of descriptors passes.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some((permit, stream, _)) =
+        next_connection(&listener, &slots, shutdown.as_mut()).await
+    {
         let c = Arc::clone(&collector);
         let secret = secret.clone();
         let service = service_fn(move |req: Request<Incoming>| {
@@ -163,14 +145,10 @@ fn answer(c: &Collector, secret: Option<&Secret>, req: &Request<Incoming>) -> Re
     }
 }
 
+/// Plain text, never cached, never sniffed.
 fn text(status: StatusCode, body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
+    let mut r = server::text(status, "text/plain; charset=utf-8", body);
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -284,24 +284,9 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep(Arc::clone(&watches), head_timeout));
     let slots = Arc::new(Semaphore::new(collector.config.max_connections.max(1)));
     tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead
-                    // of spinning, keep serving the connections we have.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    while let Some((slot, stream, peer)) =
+        next_connection(&listener, &slots, shutdown.as_mut()).await
+    {
         // Reap finished connections so the set holds only live ones.
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
@@ -383,6 +368,38 @@ const DRAIN: u8 = 2;
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Never [`SERVING`]: 584 years after start are read as the year before.
+/// A free slot, then the next connection on it, or `None` once `shutdown`
+/// has completed. Both listeners accept this way: a connection past the
+/// slots waits in the kernel's backlog, and a failed accept (out of file
+/// descriptors and the like) is logged and retried after a pause instead
+/// of spinning, while the connections already open are served.
+pub(crate) async fn next_connection<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    SocketAddr,
+)> {
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = shutdown.as_mut() => return None,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((slot, stream, peer)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
+}
+
 fn nanos_since_epoch(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos())
         .map_or(SERVING - 1, |n| n.min(SERVING - 1))
@@ -511,7 +528,7 @@ async fn watched<C: GracefulConnection>(conn: C, watch: &Watch) -> Option<C::Out
     .await
 }
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Answers one request; then the connection's next head is due within
 /// `head_timeout`. (One future, not this one inside another that moves the
@@ -523,7 +540,7 @@ async fn handle(
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
-    let resp = match (req.method(), req.uri().path()) {
+    let mut resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/api/event") => {
             let body = read_body(req.body_mut(), c.config.body_read_timeout).await;
             let outcome =
@@ -555,7 +572,6 @@ async fn handle(
         },
         _ => json_error(StatusCode::NOT_FOUND, "not found"),
     };
-    let mut resp = resp;
     // No answer here is to be read as anything but its declared type.
     resp.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -784,7 +800,7 @@ fn empty(status: StatusCode) -> Resp {
     r
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()

@@ -60,29 +60,31 @@ pub(crate) fn files_in_range(
     Ok((files, rollups))
 }
 
-/// Sorted names of the visible `*.parquet` files in `dir` (none if absent).
-pub(crate) fn visible_parquet(dir: &Path) -> Result<Vec<String>, Error> {
+/// The names of the entries of `dir` (none if it is absent).
+fn entry_names(dir: &Path) -> Result<Vec<String>, Error> {
+    let io = |source| Error::Io {
+        path: dir.to_owned(),
+        source,
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                path: dir.to_owned(),
-                source,
-            });
-        }
+        Err(source) => return Err(io(source)),
     };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") && !name.starts_with('.') {
-            names.push(name);
-        }
-    }
+    entries
+        .map(|e| {
+            e.map(|e| e.file_name().to_string_lossy().into_owned())
+                .map_err(io)
+        })
+        .collect()
+}
+
+/// Sorted names of the visible `*.parquet` files in `dir` (none if absent).
+pub(crate) fn visible_parquet(dir: &Path) -> Result<Vec<String>, Error> {
+    let mut names: Vec<String> = entry_names(dir)?
+        .into_iter()
+        .filter(|n| n.ends_with(".parquet") && !n.starts_with('.'))
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -205,27 +207,11 @@ fn check_metadata(
 /// The UTC days that have a `date=YYYY-MM-DD` folder of `table`, sorted.
 /// Folders of another name (a stray copy, `date=x`) are not partitions.
 pub(crate) fn partition_dates(data_dir: &Path, table: Table) -> Result<Vec<NaiveDate>, Error> {
-    let dir = data_dir.join(table.name());
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(Error::Io { path: dir, source }),
-    };
-    let mut dates = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let date = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("date="))
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-        if let Some(date) = date {
-            dates.push(date);
-        }
-    }
+    let mut dates: Vec<NaiveDate> = entry_names(&data_dir.join(table.name()))?
+        .iter()
+        .filter_map(|n| n.strip_prefix("date="))
+        .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .collect();
     dates.sort();
     Ok(dates)
 }

@@ -2,7 +2,9 @@
 //! `footfall report` agree before and after a rollup, and the rollups sit
 //! where the README says.
 
-use crate::support::{BROWSER_UA, Conn, Server, footfall, post, utc_today, wait_if_near_midnight};
+use crate::support::{
+    BROWSER_UA, Conn, Server, footfall, pageview, post, utc_today, wait_if_near_midnight,
+};
 
 #[test]
 fn rollup_by_hand_changes_no_number_of_any_report() {
@@ -149,13 +151,9 @@ fn publish_releases_busy_pages_and_spends_the_days_budget() {
     );
     let mut conn = Conn::open(server.addr);
     let mut send = |page: &str, i: usize| {
-        let body =
-            format!(r#"{{"n":"pageview","u":"https://example.com{page}","d":"example.com"}}"#);
+        let url = format!("https://example.com{page}");
         let ip = format!("198.51.{}.{}", 100 + i / 250, i % 250);
-        assert_eq!(
-            conn.raw(&post(&body, BROWSER_UA, &ip, "text/plain")).status,
-            202
-        );
+        assert_eq!(conn.raw(&pageview("example.com", &url, &ip)).status, 202);
     };
     for i in 0..600 {
         send("/busy", i);

@@ -5,11 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{BROWSER_UA, Conn, Server, footfall, post, utc_today, wait_if_near_midnight};
+use crate::support::{Conn, Server, footfall, pageview, utc_today, wait_if_near_midnight};
 
 fn beacon(conn: &mut Conn, site: &str, url: &str, ip: &str) -> crate::support::Reply {
-    let body = format!(r#"{{"n":"pageview","u":"{url}","d":"{site}"}}"#);
-    conn.raw(&post(&body, BROWSER_UA, ip, "text/plain"))
+    conn.raw(&pageview(site, url, ip))
 }
 
 #[test]

@@ -5,12 +5,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{BROWSER_UA, Conn, Server, post, read_pages};
+use crate::support::{BROWSER_UA, Conn, Server, pageview, read_pages};
 
-fn beacon_from(site_page: &str, xff: &str) -> Vec<u8> {
-    let body =
-        format!(r#"{{"n":"pageview","u":"https://example.com{site_page}","d":"example.com"}}"#);
-    post(&body, BROWSER_UA, xff, "text/plain")
+/// A view of `page` on example.com from `xff`.
+fn beacon_from(page: &str, xff: &str) -> Vec<u8> {
+    pageview("example.com", &format!("https://example.com{page}"), xff)
 }
 
 /// Every route of the public listener, and a few that are not.

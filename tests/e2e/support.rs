@@ -500,6 +500,13 @@ pub fn assert_estimate(what: &str, estimate: f64, truth: usize) {
     }
 }
 
+/// A raw pageview beacon for `site` at `url`, from a desktop browser at
+/// `xff` (read only by a server that trusts 127.0.0.1 as a proxy).
+pub fn pageview(site: &str, url: &str, xff: &str) -> Vec<u8> {
+    let body = format!(r#"{{"n":"pageview","u":"{url}","d":"{site}"}}"#);
+    post(&body, BROWSER_UA, xff, "text/plain")
+}
+
 /// A raw `POST /api/event` with these headers.
 pub fn post(body: &str, ua: &str, xff: &str, content_type: &str) -> Vec<u8> {
     format!(
