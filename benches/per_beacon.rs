@@ -76,7 +76,7 @@ fn main() {
             &beacon,
             client(i),
             &cx,
-            |visit| {
+            |visit: &Visit<'_>| {
                 buckets.fold(visit);
             },
             |_, _| {},
@@ -107,7 +107,7 @@ fn main() {
                     black_box(&beacon),
                     client(i),
                     &cx,
-                    |v| {
+                    |v: &Visit<'_>| {
                         black_box(v);
                     },
                     |_, _| {},

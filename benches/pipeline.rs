@@ -144,7 +144,7 @@ fn anonymise_beacon(c: &mut Criterion) {
     // The beacon must become exactly one visit, or the benchmark would time
     // a drop rather than the common case.
     let mut visits = 0;
-    let outcome = anonymise(&beacon, client, &cx, |_| visits += 1, |_, _| {});
+    let outcome = anonymise(&beacon, client, &cx, |_: &Visit<'_>| visits += 1, |_, _| {});
     assert_eq!(outcome, Ok(None));
     assert_eq!(visits, 1);
 
@@ -156,7 +156,7 @@ fn anonymise_beacon(c: &mut Criterion) {
                 black_box(&beacon),
                 black_box(client),
                 &cx,
-                |visit| {
+                |visit: &Visit<'_>| {
                     black_box(visit);
                 },
                 |_, _| {},
@@ -260,7 +260,7 @@ fn beacon_end_to_end(c: &mut Criterion) {
                 &beacon,
                 client,
                 &cx,
-                |visit| {
+                |visit: &Visit<'_>| {
                     buckets.fold(visit);
                 },
                 |_, _| {},

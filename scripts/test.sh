@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every footfall test on a fresh machine: installs what the tests need
-# (Debian's Chromium for the tracker's browser test, a Python virtual
+# (Debian's Chromium for the tracker's browser test, Plausible's npm tracker
+# for the browser test that points it at footfall, a Python virtual
 # environment for the interop suite), checks formatting and lints, runs the
 # Rust tests (unit, property, end-to-end, browser), then the interop suite
 # against pyarrow, DuckDB, Apache DataSketches for Python, Polars and Spark
@@ -41,6 +42,20 @@ if [ ! -x "$venv/bin/pip" ]; then
 fi
 step "installing the interop suite's Python packages (pinned)"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+
+# Plausible's official npm tracker (@plausible-analytics/tracker), pinned by
+# tests/e2e/plausible/package-lock.json, for the browser test that points it
+# at footfall. Reinstalled only when the lock file changes.
+plausible=tests/e2e/plausible
+if ! cmp -s "$plausible/package-lock.json" "$plausible/node_modules/.installed-lock.json"; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "scripts/test.sh: npm not found; it installs $plausible's tracker (Node.js with npm is needed)" >&2
+    exit 1
+  fi
+  step "installing Plausible's tracker for the browser test (npm ci, pinned)"
+  npm ci --prefix "$plausible" --ignore-scripts --no-audit --no-fund --loglevel=error
+  cp "$plausible/package-lock.json" "$plausible/node_modules/.installed-lock.json"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use footfall_aggregator::buckets::Limits;
+use footfall_aggregator::sessions::SessionSettings;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
 use footfall_collector::operator::Secret;
 use footfall_collector::shields::Shields;
@@ -314,6 +315,22 @@ struct ServeArgs {
           default_value_t = footfall_collector::shields::DEFAULT_MAX_VIEWS_PER_MINUTE)]
     max_views_per_minute: u32,
 
+    /// Track visits (bounce rate, visit duration, entry and exit pages,
+    /// time on page, scroll depth): each visitor's open visit is held in
+    /// memory, never written, until it ends. `off` keeps no per-visitor
+    /// state past a request, and writes no visit counts.
+    #[arg(long, env = "FOOTFALL_SESSIONS", value_enum, default_value = "on")]
+    sessions: Switch,
+
+    /// A visit ends after this long without a beacon (`30m`).
+    #[arg(long, env = "FOOTFALL_SESSION_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    session_timeout: Duration,
+
+    /// Open visits at most (about 100 bytes each); new visitors past it
+    /// count as usual but not as a visit (footfall_visits_untracked_total).
+    #[arg(long, env = "FOOTFALL_MAX_VISITS", default_value_t = 1_000_000)]
+    max_visits: usize,
+
     /// Drop beacons from browsers that send `Sec-GPC: 1` (Global Privacy
     /// Control). Off by default: footfall stores no personal data, so GPC's
     /// opt-out of sale and sharing does not require it.
@@ -340,6 +357,13 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .or(all.first())
         .copied()
         .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// An address, or `off`.
@@ -742,6 +766,13 @@ async fn start(args: ServeArgs) -> Result<Started> {
             },
         },
         countries: geo.is_some(),
+        sessions: match args.sessions {
+            Switch::On => Some(SessionSettings {
+                timeout: args.session_timeout.as_secs().max(1) as i64,
+                max_visits: args.max_visits,
+            }),
+            Switch::Off => None,
+        },
     })
     .with_context(|| format!("opening data dir {}", args.data_dir.display()));
     let aggregator = match aggregator {

@@ -22,8 +22,8 @@ use footfall_collector::beacon::QUERY_SCRATCH;
 use footfall_collector::{
     Beacon, Client, SaltKey, SiteFilter, anonymise, decode_json, decode_query,
 };
-use footfall_schemas::VisitSink;
 use footfall_schemas::tables::DEFAULT_LG_K;
+use footfall_schemas::{Visit, VisitSink};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -56,6 +56,7 @@ fn aggregator(dir: &std::path::Path) -> Aggregator {
             max_sites: 2,
         },
         countries: false,
+        sessions: Some(Default::default()),
     })
     .expect("a fresh data dir opens")
 }
@@ -81,7 +82,7 @@ fn record(sink: &Aggregator, cx: &Context<'_>, beacon: &Beacon<'_>, visitor: u32
         beacon,
         client(visitor),
         cx,
-        |visit| {
+        |visit: &Visit<'_>| {
             sink.record(visit);
             counted += 1;
         },

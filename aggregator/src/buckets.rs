@@ -13,10 +13,11 @@ use arrow_array::{
 };
 use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
-use footfall_schemas::tables::{Count, Table};
+use footfall_schemas::tables::{MAX_COUNTS, Table};
 use footfall_schemas::{Browser, Country, Device, Os, Visit};
 
 use crate::error::Error;
+use crate::sessions::{Ended, Engaged};
 use crate::sip::RandomSip;
 
 const SECONDS_PER_HOUR: i64 = 3600;
@@ -28,12 +29,35 @@ pub const HLL_TYPE: HllType = HllType::Hll4;
 /// Counts and a sketch of one row: (site, hour) and a table's dimensions.
 #[derive(Clone)]
 pub struct Bucket {
-    /// Page views.
-    pub views: i64,
-    /// Views that landed from elsewhere (no referrer, or another site's).
-    pub entries: i64,
+    /// The row's counts, in its table's [`Table::counts`] order (see
+    /// [`col`]); zero past them.
+    pub counts: [i64; MAX_COUNTS],
     /// Distinct visitor keys: a few bare coupons, then a sketch.
     pub visitors: Visitors,
+}
+
+/// Where each count sits in [`Bucket::counts`], per table (the order of
+/// [`Table::counts`]; a test holds the two together).
+pub mod col {
+    /// `pages`, `devices`, `countries`: views.
+    pub const VIEWS: usize = 0;
+    /// `pages`: landings.
+    pub const ENTRIES: usize = 1;
+    /// `pages`: visits that ended there.
+    pub const EXITS: usize = 2;
+    /// `pages`: engaged milliseconds.
+    pub const ENGAGED_MS: usize = 3;
+    /// `pages`: (visit, page) pairs with an engagement.
+    pub const ENGAGEMENTS: usize = 4;
+    /// `pages`: summed deepest scroll of each (visit, page) pair.
+    pub const SCROLL_SUM: usize = 5;
+    /// `pages`: (visit, page) pairs with a known scroll depth.
+    pub const SCROLLS: usize = 6;
+    /// `sources`: landings.
+    pub const SOURCE_ENTRIES: usize = 0;
+    /// `sources`: where its visit counts begin (visits, bounces, pageviews,
+    /// duration_s); `visits` holds the same four from 0.
+    pub const SOURCE_VISITS: usize = 1;
 }
 
 /// How many distinct visitors a bucket holds as bare coupons before it
@@ -124,8 +148,7 @@ fn empty_sketch(lg_k: u8) -> HllSketch {
 impl std::fmt::Debug for Bucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bucket")
-            .field("views", &self.views)
-            .field("entries", &self.entries)
+            .field("counts", &self.counts)
             .field(
                 "visitors",
                 &match &self.visitors {
@@ -139,18 +162,16 @@ impl std::fmt::Debug for Bucket {
 
 impl Bucket {
     /// A bucket with these counts and sketch (as read from a checkpoint).
-    pub fn from_parts(views: i64, entries: i64, visitors: HllSketch) -> Self {
+    pub fn from_parts(counts: [i64; MAX_COUNTS], visitors: HllSketch) -> Self {
         Self {
-            views,
-            entries,
+            counts,
             visitors: Visitors::Sketch(Box::new(visitors)),
         }
     }
 
     fn empty() -> Self {
         Self {
-            views: 0,
-            entries: 0,
+            counts: [0; MAX_COUNTS],
             visitors: Visitors::new(),
         }
     }
@@ -162,15 +183,29 @@ impl Bucket {
         bucket
     }
 
+    /// One view of a `pages` row, and a landing if `entry`.
     fn add(&mut self, entry: bool, coupon: Coupon, lg_k: u8) {
-        self.views += 1;
-        self.entries += i64::from(entry);
+        self.counts[col::VIEWS] += 1;
+        self.counts[col::ENTRIES] += i64::from(entry);
         self.visitors.add(coupon, lg_k);
     }
 
+    /// One to the first count of any other table's row (its views, or a
+    /// source's landings).
+    fn add_one(&mut self, coupon: Coupon, lg_k: u8) {
+        self.counts[0] += 1;
+        self.visitors.add(coupon, lg_k);
+    }
+
+    /// Adds `values` to the counts from `at` on.
+    fn add_counts(&mut self, at: usize, values: &[i64]) {
+        for (c, v) in self.counts[at..].iter_mut().zip(values) {
+            *c += v;
+        }
+    }
+
     fn absorb(&mut self, other: &Bucket, lg_k: u8) {
-        self.views += other.views;
-        self.entries += other.entries;
+        self.add_counts(0, &other.counts);
         self.visitors.merge(&other.visitors, lg_k);
     }
 }
@@ -209,6 +244,31 @@ impl Dims for Box<str> {
     fn from_text(text: DimText<'_>) -> Option<Self> {
         match text {
             [Some(page), None, None, None] => Some(page.into()),
+            _ => None,
+        }
+    }
+}
+
+/// `visits`: the page a visit began on. Its own type so that the table's
+/// rows are told from `pages`' ones; looked up by `&str` like a page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryPage(pub Box<str>);
+
+impl std::borrow::Borrow<str> for EntryPage {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Dims for EntryPage {
+    const TABLE: Table = Table::Visits;
+    type Hasher = RandomSip;
+    fn text(&self) -> DimText<'_> {
+        [Some(&self.0), None, None, None]
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        match text {
+            [Some(page), None, None, None] => Some(EntryPage(page.into())),
             _ => None,
         }
     }
@@ -356,11 +416,76 @@ struct SiteHour {
     sources: Rows<SourceKey>,
     devices: Rows<DeviceKey>,
     countries: Rows<Option<Country>>,
+    visits: Rows<EntryPage>,
 }
 
 impl SiteHour {
     fn len(&self) -> usize {
-        self.pages.len() + self.sources.len() + self.devices.len() + self.countries.len()
+        self.pages.len()
+            + self.sources.len()
+            + self.devices.len()
+            + self.countries.len()
+            + self.visits.len()
+    }
+
+    /// The counts of an ended visit: its entry page's `visits` row, its
+    /// source's row (with the visitor only if the visit began with a
+    /// landing, so that a source's visitors stay those who landed from
+    /// it), and an exit on its last page (no visitor: the page's visitors
+    /// are those who viewed it in the hour). Past the bounds, `(other)`.
+    fn fold_ended(&mut self, v: &Ended<'_>, set: &Settings, site_full: bool) {
+        let (lg_k, max) = (set.lg_k, set.limits.max_pages);
+        let coupon = Coupon::from_value(v.visitor.sketch_input());
+        let visit = [1, i64::from(v.bounce), i64::from(v.pageviews), v.duration_s];
+
+        let entry = if site_full { OVERFLOW } else { v.entry_page };
+        let row = row_by_str(&mut self.visits, entry, max, |p: &str| EntryPage(p.into()));
+        row.add_counts(0, &visit);
+        row.visitors.add(coupon, lg_k);
+
+        let other = SourceRef([Some(OVERFLOW), None, None, None]);
+        let probe = if site_full {
+            other
+        } else {
+            SourceRef(v.source)
+        };
+        let key = |probe: SourceRef<'_>| {
+            SourceKey::from_text(probe.0).expect("any four strings are a source")
+        };
+        let probe = if self.sources.contains_key(&probe) || self.sources.len() < max {
+            probe
+        } else {
+            other
+        };
+        if !self.sources.contains_key(&probe) {
+            self.sources.insert(key(probe), Bucket::empty());
+        }
+        let row = self.sources.get_mut(&probe).expect("inserted above");
+        row.add_counts(col::SOURCE_VISITS, &visit);
+        if v.landed {
+            row.visitors.add(coupon, lg_k);
+        }
+
+        let exit = if site_full { OVERFLOW } else { v.exit_page };
+        row_by_str(&mut self.pages, exit, max, |p: &str| p.into()).counts[col::EXITS] += 1;
+    }
+
+    /// What an engagement report adds to its page's row in the hour its
+    /// visit started (no visitor, as for an exit).
+    fn fold_engaged(&mut self, e: &Engaged<'_>, set: &Settings, site_full: bool) {
+        let page = if site_full { OVERFLOW } else { e.page };
+        let row = row_by_str(&mut self.pages, page, set.limits.max_pages, |p: &str| {
+            p.into()
+        });
+        row.add_counts(
+            col::ENGAGED_MS,
+            &[
+                e.engaged_ms,
+                i64::from(e.new_pair),
+                e.scroll_added,
+                i64::from(e.new_scroll),
+            ],
+        );
     }
 
     fn fold(
@@ -408,15 +533,23 @@ impl SiteHour {
                 SourceKey::from_text(probe.0).expect("any four strings are a source")
             };
             if let Some(bucket) = self.sources.get_mut(&probe) {
-                bucket.add(true, coupon, lg_k);
+                bucket.add_one(coupon, lg_k);
             } else if site_full || self.sources.len() < max {
                 // A full site's landings all count under `(other)`, whatever
                 // the bound, and are counted as site overflow only.
-                self.sources
-                    .insert(key(probe), Bucket::first(true, coupon, lg_k));
+                let mut bucket = Bucket::empty();
+                bucket.add_one(coupon, lg_k);
+                self.sources.insert(key(probe), bucket);
             } else {
                 folded.source = true;
-                count_in(&mut self.sources, &other, || key(other), true, coupon, lg_k);
+                let mut bucket = Bucket::empty();
+                bucket.add_one(coupon, lg_k);
+                match self.sources.get_mut(&other) {
+                    Some(b) => b.absorb(&bucket, lg_k),
+                    None => {
+                        self.sources.insert(key(other), bucket);
+                    }
+                }
             }
         }
 
@@ -426,14 +559,14 @@ impl SiteHour {
             device: visit.device,
         };
         let bucket = self.devices.entry(device).or_insert_with(Bucket::empty);
-        bucket.add(visit.entry, coupon, lg_k);
+        bucket.add_one(coupon, lg_k);
 
         if set.countries {
             let bucket = self
                 .countries
                 .entry(visit.country)
                 .or_insert_with(Bucket::empty);
-            bucket.add(visit.entry, coupon, lg_k);
+            bucket.add_one(coupon, lg_k);
         }
         folded
     }
@@ -443,7 +576,27 @@ impl SiteHour {
         merge_rows(&mut self.sources, other.sources, lg_k);
         merge_rows(&mut self.devices, other.devices, lg_k);
         merge_rows(&mut self.countries, other.countries, lg_k);
+        merge_rows(&mut self.visits, other.visits, lg_k);
     }
+}
+
+/// The row of a text-keyed table (`pages`, `visits`) for `key`, opened if
+/// the (site, hour) has room for one more, else the `(other)` row.
+fn row_by_str<'r, K: Dims + std::borrow::Borrow<str>>(
+    rows: &'r mut Rows<K>,
+    key: &str,
+    max: usize,
+    make: impl Fn(&str) -> K,
+) -> &'r mut Bucket {
+    let key = if rows.contains_key(key) || rows.len() < max {
+        key
+    } else {
+        OVERFLOW
+    };
+    if !rows.contains_key(key) {
+        rows.insert(make(key), Bucket::empty());
+    }
+    rows.get_mut(key).expect("inserted above")
 }
 
 /// Counts a view in the row `probe` names, making its key (`key`) only when
@@ -631,6 +784,36 @@ impl Buckets {
         }
     }
 
+    /// Counts an ended visit in the hour it started (see
+    /// [`Sessions`](crate::sessions::Sessions)): that hour may have been
+    /// written already, and its new rows go out with the next flush.
+    pub fn fold_ended(&mut self, visit: &Ended<'_>) {
+        let settings = self.settings;
+        let (site_hour, full) = self.site_hour(visit.start, visit.site);
+        site_hour.fold_ended(visit, &settings, full);
+    }
+
+    /// Counts an engagement report in its visit's start hour.
+    pub fn fold_engaged(&mut self, engaged: &Engaged<'_>) {
+        let settings = self.settings;
+        let (site_hour, full) = self.site_hour(engaged.start, engaged.site);
+        site_hour.fold_engaged(engaged, &settings, full);
+    }
+
+    /// The rows of `site` in the hour of `time`, or of `(other)` when the
+    /// hour is full of sites (and whether it was).
+    fn site_hour(&mut self, time: i64, site: &str) -> (&mut SiteHour, bool) {
+        let hour = time.div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        let max_sites = self.settings.limits.max_sites;
+        let sites = self.hours.entry(hour).or_default();
+        let full = !sites.contains_key(site) && sites.len() >= max_sites;
+        let site = if full { OVERFLOW } else { site };
+        if !sites.contains_key(site) {
+            sites.insert(site.into(), SiteHour::default());
+        }
+        (sites.get_mut(site).expect("inserted above"), full)
+    }
+
     /// Adds one row as it is (restoring a checkpoint): merged into an
     /// existing one, never subject to the limits, which applied when it was
     /// folded. `None` when `dims` are not valid for `table`.
@@ -669,6 +852,7 @@ impl Buckets {
             Table::Sources => put(&mut site_hour.sources, dims, bucket, lg_k),
             Table::Devices => put(&mut site_hour.devices, dims, bucket, lg_k),
             Table::Countries => put(&mut site_hour.countries, dims, bucket, lg_k),
+            Table::Visits => put(&mut site_hour.visits, dims, bucket, lg_k),
         }
     }
 
@@ -740,6 +924,7 @@ impl Buckets {
                         Table::Sources => rows.sources.clear(),
                         Table::Devices => rows.devices.clear(),
                         Table::Countries => rows.countries.clear(),
+                        Table::Visits => rows.visits.clear(),
                     }
                 }
             }
@@ -768,6 +953,7 @@ impl Buckets {
                     .chain(each(&rows.sources, site, hour))
                     .chain(each(&rows.devices, site, hour))
                     .chain(each(&rows.countries, site, hour))
+                    .chain(each(&rows.visits, site, hour))
             })
         })
     }
@@ -806,11 +992,8 @@ impl Buckets {
                 rows.iter().map(|r| r.dims[i]),
             )));
         }
-        for count in table.counts() {
-            let values = rows.iter().map(|r| match count {
-                Count::Views => r.bucket.views,
-                Count::Entries => r.bucket.entries,
-            });
+        for i in 0..table.counts().len() {
+            let values = rows.iter().map(|r| r.bucket.counts[i]);
             columns.push(Arc::new(Int64Array::from_iter_values(values)));
         }
         let sketches: Vec<Vec<u8>> = rows
@@ -875,8 +1058,8 @@ mod tests {
                     r.site.to_owned(),
                     r.hour,
                     r.dims[0].unwrap().to_owned(),
-                    r.bucket.views,
-                    r.bucket.entries,
+                    r.bucket.counts[0],
+                    r.bucket.counts[1],
                 )
             })
             .collect();
@@ -910,8 +1093,8 @@ mod tests {
                     r.site.to_owned(),
                     r.hour,
                     r.dims[0].unwrap().to_owned(),
-                    r.bucket.views,
-                    r.bucket.entries,
+                    r.bucket.counts[0],
+                    r.bucket.counts[1],
                     r.bucket.visitors.to_sketch(12).estimate().round(),
                 )
             })
@@ -938,8 +1121,8 @@ mod tests {
                         .iter()
                         .map(|d| d.map(str::to_owned))
                         .collect::<Vec<_>>(),
-                    r.bucket.views,
-                    r.bucket.entries,
+                    r.bucket.counts[0],
+                    r.bucket.counts[1],
                     r.bucket.visitors.to_sketch(12).estimate().round(),
                 )
             })
@@ -983,21 +1166,21 @@ mod tests {
         assert_eq!(
             table(&b, Table::Sources),
             [
-                (vec![None, None, None, None], 1, 1, 1.0),
-                (vec![None, s("news"), s("email"), None], 2, 2, 1.0),
-                (vec![s("ref.net"), None, None, None], 1, 1, 1.0),
+                (vec![None, None, None, None], 1, 0, 1.0),
+                (vec![None, s("news"), s("email"), None], 2, 0, 1.0),
+                (vec![s("ref.net"), None, None, None], 1, 0, 1.0),
             ]
         );
         assert_eq!(
             table(&b, Table::Devices),
             [
-                (vec![s("Other"), s("Other"), s("desktop")], 2, 2, 2.0),
-                (vec![s("Safari"), s("iOS"), s("mobile")], 3, 2, 1.0),
+                (vec![s("Other"), s("Other"), s("desktop")], 2, 0, 2.0),
+                (vec![s("Safari"), s("iOS"), s("mobile")], 3, 0, 1.0),
             ]
         );
         assert_eq!(
             table(&b, Table::Countries),
-            [(vec![None], 2, 2, 2.0), (vec![s("FR")], 3, 2, 1.0)]
+            [(vec![None], 2, 0, 2.0), (vec![s("FR")], 3, 0, 1.0)]
         );
 
         // Without a GeoIP database there is no countries table at all.
@@ -1049,12 +1232,98 @@ mod tests {
         assert_eq!(overflowed, 3);
         let rows = table(&b, Table::Sources);
         assert_eq!(rows.len(), 3);
-        assert!(rows.contains(&(vec![Some(OVERFLOW.into()), None, None, None], 3, 3, 3.0)));
+        assert!(rows.contains(&(vec![Some(OVERFLOW.into()), None, None, None], 3, 0, 3.0)));
         assert_eq!(
-            rows.iter().map(|r| r.2).sum::<i64>(),
+            rows.iter().map(|r| r.1).sum::<i64>(),
             5,
             "every entry counts"
         );
+    }
+
+    #[test]
+    fn an_ended_visit_counts_in_the_hour_it_started() {
+        let mut b = Buckets::new(12).unwrap();
+        let key = VisitorKey::from_hash(42);
+        // Began at 10:50 from a newsletter, read three pages, left at 11:20.
+        let ended = Ended {
+            site: "a.com",
+            start: T0 + 50 * 60,
+            entry_page: "/in",
+            exit_page: "/out",
+            landed: true,
+            source: [Some("news.example"), Some("mail"), None, None],
+            pageviews: 3,
+            bounce: false,
+            duration_s: 30 * 60,
+            visitor: key,
+        };
+        b.fold_ended(&ended);
+        // And one that began with internal navigation: no source of its own,
+        // and its visitor is not among the direct visitors.
+        b.fold_ended(&Ended {
+            entry_page: "/in",
+            exit_page: "/in",
+            landed: false,
+            source: [None; 4],
+            pageviews: 1,
+            bounce: true,
+            duration_s: 0,
+            visitor: VisitorKey::from_hash(43),
+            ..ended
+        });
+        b.fold_engaged(&Engaged {
+            site: "a.com",
+            start: T0 + 50 * 60,
+            page: "/out",
+            engaged_ms: 4_500,
+            new_pair: true,
+            scroll_added: 80,
+            new_scroll: true,
+        });
+        let rows = |t: Table| -> Vec<(Vec<Option<String>>, Vec<i64>, f64)> {
+            let mut rows: Vec<(Vec<Option<String>>, Vec<i64>, f64)> = b
+                .rows_of(t)
+                .map(|r| {
+                    assert_eq!(r.hour, T0, "the start hour");
+                    (
+                        r.dims[..t.dims().len()]
+                            .iter()
+                            .map(|d| d.map(String::from))
+                            .collect(),
+                        r.bucket.counts[..t.counts().len()].to_vec(),
+                        r.bucket.visitors.to_sketch(12).estimate().round(),
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            rows(Table::Visits),
+            [(vec![s("/in")], vec![2, 1, 4, 1800], 2.0)]
+        );
+        assert_eq!(
+            rows(Table::Sources),
+            [
+                (vec![None, None, None, None], vec![0, 1, 1, 1, 0], 0.0),
+                (
+                    vec![s("news.example"), s("mail"), None, None],
+                    vec![0, 1, 0, 3, 1800],
+                    1.0
+                ),
+            ]
+        );
+        // Exits and engagement carry no visitor: a page's visitors are its
+        // viewers in the hour.
+        assert_eq!(
+            rows(Table::Pages),
+            [
+                (vec![s("/in")], vec![0, 0, 1, 0, 0, 0, 0], 0.0),
+                (vec![s("/out")], vec![0, 0, 1, 4_500, 1, 80, 1], 0.0),
+            ]
+        );
+        assert!(b.rows_of(Table::Devices).next().is_none());
     }
 
     #[test]
@@ -1118,7 +1387,7 @@ mod tests {
             .unwrap();
         assert_eq!(hours.value(0), T0 * 1_000_000);
         assert_eq!(hours.value(2), (T0 + 3600) * 1_000_000);
-        let sketches = col(5);
+        let sketches = col(10);
         let sketches = sketches.as_any().downcast_ref::<BinaryArray>().unwrap();
         let s = HllSketch::deserialize(sketches.value(0)).unwrap();
         assert_eq!(s.estimate(), 1.0);
@@ -1140,7 +1409,7 @@ mod tests {
             "no sketch yet"
         );
         assert!(
-            std::mem::size_of::<Bucket>() <= 40,
+            std::mem::size_of::<Bucket>() <= 72,
             "{}",
             std::mem::size_of::<Bucket>()
         );
@@ -1192,7 +1461,7 @@ mod tests {
         );
         for table in [Table::Pages, Table::Devices] {
             assert_eq!(
-                b.rows_of(table).map(|r| r.bucket.views).sum::<i64>(),
+                b.rows_of(table).map(|r| r.bucket.counts[0]).sum::<i64>(),
                 9,
                 "every view still counts in {table:?}"
             );
@@ -1287,7 +1556,7 @@ mod tests {
                         let image = canonical_image(&r.bucket.visitors.to_sketch(lg_k), lg_k);
                         let sketch = HllSketch::deserialize(&image).unwrap();
                         let dims = r.dims.map(|d| d.map(str::to_owned));
-                        ((r.table, r.site.to_owned(), r.hour, dims), r.bucket.views, r.bucket.entries, union_estimate(lg_k, [&sketch]))
+                        ((r.table, r.site.to_owned(), r.hour, dims), r.bucket.counts[0], r.bucket.counts[1], union_estimate(lg_k, [&sketch]))
                     })
                     .collect::<Vec<_>>();
                 rows.sort_by(|a, b| a.0.cmp(&b.0));

@@ -35,12 +35,15 @@ use parquet::file::properties::WriterProperties;
 use crate::buckets::{Bucket, Buckets, DimText, MAX_DIMS, Row, date_of};
 use crate::error::Error;
 use crate::writer::{flush_token, partition_dir};
+use footfall_schemas::tables::MAX_COUNTS;
 use footfall_schemas::tables::Table;
 
 const FILE: &str = "checkpoint";
-/// 2: rows of every table (`table`, dimensions `d0`..`d3`). 1: `pages`
-/// rows only (`page`), still read so an upgrade after a crash loses nothing.
-const VERSION: &str = "2";
+/// 3: every count of a row (`c0`..`c6`, in its table's order). 2: rows of
+/// every table (`table`, dimensions `d0`..`d3`) with `views` and
+/// `entries`. 1: `pages` rows only (`page`). The older ones are still read,
+/// so an upgrade after a crash loses nothing.
+const VERSION: &str = "3";
 const KEY_VERSION: &str = "footfall.checkpoint.version";
 const KEY_FLUSH: &str = "footfall.checkpoint.pending_flush";
 const KEY_LG_K: &str = "footfall.hll.lg_k";
@@ -74,9 +77,8 @@ pub fn save(
         Field::new("hour", DataType::Int64, false),
     ];
     fields.extend((0..MAX_DIMS).map(|i| Field::new(format!("d{i}"), DataType::Utf8, true)));
+    fields.extend((0..MAX_COUNTS).map(|i| Field::new(format!("c{i}"), DataType::Int64, false)));
     fields.extend([
-        Field::new("views", DataType::Int64, false),
-        Field::new("entries", DataType::Int64, false),
         Field::new("visitors", DataType::Binary, false),
         Field::new("pending", DataType::Boolean, false),
     ]);
@@ -110,14 +112,13 @@ pub fn save(
             rows.iter().map(|(r, _)| r.dims[i]),
         )));
     }
+    for i in 0..MAX_COUNTS {
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(r, _)| r.bucket.counts[i]),
+        )));
+    }
     columns.extend([
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|(r, _)| r.bucket.views),
-        )) as ArrayRef,
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|(r, _)| r.bucket.entries),
-        )),
-        Arc::new(BinaryArray::from_iter_values(images.iter())),
+        Arc::new(BinaryArray::from_iter_values(images.iter())) as ArrayRef,
         Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(*p)))),
     ]);
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::Arrow)?;
@@ -214,7 +215,7 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
         what,
     };
     let version = get(KEY_VERSION);
-    if !matches!(version.as_deref(), Some("1" | "2")) {
+    if !matches!(version.as_deref(), Some("1" | "2" | "3")) {
         return Err(corrupt(format!("unknown version {version:?}")));
     }
     let lg_k = get(KEY_LG_K).and_then(|v| v.parse::<u8>().ok());
@@ -247,7 +248,15 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
             vec![strings("page")?]
         };
         let (sites, hours) = (strings("site")?, ints("hour")?);
-        let (views, entries) = (ints("views")?, ints("entries")?);
+        // Version 3 has every count; 1 and 2 had `views` and `entries`
+        // (a source's landings were both).
+        let counts: Option<Vec<&Int64Array>> = (0..MAX_COUNTS)
+            .map(|i| column::<Int64Array>(&batch, &format!("c{i}")))
+            .collect();
+        let legacy = match counts {
+            Some(_) => None,
+            None => Some((ints("views")?, ints("entries")?)),
+        };
         let sketches = column::<BinaryArray>(&batch, "visitors").ok_or_else(|| bad("visitors"))?;
         let pending = column::<BooleanArray>(&batch, "pending").ok_or_else(|| bad("pending"))?;
         for i in 0..batch.num_rows() {
@@ -283,7 +292,7 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
                     sites.value(i),
                     hour,
                     text,
-                    Bucket::from_parts(views.value(i), entries.value(i), sketch),
+                    Bucket::from_parts(row_counts(table, counts.as_deref(), legacy, i), sketch),
                 )
                 .ok_or_else(|| corrupt(format!("row {i}: invalid {} dimensions", table.name())))?;
         }
@@ -292,6 +301,31 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
         buckets,
         already_written,
     }))
+}
+
+/// Row `i`'s counts, from the `c*` columns or, in an older checkpoint,
+/// from `views` and `entries` as that table used them.
+fn row_counts(
+    table: Table,
+    counts: Option<&[&Int64Array]>,
+    legacy: Option<(&Int64Array, &Int64Array)>,
+    i: usize,
+) -> [i64; MAX_COUNTS] {
+    let mut out = [0; MAX_COUNTS];
+    match (counts, legacy) {
+        (Some(columns), _) => {
+            for (slot, column) in out.iter_mut().zip(columns) {
+                *slot = column.value(i);
+            }
+        }
+        (None, Some((views, entries))) => match table {
+            Table::Pages => out[..2].copy_from_slice(&[views.value(i), entries.value(i)]),
+            Table::Sources => out[0] = entries.value(i),
+            _ => out[0] = views.value(i),
+        },
+        (None, None) => {}
+    }
+    out
 }
 
 fn partition_has(data_dir: &Path, table: Table, date: chrono::NaiveDate, token: &str) -> bool {
@@ -329,7 +363,7 @@ mod tests {
     fn views(b: &Buckets) -> Vec<(String, i64, i64)> {
         let mut v: Vec<_> = b
             .rows_of(Table::Pages)
-            .map(|r| (r.dims[0].unwrap().to_owned(), r.hour, r.bucket.views))
+            .map(|r| (r.dims[0].unwrap().to_owned(), r.hour, r.bucket.counts[0]))
             .collect();
         v.sort();
         v
@@ -372,8 +406,8 @@ mod tests {
                         r.table,
                         r.hour,
                         r.dims.map(|d| d.map(str::to_owned)),
-                        r.bucket.views,
-                        r.bucket.entries,
+                        r.bucket.counts[0],
+                        r.bucket.counts[1],
                     )
                 })
                 .collect();

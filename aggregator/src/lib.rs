@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod rollup;
 pub mod service;
+pub mod sessions;
 mod sip;
 pub mod writer;
 

@@ -239,11 +239,18 @@ impl Merged {
             .iter()
             .map(|(name, _)| column(batch, name))
             .collect::<Result<_, _>>()?;
-        let counts: Vec<&Int64Array> = self
+        // A file of schema version 1 has no visit counts: they are zero.
+        let counts: Vec<Option<&Int64Array>> = self
             .table
             .counts()
             .iter()
-            .map(|c| column(batch, c.name()))
+            .map(|c| match column(batch, c.name()) {
+                Ok(array) => Ok(Some(array)),
+                Err(_) if c.of_visits() && batch.schema().column_with_name(c.name()).is_none() => {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            })
             .collect::<Result<_, _>>()?;
         let sketches: &BinaryArray = column(batch, "visitors")?;
         for i in 0..batch.num_rows() {
@@ -264,7 +271,7 @@ impl Merged {
                 )
             });
             for (sum, c) in sums.iter_mut().zip(&counts) {
-                *sum += c.value(i);
+                *sum += c.map_or(0, |c| c.value(i));
             }
             union.update(&sketch);
         }
@@ -431,8 +438,13 @@ mod tests {
         assert_eq!(
             pages,
             [
-                ("a.com".into(), vec![s("/")], vec![3, 3], 2.0),
-                ("a.com".into(), vec![s("/x")], vec![1, 1], 1.0),
+                ("a.com".into(), vec![s("/")], vec![3, 3, 0, 0, 0, 0, 0], 2.0),
+                (
+                    "a.com".into(),
+                    vec![s("/x")],
+                    vec![1, 1, 0, 0, 0, 0, 0],
+                    1.0
+                ),
             ]
         );
         assert_eq!(
@@ -445,11 +457,16 @@ mod tests {
         assert_eq!(
             sources,
             [
-                ("a.com".into(), vec![None, None, None, None], vec![3], 2.0),
+                (
+                    "a.com".into(),
+                    vec![None, None, None, None],
+                    vec![3, 0, 0, 0, 0],
+                    2.0
+                ),
                 (
                     "a.com".into(),
                     vec![s("ref.net"), None, None, None],
-                    vec![1],
+                    vec![1, 0, 0, 0, 0],
                     1.0
                 ),
             ]
@@ -467,7 +484,7 @@ mod tests {
             "{late:?}"
         );
         let (pages, covers) = read_rollup(tmp.path(), Table::Pages);
-        assert_eq!(pages[0].2, vec![4, 4]);
+        assert_eq!(pages[0].2, vec![4, 4, 0, 0, 0, 0, 0]);
         assert_eq!(pages[0].3, 3.0);
         assert_eq!(covers.split(',').count(), 3);
     }

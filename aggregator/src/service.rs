@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use footfall_schemas::tables::{STATE_DIR, Table};
-use footfall_schemas::{Visit, VisitSink};
+use footfall_schemas::{Engagement, Visit, VisitSink};
 
 use crate::buckets::{Buckets, Folded, Limits};
 use crate::checkpoint;
 use crate::error::Error;
+use crate::sessions::{SessionSettings, Sessions};
 use crate::writer::{new_flush_id, write_file};
 
 /// How long after a UTC day ends its rollup waits: the last hour closes at
@@ -49,6 +50,9 @@ pub struct AggregatorConfig {
     /// Whether to write the `countries` table (visits carry a country only
     /// when a GeoIP database was given).
     pub countries: bool,
+    /// How visits are cut; `None` keeps no visits at all (no per-visitor
+    /// state outlives a request, and no visit counts are written).
+    pub sessions: Option<SessionSettings>,
 }
 
 /// Open buckets behind one mutex, and the machinery to write them.
@@ -60,6 +64,9 @@ pub struct AggregatorConfig {
 pub struct Aggregator {
     config: AggregatorConfig,
     open: Mutex<Buckets>,
+    /// The open visits, if sessions are on. Locked before `open` whenever
+    /// both are held, never after.
+    sessions: Option<Mutex<Sessions>>,
     /// Buckets whose write failed, with the reason: kept in memory and
     /// retried on every tick, so a full or read-only disk loses nothing
     /// while memory lasts.
@@ -144,9 +151,11 @@ impl Aggregator {
         let today = chrono::Utc::now().date_naive();
         let recent =
             (1..=ROLLUP_LOOKBACK_DAYS).filter_map(|n| today.checked_sub_days(chrono::Days::new(n)));
+        let sessions = config.sessions.map(|s| Mutex::new(Sessions::new(s)));
         Ok(Self {
             config,
             open: Mutex::new(buckets),
+            sessions,
             failed: Mutex::new(None),
             flushing: Mutex::new(()),
             dirty: AtomicU64::new(0),
@@ -365,6 +374,11 @@ impl Aggregator {
         // every tick.
         let mut backoff = Duration::ZERO;
         let mut retry_after = Instant::now();
+        // The hour whose closed predecessors were last written: ended
+        // visits keep adding rows to past hours, and those wait for the
+        // next hour's flush (or a periodic one, or the stop) rather than
+        // making a file every tick.
+        let mut flushed_in_hour: Option<i64> = None;
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -372,11 +386,13 @@ impl Aggregator {
                 () = &mut stop => return,
             }
             let now = clock();
+            self.sweep_visits(now);
+            let this_hour = now.div_euclid(3600);
             let periodic = self
                 .config
                 .flush_interval
                 .is_some_and(|every| last_flush.elapsed() >= every);
-            let closed = lock(&self.open).has_closed(now);
+            let closed = flushed_in_hour != Some(this_hour) && lock(&self.open).has_closed(now);
             let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
             let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
@@ -407,6 +423,7 @@ impl Aggregator {
                     if flushed {
                         backoff = Duration::ZERO;
                         last_flush = Instant::now();
+                        flushed_in_hour = Some(this_hour);
                     }
                 }
                 Ok(Err((what, e))) => {
@@ -424,9 +441,39 @@ impl Aggregator {
         }
     }
 
-    /// Writes every open bucket, retrying with backoff (up to `attempts`
-    /// times) so a disk that is briefly full does not lose a stop's data.
+    /// Ends the expired visits of the next part of the open ones (the whole
+    /// set every 30 calls), counting each in the hour it started.
+    pub fn sweep_visits(&self, now: i64) {
+        if let Some(sessions) = &self.sessions {
+            let mut sessions = lock(sessions);
+            let budget = sessions.len() / 30 + 1024;
+            let mut ended = 0;
+            sessions.sweep(now, budget, |visit| {
+                lock(&self.open).fold_ended(visit);
+                ended += 1;
+            });
+            if ended > 0 {
+                self.dirty.fetch_add(ended, Relaxed);
+            }
+        }
+    }
+
+    /// Ends every open visit (a stop), counting each in its start hour.
+    pub fn end_visits(&self) {
+        if let Some(sessions) = &self.sessions {
+            let mut sessions = lock(sessions);
+            let mut open = lock(&self.open);
+            sessions.end_all(|visit| open.fold_ended(visit));
+            self.dirty.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Ends every open visit and writes every open bucket, retrying with
+    /// backoff (up to `attempts` times) so a disk that is briefly full does
+    /// not lose a stop's data. Only for a stop: nothing may be recorded
+    /// after it.
     pub async fn flush_all(self: &Arc<Self>, attempts: u32) -> Result<(), Error> {
+        self.end_visits();
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
@@ -452,6 +499,9 @@ impl VisitSink for Aggregator {
     fn record(&self, visit: &Visit<'_>) {
         let folded = lock(&self.open).fold(visit);
         self.dirty.fetch_add(1, Relaxed);
+        if let Some(sessions) = &self.sessions {
+            lock(sessions).pageview(visit, |ended| lock(&self.open).fold_ended(ended));
+        }
         if folded != Folded::default() {
             let m = &self.metrics;
             for (hit, counter) in [
@@ -463,6 +513,21 @@ impl VisitSink for Aggregator {
                     counter.fetch_add(1, Relaxed);
                 }
             }
+        }
+    }
+
+    fn engage(&self, engagement: &Engagement<'_>) -> bool {
+        let Some(sessions) = &self.sessions else {
+            return false;
+        };
+        let mut sessions = lock(sessions);
+        match sessions.engage(engagement) {
+            Some(engaged) => {
+                lock(&self.open).fold_engaged(&engaged);
+                self.dirty.fetch_add(1, Relaxed);
+                true
+            }
+            None => false,
         }
     }
 
@@ -571,7 +636,46 @@ impl VisitSink for Aggregator {
                 load(&m.site_overflow).to_string(),
             ),
         ];
-        for (name, kind, help, value) in &series {
+        let mut visits = Vec::new();
+        if let Some(sessions) = &self.sessions {
+            let (open, tally) = {
+                let s = lock(sessions);
+                (s.len(), s.tally())
+            };
+            visits = vec![
+                (
+                    "footfall_visits_open",
+                    "gauge",
+                    "Visits open in memory (never written until they end).",
+                    open.to_string(),
+                ),
+                (
+                    "footfall_visits_started_total",
+                    "counter",
+                    "Visits started.",
+                    tally.started.to_string(),
+                ),
+                (
+                    "footfall_visits_ended_total",
+                    "counter",
+                    "Visits ended and counted in the tables.",
+                    tally.ended.to_string(),
+                ),
+                (
+                    "footfall_visits_untracked_total",
+                    "counter",
+                    "New visitors not tracked as a visit because --max-visits were open (their views count as usual).",
+                    tally.untracked.to_string(),
+                ),
+                (
+                    "footfall_engagements_without_visit_total",
+                    "counter",
+                    "Engagement reports that found no open visit (dropped).",
+                    tally.orphan_engagements.to_string(),
+                ),
+            ];
+        }
+        for (name, kind, help, value) in series.iter().chain(&visits) {
             if !kind.is_empty() {
                 let family = name.split('{').next().unwrap_or(name);
                 let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
@@ -663,6 +767,7 @@ mod tests {
             flush_interval: None,
             limits: Limits::default(),
             countries: false,
+            sessions: Some(Default::default()),
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use footfall_schemas::{Campaign, Device, Visit, VisitorKey};
+use footfall_schemas::{Campaign, Device, Engagement, Visit, VisitorKey};
 use siphasher::sip::{SipHasher13, SipHasher24};
 
 use crate::agent::classify;
@@ -131,9 +131,29 @@ pub struct Context<'a> {
     pub shields: &'a Shields,
 }
 
+/// Where `anonymise` hands what it made: a closure taking visits is one
+/// (engagement reports then count for nothing); the server's counts both.
+pub trait Record {
+    /// One anonymous page view; copy whatever is kept.
+    fn visit(&mut self, visit: &Visit<'_>);
+
+    /// One anonymous engagement report: false when it counted for nothing
+    /// (no open visit).
+    fn engage(&mut self, _engagement: &Engagement<'_>) -> bool {
+        false
+    }
+}
+
+impl<F: FnMut(&Visit<'_>)> Record for F {
+    fn visit(&mut self, visit: &Visit<'_>) {
+        self(visit)
+    }
+}
+
 /// Turns a beacon into one visit per site it counts for, each handed to
 /// `record` (which must copy whatever it keeps: the visit borrows from the
-/// beacon and from this call).
+/// beacon and from this call). An `engagement` beacon becomes one
+/// engagement report per site instead, for the visit its key has open.
 ///
 /// `dropped_for` hears of each site that did not count the view because
 /// of the site itself (not on the allow-list, or the URL not on it), with
@@ -154,7 +174,7 @@ pub fn anonymise(
     beacon: &Beacon<'_>,
     client: Client<'_>,
     cx: &Context<'_>,
-    mut record: impl FnMut(&Visit<'_>),
+    mut record: impl Record,
     mut dropped_for: impl FnMut(&str, DropReason),
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
@@ -187,11 +207,11 @@ pub fn anonymise(
     if cx.honor_gpc && client.gpc {
         return Ok(Some(DropReason::Gpc));
     }
-    match &*beacon.name {
-        "pageview" => {}
-        "engagement" => return Ok(Some(DropReason::Engagement)),
+    let engagement = match &*beacon.name {
+        "pageview" => false,
+        "engagement" => true,
         _ => return Ok(Some(DropReason::CustomEvent)),
-    }
+    };
     if cx.shields.excludes_page(&page.page) {
         return Ok(Some(DropReason::Excluded));
     }
@@ -222,6 +242,20 @@ pub fn anonymise(
             dropped_for(site, reason);
             continue;
         }
+        if engagement {
+            let counted = record.engage(&Engagement {
+                site,
+                time: cx.now,
+                page: &page.page,
+                engaged_ms: beacon.engaged_ms,
+                scroll_depth: beacon.scroll_depth,
+                visitor: visitor_key(cx.salt, site, client),
+            });
+            if !counted {
+                dropped.get_or_insert(DropReason::NoVisit);
+            }
+            continue;
+        }
         let entry = referrer.as_deref().is_none_or(|r| !on_site(r, site));
         let campaign = if entry {
             landing_campaign
@@ -235,7 +269,7 @@ pub fn anonymise(
             dropped.get_or_insert(DropReason::RateLimit);
             continue;
         }
-        record(&Visit {
+        record.visit(&Visit {
             site,
             time: cx.now,
             page: &page.page,
@@ -335,7 +369,7 @@ mod tests {
             &beacon,
             client,
             &cx,
-            |v| {
+            |v: &Visit<'_>| {
                 out.push(Visit {
                     site: keep(v.site),
                     page: keep(v.page),
@@ -510,7 +544,7 @@ mod tests {
             ),
             (
                 r#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":40,"e":1200}"#,
-                Some(DropReason::Engagement),
+                Some(DropReason::NoVisit),
             ),
             (
                 r#"{"u":"https://shop.example.com/","d":"example.com"}"#,
@@ -543,7 +577,7 @@ mod tests {
             &beacon,
             client("203.0.113.9"),
             &cx,
-            |v| counted.push(v.site.to_owned()),
+            |v: &Visit<'_>| counted.push(v.site.to_owned()),
             |site, reason| refused.push((site.to_owned(), reason)),
         );
         assert_eq!(r, Ok(Some(DropReason::UnknownSite)));
@@ -561,7 +595,7 @@ mod tests {
             user_agent: b"curl/8.0",
             ..client("203.0.113.9")
         };
-        let r = anonymise(&beacon, bot, &cx, |_| {}, |_, _| named += 1);
+        let r = anonymise(&beacon, bot, &cx, |_: &Visit<'_>| {}, |_, _| named += 1);
         assert_eq!((r, named), (Ok(Some(DropReason::Bot)), 0));
     }
 

@@ -34,7 +34,16 @@ pub struct Beacon<'a> {
     pub screen_width: Option<u32>,
     /// Hash routing: the fragment is part of the page.
     pub hash_mode: bool,
+    /// An engagement's deepest scroll, 0–100 % (`sd`; larger is read as
+    /// 100, Plausible's 255 and anything negative as unknown).
+    pub scroll_depth: Option<u8>,
+    /// An engagement's engaged milliseconds (`e`); values of 30 days or
+    /// more, which old trackers sent, are ignored.
+    pub engaged_ms: Option<u32>,
 }
+
+/// The least `e` that is not believed: 30 days, in milliseconds.
+pub const MAX_ENGAGED_MS: u32 = 30 * 24 * 3600 * 1000;
 
 /// Decodes a JSON beacon body. Long (`url`) and short (`u`) keys are both
 /// accepted; unknown keys are ignored.
@@ -259,6 +268,11 @@ fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
         referrer: wire.referrer.filter(|r| !r.is_empty()),
         screen_width: wire.screen_width,
         hash_mode: wire.hash_mode,
+        scroll_depth: wire
+            .scroll_depth
+            .filter(|&d| d != 255)
+            .map(|d| d.min(100) as u8),
+        engaged_ms: wire.engaged_ms.filter(|&e| e < MAX_ENGAGED_MS),
     })
 }
 
@@ -316,11 +330,13 @@ fn plain_json(body: &[u8]) -> Option<Wire<'_>> {
                 ("d" | "domain", Scalar::Str(v)) => wire.domain = Some(Cow::Borrowed(v)),
                 ("r" | "referrer", Scalar::Str(v)) => wire.referrer = Some(Cow::Borrowed(v)),
                 ("r" | "referrer", Scalar::Null) => wire.referrer = None,
-                ("w" | "screen_width", Scalar::Str(_)) | ("h" | "hash", Scalar::Str(_)) => {
+                ("w" | "screen_width" | "h" | "hash" | "sd" | "e", Scalar::Str(_)) => {
                     // Loose's reading of numbers in strings: serde's road.
                     return None;
                 }
                 ("w" | "screen_width", v) => wire.screen_width = v.loose().as_u32(),
+                ("sd", v) => wire.scroll_depth = v.loose().as_u32(),
+                ("e", v) => wire.engaged_ms = v.loose().as_u32(),
                 ("h" | "hash", v) => wire.hash_mode = v.loose().truthy(),
                 // A string field given something else is an error to report.
                 ("n" | "name" | "u" | "url" | "d" | "domain" | "r" | "referrer", _) => {
@@ -444,6 +460,8 @@ struct Wire<'a> {
     referrer: Option<Cow<'a, str>>,
     screen_width: Option<u32>,
     hash_mode: bool,
+    scroll_depth: Option<u32>,
+    engaged_ms: Option<u32>,
 }
 
 /// A hand-written visitor rather than a derive: it borrows strings, accepts
@@ -473,6 +491,8 @@ impl<'de> Visitor<'de> for WireVisitor {
                     wire.screen_width = map.next_value::<Loose>()?.as_u32();
                 }
                 "h" | "hash" => wire.hash_mode = map.next_value::<Loose>()?.truthy(),
+                "sd" => wire.scroll_depth = map.next_value::<Loose>()?.as_u32(),
+                "e" => wire.engaged_ms = map.next_value::<Loose>()?.as_u32(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -84,8 +84,9 @@ pub enum DropReason {
     /// An event other than `pageview` or `engagement`: custom events have no
     /// table yet.
     CustomEvent,
-    /// Plausible's engagement event (scroll depth, time on page): not a view.
-    Engagement,
+    /// An engagement report (scroll depth, time on page) whose visitor has
+    /// no open visit to count it for, or sessions are off.
+    NoVisit,
     /// The site is not on the `--site` allow-list.
     UnknownSite,
     /// The page URL's host is neither the site nor one of its subdomains.
@@ -108,7 +109,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::CustomEvent => "custom-event",
-            DropReason::Engagement => "engagement",
+            DropReason::NoVisit => "no-visit",
             DropReason::UnknownSite => "unknown-site",
             DropReason::UrlNotOnSite => "url-not-on-site",
             DropReason::Bot => "bot",
@@ -121,7 +122,7 @@ impl DropReason {
     /// Every variant, for pre-registering metrics.
     pub const ALL: [DropReason; 8] = [
         DropReason::CustomEvent,
-        DropReason::Engagement,
+        DropReason::NoVisit,
         DropReason::UnknownSite,
         DropReason::UrlNotOnSite,
         DropReason::Bot,

@@ -13,6 +13,7 @@ use crate::error::{BeaconError, DropReason};
 pub struct Metrics {
     counted: AtomicU64,
     visits: AtomicU64,
+    engagements: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     rejected: [AtomicU64; BeaconError::ALL.len()],
 }
@@ -21,6 +22,10 @@ impl Metrics {
     pub(crate) fn counted(&self, visits: usize) {
         self.counted.fetch_add(1, Relaxed);
         self.visits.fetch_add(visits as u64, Relaxed);
+    }
+
+    pub(crate) fn engaged(&self, reports: u64) {
+        self.engagements.fetch_add(reports, Relaxed);
     }
 
     pub(crate) fn dropped(&self, reason: DropReason) {
@@ -55,6 +60,15 @@ impl Metrics {
              # TYPE footfall_views_total counter\n",
         );
         let _ = writeln!(out, "footfall_views_total {}", self.visits.load(Relaxed));
+        out.push_str(
+            "# HELP footfall_engagements_total Engagement reports counted for an open visit (one per site).\n\
+             # TYPE footfall_engagements_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "footfall_engagements_total {}",
+            self.engagements.load(Relaxed)
+        );
         out.push_str(
             "# HELP footfall_beacons_dropped_total Well-formed beacons answered 202 but not counted, by reason.\n\
              # TYPE footfall_beacons_dropped_total counter\n",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use footfall_schemas::VisitSink;
+use footfall_schemas::{Engagement, Visit, VisitSink};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::anonymise::{Client, Context, SiteFilter, anonymise};
+use crate::anonymise::{Client, Context, Record, SiteFilter, anonymise};
 use crate::beacon::{Beacon, QUERY_SCRATCH, decode_json, decode_query};
 use crate::error::{BeaconError, DropReason};
 use crate::geo::GeoDb;
@@ -199,19 +199,19 @@ impl Collector {
             honor_gpc: self.config.honor_gpc,
             shields: &self.config.shields,
         };
-        let mut counted = 0;
-        let dropped = anonymise(
-            &beacon,
-            client,
-            &cx,
-            |visit| {
-                self.sink.record(visit);
-                counted += 1;
-            },
-            |site, reason| self.notices.tell(site, reason, now),
-        )?;
-        if counted > 0 {
-            self.metrics.counted(counted);
+        let mut sink = Counting {
+            sink: &*self.sink,
+            views: 0,
+            engagements: 0,
+        };
+        let dropped = anonymise(&beacon, client, &cx, &mut sink, |site, reason| {
+            self.notices.tell(site, reason, now)
+        })?;
+        if sink.views > 0 {
+            self.metrics.counted(sink.views);
+        }
+        if sink.engagements > 0 {
+            self.metrics.engaged(sink.engagements);
         }
         Ok(dropped)
     }
@@ -249,6 +249,26 @@ impl Collector {
             }
         }
         client
+    }
+}
+
+/// The sink, counting the views handed to it.
+struct Counting<'a> {
+    sink: &'a dyn VisitSink,
+    views: usize,
+    engagements: u64,
+}
+
+impl Record for &mut Counting<'_> {
+    fn visit(&mut self, visit: &Visit<'_>) {
+        self.sink.record(visit);
+        self.views += 1;
+    }
+
+    fn engage(&mut self, engagement: &Engagement<'_>) -> bool {
+        let counted = self.sink.engage(engagement);
+        self.engagements += u64::from(counted);
+        counted
     }
 }
 

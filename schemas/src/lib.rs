@@ -83,6 +83,42 @@ impl<'a> Visit<'a> {
     }
 }
 
+/// One anonymous engagement report: a visitor leaving a page (an SPA
+/// navigation, or the page hidden) says how long it was engaged and how far
+/// it scrolled. It counts for the visit the visitor key has open, if any,
+/// and never as a view.
+///
+/// Borrowed like a [`Visit`], for one [`VisitSink::engage`] call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Engagement<'a> {
+    /// The site, normalised as a visit's.
+    pub site: &'a str,
+    /// Arrival time, Unix seconds (server time).
+    pub time: i64,
+    /// The page being left, normalised as a visit's.
+    pub page: &'a str,
+    /// Engaged milliseconds since the page's last report; `None` when not
+    /// sent or not believable (30 days or more).
+    pub engaged_ms: Option<u32>,
+    /// The deepest scroll on the page, 0–100 %; `None` when unknown.
+    pub scroll_depth: Option<u8>,
+    /// Keyed hash of (site, IP, User-Agent), as a visit's.
+    pub visitor: VisitorKey,
+}
+
+impl fmt::Debug for Engagement<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engagement")
+            .field("site", &self.site)
+            .field("time", &self.time)
+            .field("page", &self.page)
+            .field("engaged_ms", &self.engaged_ms)
+            .field("scroll_depth", &self.scroll_depth)
+            .field("visitor", &self.visitor)
+            .finish()
+    }
+}
+
 /// The `utm_source`, `utm_medium` and `utm_campaign` values of a landing
 /// page's URL (trimmed, bounded in length; absent when empty).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,6 +188,12 @@ pub trait VisitSink: Send + Sync + 'static {
     /// Counts one visit. Its text is only lent: whatever the sink keeps, it
     /// copies.
     fn record(&self, visit: &Visit<'_>);
+
+    /// Counts one engagement report for the visit its key has open. False
+    /// when it counted for nothing: no open visit (or sessions are off).
+    fn engage(&self, _engagement: &Engagement<'_>) -> bool {
+        false
+    }
 
     /// Whether the sink can currently persist what it takes; the reason
     /// otherwise (answered on `/healthz` with a 503).

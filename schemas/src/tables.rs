@@ -10,7 +10,10 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Version of the file layout; readers refuse files from a newer one.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2 added the `visits` table and the visit columns of `pages` and
+/// `sources`; a reader of a version-1 file treats them as absent.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Name of the folder under the data dir that holds state (salts, later
 /// checkpoints). Spark and Hive skip paths starting with `_`, and nothing in
@@ -69,15 +72,42 @@ pub enum Table {
     /// Views and visitors per (site, hour, country); only with a GeoIP
     /// database.
     Countries,
+    /// Visits per (site, hour the visit started, entry page): how many, how
+    /// many bounced, their pageviews and summed durations, and the visitors
+    /// who started them. Written when a visit ends; absent when sessions
+    /// are off.
+    Visits,
 }
 
 /// A count column.
+///
+/// The visit counts (`Exits` onwards) belong to the hour the visit
+/// started, and are written when it ends, in a later file than its views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
     /// Page views.
     Views,
     /// Landings: views whose referrer is absent or another site.
     Entries,
+    /// Visits that ended on the page.
+    Exits,
+    /// Engaged milliseconds on the page, summed over visits.
+    EngagedMs,
+    /// (visit, page) pairs with at least one engagement report.
+    Engagements,
+    /// Sum over (visit, page) pairs of the deepest scroll seen, in percent.
+    ScrollSum,
+    /// (visit, page) pairs whose scroll depth is known.
+    Scrolls,
+    /// Visits.
+    Visits,
+    /// Visits of fewer than two pageviews (and, once custom events are
+    /// counted, no interactive one).
+    Bounces,
+    /// The pageviews of the visits.
+    Pageviews,
+    /// Summed visit durations (last activity minus start), in seconds.
+    DurationS,
 }
 
 impl Count {
@@ -86,17 +116,36 @@ impl Count {
         match self {
             Count::Views => "views",
             Count::Entries => "entries",
+            Count::Exits => "exits",
+            Count::EngagedMs => "engaged_ms",
+            Count::Engagements => "engagements",
+            Count::ScrollSum => "scroll_sum",
+            Count::Scrolls => "scrolls",
+            Count::Visits => "visits",
+            Count::Bounces => "bounces",
+            Count::Pageviews => "pageviews",
+            Count::DurationS => "duration_s",
         }
+    }
+
+    /// True for the counts that a visit's end adds (absent in a file of
+    /// schema version 1, and when sessions are off).
+    pub fn of_visits(self) -> bool {
+        !matches!(self, Count::Views | Count::Entries)
     }
 }
 
+/// The most count columns a table has (`pages`: seven).
+pub const MAX_COUNTS: usize = 7;
+
 impl Table {
     /// Every table, in the order they are written.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Pages,
         Table::Sources,
         Table::Devices,
         Table::Countries,
+        Table::Visits,
     ];
 
     /// The folder and metadata name of the table.
@@ -106,6 +155,7 @@ impl Table {
             Table::Sources => "sources",
             Table::Devices => "devices",
             Table::Countries => "countries",
+            Table::Visits => "visits",
         }
     }
 
@@ -122,16 +172,42 @@ impl Table {
             ],
             Table::Devices => &[("browser", false), ("os", false), ("device", false)],
             Table::Countries => &[("country", true)],
+            Table::Visits => &[("entry_page", false)],
         }
     }
 
-    /// The count columns after the dimensions.
+    /// The count columns after the dimensions, at most [`MAX_COUNTS`].
     pub fn counts(self) -> &'static [Count] {
         match self {
-            Table::Pages => &[Count::Views, Count::Entries],
-            Table::Sources => &[Count::Entries],
+            Table::Pages => &[
+                Count::Views,
+                Count::Entries,
+                Count::Exits,
+                Count::EngagedMs,
+                Count::Engagements,
+                Count::ScrollSum,
+                Count::Scrolls,
+            ],
+            Table::Sources => &[
+                Count::Entries,
+                Count::Visits,
+                Count::Bounces,
+                Count::Pageviews,
+                Count::DurationS,
+            ],
             Table::Devices | Table::Countries => &[Count::Views],
+            Table::Visits => &[
+                Count::Visits,
+                Count::Bounces,
+                Count::Pageviews,
+                Count::DurationS,
+            ],
         }
+    }
+
+    /// Where `count` is among [`Table::counts`], if the table has it.
+    pub fn count_index(self, count: Count) -> Option<usize> {
+        self.counts().iter().position(|&c| c == count)
     }
 
     /// The folder and metadata name of the table's daily rollup
@@ -210,12 +286,17 @@ mod tests {
                 ("page", &DataType::Utf8),
                 ("views", &DataType::Int64),
                 ("entries", &DataType::Int64),
+                ("exits", &DataType::Int64),
+                ("engaged_ms", &DataType::Int64),
+                ("engagements", &DataType::Int64),
+                ("scroll_sum", &DataType::Int64),
+                ("scrolls", &DataType::Int64),
                 ("visitors", &DataType::Binary),
             ]
         );
         assert_eq!(schema.metadata()[meta::HLL_LG_K], "12");
         assert_eq!(schema.metadata()[meta::HLL_TYPE], "HLL_4");
-        assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "1");
+        assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "2");
     }
 
     #[test]
@@ -237,6 +318,23 @@ mod tests {
                 "utm_medium?",
                 "utm_campaign?",
                 "entries",
+                "visits",
+                "bounces",
+                "pageviews",
+                "duration_s",
+                "visitors"
+            ]
+        );
+        assert_eq!(
+            columns(Table::Visits),
+            [
+                "site",
+                "hour",
+                "entry_page",
+                "visits",
+                "bounces",
+                "pageviews",
+                "duration_s",
                 "visitors"
             ]
         );
@@ -252,6 +350,7 @@ mod tests {
         );
         for t in Table::ALL {
             assert_eq!(t.schema(12).metadata()[meta::TABLE], t.name());
+            assert!(t.counts().len() <= MAX_COUNTS);
         }
     }
 }

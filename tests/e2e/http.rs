@@ -82,7 +82,7 @@ fn answers_follow_the_beacon_api() {
             br#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":50,"e":3000}"#
                 .to_vec(),
             202,
-            Some("engagement"),
+            Some("no-visit"),
         ),
         (
             "POST",

@@ -197,7 +197,7 @@ fn check_beacon(beacon: &Beacon<'_>) {
         beacon,
         client,
         &cx,
-        |visit| {
+        |visit: &Visit<'_>| {
             check_visit(visit, beacon);
             out.push(format!("{visit:?}"));
         },
@@ -214,7 +214,7 @@ fn check_beacon(beacon: &Beacon<'_>) {
         &slow,
         client,
         &cx,
-        |visit| {
+        |visit: &Visit<'_>| {
             slow_out.push(format!("{visit:?}"));
         },
         |_, _| {},
