@@ -153,9 +153,11 @@ struct ReportArgs {
     #[command(flatten)]
     range: RangeArgs,
 
-    /// Break down by this dimension (page, sources from `sources`, families
+    /// Break down by this dimension (page; entry_page and exit_page, the
+    /// pages visits began and ended on; sources from `sources`, families
     /// from `devices`, `country` from `countries`; `hour` and `day` are time
-    /// series of views); without it, one row of site totals.
+    /// series); without it, one row of site totals. Totals, time series,
+    /// pages, entry and exit pages and sources add their visit numbers.
     #[arg(long, value_parser = dimension_parser())]
     by: Option<footfall_report::Dimension>,
 

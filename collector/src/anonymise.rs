@@ -506,6 +506,71 @@ mod tests {
     }
 
     #[test]
+    fn an_engagement_goes_to_each_site_with_the_views_key_and_never_as_a_view() {
+        struct Sink {
+            views: usize,
+            engagements: Vec<(String, String, Option<u32>, Option<u8>, VisitorKey)>,
+            open: bool,
+        }
+        impl Record for &mut Sink {
+            fn visit(&mut self, _: &Visit<'_>) {
+                self.views += 1;
+            }
+            fn engage(&mut self, e: &Engagement<'_>) -> bool {
+                self.engagements.push((
+                    e.site.into(),
+                    e.page.into(),
+                    e.engaged_ms,
+                    e.scroll_depth,
+                    e.visitor,
+                ));
+                self.open
+            }
+        }
+        let only = SiteFilter::any();
+        let cx = Context {
+            salt: salt(),
+            now: 1_764_079_200,
+            sites: &only,
+            geo: None,
+            honor_gpc: false,
+            shields: &Shields::none(),
+        };
+        let c = client("203.0.113.9");
+        let body = r#"{"n":"engagement","u":"https://example.com/a?q=1#x","d":"example.com,shop.example.com","sd":40,"e":1200}"#;
+        let beacon = decode_json(body.as_bytes()).unwrap();
+        let mut sink = Sink {
+            views: 0,
+            engagements: Vec::new(),
+            open: true,
+        };
+        let r = anonymise(&beacon, c, &cx, &mut sink, |_, _| {});
+        assert_eq!(
+            r,
+            Ok(Some(DropReason::UrlNotOnSite)),
+            "shop.example.com is not the URL's host"
+        );
+        assert_eq!(sink.views, 0);
+        assert_eq!(
+            sink.engagements,
+            [(
+                "example.com".into(),
+                "/a".into(),
+                Some(1200),
+                Some(40),
+                visitor_key(salt(), "example.com", c)
+            )]
+        );
+        // No open visit: said so.
+        sink.open = false;
+        let beacon =
+            decode_json(br#"{"n":"engagement","u":"https://example.com/","d":"example.com"}"#)
+                .unwrap();
+        let r = anonymise(&beacon, c, &cx, &mut sink, |_, _| {});
+        assert_eq!(r, Ok(Some(DropReason::NoVisit)));
+    }
+
+    #[test]
     fn entries_are_views_without_a_same_site_referrer() {
         let cases = [
             (r#""r":null"#, true),

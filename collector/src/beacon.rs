@@ -704,6 +704,33 @@ mod tests {
     }
 
     #[test]
+    fn reads_an_engagement_as_plausible_sends_it() {
+        // Plausible's tracker 0.4.6, verbatim.
+        let body = r#"{"n":"engagement","sd":41,"d":"site.test","u":"http://site.test/a/","e":3003,"v":36}"#;
+        let b = ok(body);
+        assert_eq!((b.scroll_depth, b.engaged_ms), (Some(41), Some(3003)));
+        // The same through serde_json (an escape in the URL): the same read.
+        let escaped = body.replace("/a/", "\\/a\\/");
+        assert_eq!(ok(&escaped), b);
+        // 255 (and anything negative) is unknown, more than 100 is 100;
+        // 30 days of engagement or more is not believed.
+        let read = |sd: &str, e: &str| {
+            let body = format!(
+                r#"{{"n":"engagement","u":"https://a.com/","d":"a.com","sd":{sd},"e":{e}}}"#
+            );
+            let b = ok(&body);
+            (b.scroll_depth, b.engaged_ms)
+        };
+        assert_eq!(read("255", "0"), (None, Some(0)));
+        assert_eq!(read("-3", "1"), (None, Some(1)));
+        assert_eq!(read("180", "2591999999"), (Some(100), Some(2_591_999_999)));
+        assert_eq!(read("0", "2592000000"), (Some(0), None));
+        assert_eq!(read("null", "\"12\""), (None, Some(12)));
+        let b = ok(r#"{"u":"https://a.com/","d":"a.com"}"#);
+        assert_eq!((b.scroll_depth, b.engaged_ms), (None, None));
+    }
+
+    #[test]
     fn decodes_short_and_long_keys_alike() {
         let short = ok(
             r#"{"n":"pageview","u":"https://example.com/a?x=1","d":"example.com","r":"https://news.ycombinator.com/item","w":1280,"h":0}"#,

@@ -35,6 +35,10 @@ pub use sites::{SiteSpan, only_site, sites};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
     Page,
+    /// The page a visit began on (the `visits` table).
+    EntryPage,
+    /// The page a visit ended on (`pages`' exits).
+    ExitPage,
     Referrer,
     UtmSource,
     UtmMedium,
@@ -51,8 +55,10 @@ pub enum Dimension {
 
 impl Dimension {
     /// Every dimension, in the order `--help` lists them.
-    pub const ALL: [Dimension; 11] = [
+    pub const ALL: [Dimension; 13] = [
         Dimension::Page,
+        Dimension::EntryPage,
+        Dimension::ExitPage,
         Dimension::Referrer,
         Dimension::UtmSource,
         Dimension::UtmMedium,
@@ -69,6 +75,8 @@ impl Dimension {
     pub fn name(self) -> &'static str {
         match self {
             Dimension::Page => "page",
+            Dimension::EntryPage => "entry_page",
+            Dimension::ExitPage => "exit_page",
             Dimension::Referrer => "referrer",
             Dimension::UtmSource => "utm_source",
             Dimension::UtmMedium => "utm_medium",
@@ -90,7 +98,10 @@ impl Dimension {
     /// The table the dimension is read from.
     pub fn table(self) -> Table {
         match self {
-            Dimension::Page | Dimension::Hour | Dimension::Day => Table::Pages,
+            Dimension::Page | Dimension::ExitPage | Dimension::Hour | Dimension::Day => {
+                Table::Pages
+            }
+            Dimension::EntryPage => Table::Visits,
             Dimension::Referrer
             | Dimension::UtmSource
             | Dimension::UtmMedium
@@ -104,6 +115,7 @@ impl Dimension {
     pub(crate) fn column(self) -> &'static str {
         match self {
             Dimension::Day => "hour",
+            Dimension::ExitPage => "page",
             d => d.name(),
         }
     }
@@ -118,6 +130,75 @@ impl Dimension {
             Dimension::Referrer => "(direct)",
             Dimension::Country => "(unknown)",
             _ => "(none)",
+        }
+    }
+}
+
+/// A number a report shows besides the count and the visitors. Each is a
+/// ratio or sum of the tables' counts, so any engine computes the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Visits (that began in the row's hour, page or source).
+    Visits,
+    /// Pageviews of the visits ÷ visits.
+    ViewsPerVisit,
+    /// Visits of one pageview ÷ visits, in percent.
+    BounceRate,
+    /// Mean of (last activity − start), seconds.
+    VisitDuration,
+    /// Visits that ended on the page.
+    Exits,
+    /// Exits ÷ views of the page, in percent.
+    ExitRate,
+    /// Engaged seconds per (visit, page) pair with an engagement.
+    TimeOnPage,
+    /// Mean of each (visit, page) pair's deepest scroll, in percent.
+    ScrollDepth,
+}
+
+impl Metric {
+    /// The key in JSON, the column in CSV and the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Visits => "visits",
+            Metric::ViewsPerVisit => "views_per_visit",
+            Metric::BounceRate => "bounce_rate",
+            Metric::VisitDuration => "visit_duration",
+            Metric::Exits => "exits",
+            Metric::ExitRate => "exit_rate",
+            Metric::TimeOnPage => "time_on_page",
+            Metric::ScrollDepth => "scroll_depth",
+        }
+    }
+
+    /// Decimals shown: rates one, views per visit two, the rest none.
+    pub fn decimals(self) -> usize {
+        match self {
+            Metric::BounceRate | Metric::ExitRate => 1,
+            Metric::ViewsPerVisit => 2,
+            _ => 0,
+        }
+    }
+
+    /// The metrics a report by `by` shows (`None`: site totals).
+    pub fn for_report(by: Option<Dimension>) -> &'static [Metric] {
+        use Metric::*;
+        match by {
+            None | Some(Dimension::Hour | Dimension::Day) => {
+                &[Visits, ViewsPerVisit, BounceRate, VisitDuration]
+            }
+            Some(Dimension::Page) => &[Exits, ExitRate, TimeOnPage, ScrollDepth],
+            Some(Dimension::EntryPage) => &[BounceRate, VisitDuration],
+            Some(Dimension::ExitPage) => &[ExitRate],
+            Some(
+                Dimension::Referrer
+                | Dimension::UtmSource
+                | Dimension::UtmMedium
+                | Dimension::UtmCampaign,
+            ) => &[Visits, BounceRate, VisitDuration],
+            Some(Dimension::Browser | Dimension::Os | Dimension::Device | Dimension::Country) => {
+                &[]
+            }
         }
     }
 }
@@ -149,6 +230,10 @@ pub struct Row {
     pub count: i64,
     /// Estimate of the sketch union over the whole range, rounded.
     pub visitors: u64,
+    /// The values of [`Report::metrics`], rounded as each is shown; `None`
+    /// where it cannot be computed (no visits, or no engagement data, in
+    /// the row; or no visit data at all in the range).
+    pub metrics: Vec<Option<f64>>,
 }
 
 /// A finished report.
@@ -160,6 +245,11 @@ pub struct Report {
     pub count_name: &'static str,
     /// How a null key is shown in a table or CSV.
     pub null_label: &'static str,
+    /// Whether rows show `visitors` (not for exit pages: the sketch there
+    /// is of the page's viewers, not of the visits that left from it).
+    pub shows_visitors: bool,
+    /// The metrics after the count (and visitors), in order.
+    pub metrics: &'static [Metric],
     pub rows: Vec<Row>,
     /// True when a row may span more than one uniqueness window (day), so
     /// its `visitors` counts visitor-days (not for hour or day series).
@@ -230,7 +320,18 @@ mod tests {
             key: key.map(Into::into),
             count,
             visitors,
+            metrics: vec![],
         }
+    }
+
+    /// The rows without their metrics, to compare with [`row`]s.
+    fn plain(rows: &[Row]) -> Vec<Row> {
+        rows.iter()
+            .map(|r| Row {
+                metrics: vec![],
+                ..r.clone()
+            })
+            .collect()
     }
 
     fn query(dir: &Path, by: Option<Dimension>) -> Query {
@@ -264,29 +365,292 @@ mod tests {
         );
         let by_page = run(&query(tmp.path(), Some(Dimension::Page))).unwrap();
         assert_eq!(
-            by_page.rows,
+            plain(&by_page.rows),
             vec![row(Some("/"), 3, 2), row(Some("/x"), 1, 1)]
         );
         let totals = run(&query(tmp.path(), None)).unwrap();
-        assert_eq!(totals.rows, vec![row(Some("a.com"), 4, 3)]);
+        assert_eq!(plain(&totals.rows), vec![row(Some("a.com"), 4, 3)]);
         assert!(totals.spans_windows);
 
         let json = render(&by_page, Format::Json);
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
             parsed[0],
-            serde_json::json!({"page": "/", "views": 3, "visitors": 2})
+            // No visit data in these files: every visit number is absent.
+            serde_json::json!({"page": "/", "views": 3, "visitors": 2, "exits": null,
+                "exit_rate": null, "time_on_page": null, "scroll_depth": null})
         );
         assert_eq!(
             render(&by_page, Format::Csv),
-            "page,views,visitors\n/,3,2\n/x,1,1\n"
+            "page,views,visitors,exits,exit_rate,time_on_page,scroll_depth\n/,3,2,,,,\n/x,1,1,,,,\n"
         );
         let table = render(&by_page, Format::Table);
         assert!(
-            table.starts_with("page  views  visitors\n/         3         2\n"),
+            table.starts_with(
+                "page  views  visitors  exits  exit_rate  time_on_page  scroll_depth\n\
+                 /         3         2      -          -             -             -\n"
+            ),
             "{table}"
         );
         assert!(table.contains("visitor-days"));
+    }
+
+    /// Folds pageviews and engagement reports through the aggregator's
+    /// visits core, as `serve` does, ends every visit and writes the tables.
+    fn write_with_visits(dir: &Path, views: &[Visit], engaged: &[(i64, &str, u64, u32, u8)]) {
+        use footfall_aggregator::sessions::{SessionSettings, Sessions};
+        let mut b = Buckets::new(12).unwrap();
+        let mut sessions = Sessions::new(SessionSettings::default());
+        let mut all: Vec<(i64, bool)> = views.iter().map(|v| (v.time, true)).collect();
+        all.extend(engaged.iter().map(|e| (e.0, false)));
+        let (mut v, mut e) = (views.iter(), engaged.iter());
+        all.sort_by_key(|x| x.0);
+        for (_, is_view) in all {
+            if is_view {
+                let visit = v.next().unwrap();
+                b.fold(visit);
+                sessions.pageview(visit, |ended| b.fold_ended(ended));
+            } else {
+                let &(time, page, who, ms, sd) = e.next().unwrap();
+                let report = footfall_schemas::Engagement {
+                    site: "a.com",
+                    time,
+                    page,
+                    engaged_ms: Some(ms),
+                    scroll_depth: Some(sd),
+                    visitor: key(who),
+                };
+                if let Some(engaged) = sessions.engage(&report) {
+                    b.fold_engaged(&engaged);
+                }
+            }
+        }
+        sessions.end_all(|ended| b.fold_ended(ended));
+        let flush_id = footfall_aggregator::writer::new_flush_id();
+        for (d, part) in b.split_by_date() {
+            for table in part.tables() {
+                let batch = part.to_record_batch(table).unwrap();
+                write_file(dir, table, d, 12, flush_id, &batch).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn visit_numbers_follow_their_definitions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |t: i64, page: &'static str, who: u64, referrer: Option<&'static str>| Visit {
+            referrer,
+            entry: true,
+            ..Visit::landing("a.com", DAY + t, page, key(who))
+        };
+        let inside = |t: i64, page: &'static str, who: u64| Visit {
+            referrer: None,
+            entry: false,
+            ..Visit::landing("a.com", DAY + t, page, key(who))
+        };
+        let views = [
+            // Visitor 1: lands on / from news.example, reads /pricing, leaves.
+            at(100, "/", 1, Some("news.example")),
+            inside(160, "/pricing", 1),
+            // Visitor 2: a bounce on /, read for 40 s (an engagement).
+            at(200, "/", 2, None),
+            // Visitor 3: lands on /pricing at 00:50, its visit runs into the
+            // next hour; then comes back after the timeout: two visits.
+            at(3000, "/pricing", 3, None),
+            inside(3900, "/", 3),
+            at(3900 + 31 * 60, "/", 3, None),
+        ];
+        let engaged = [
+            (DAY + 150, "/", 1, 30_000, 40),
+            (DAY + 240, "/", 2, 40_000, 100),
+            (DAY + 3100, "/pricing", 3, 20_000, 60),
+            (DAY + 3200, "/pricing", 3, 10_000, 80),
+        ];
+        write_with_visits(tmp.path(), &views, &engaged);
+        let q = |by| Query {
+            to: date(25),
+            ..query(tmp.path(), by)
+        };
+        let named = |r: &Report| -> Vec<(Option<String>, i64, Vec<(&str, Option<f64>)>)> {
+            r.rows
+                .iter()
+                .map(|row| {
+                    let m = r
+                        .metrics
+                        .iter()
+                        .map(|m| m.name())
+                        .zip(row.metrics.clone())
+                        .collect();
+                    (row.key.clone(), row.count, m)
+                })
+                .collect()
+        };
+        let totals = run(&q(None)).unwrap();
+        // 4 visits, 6 pageviews; bounces: visitor 2 and visitor 3's return;
+        // durations 60 + 40 + 900 + 0.
+        assert_eq!(
+            named(&totals),
+            [(
+                Some("a.com".into()),
+                6,
+                vec![
+                    ("visits", Some(4.0)),
+                    ("views_per_visit", Some(1.5)),
+                    ("bounce_rate", Some(50.0)),
+                    ("visit_duration", Some(250.0))
+                ]
+            )]
+        );
+        let entry = run(&q(Some(Dimension::EntryPage))).unwrap();
+        assert_eq!(
+            named(&entry),
+            [
+                (
+                    Some("/".into()),
+                    3,
+                    vec![("bounce_rate", Some(66.7)), ("visit_duration", Some(33.0))]
+                ),
+                (
+                    Some("/pricing".into()),
+                    1,
+                    vec![("bounce_rate", Some(0.0)), ("visit_duration", Some(900.0))]
+                ),
+            ]
+        );
+        assert_eq!(entry.rows[0].visitors, 3);
+        let exit = run(&q(Some(Dimension::ExitPage))).unwrap();
+        // Exits: / (visitors 2 and 3, twice) and /pricing (visitor 1); views
+        // of / are 4, of /pricing 2.
+        assert_eq!(
+            named(&exit),
+            [
+                (Some("/".into()), 3, vec![("exit_rate", Some(75.0))]),
+                (Some("/pricing".into()), 1, vec![("exit_rate", Some(50.0))]),
+            ]
+        );
+        assert!(!render(&exit, Format::Csv).contains("visitors"));
+        let pages = run(&q(Some(Dimension::Page))).unwrap();
+        assert_eq!(
+            named(&pages),
+            [
+                (
+                    Some("/".into()),
+                    4,
+                    vec![
+                        ("exits", Some(3.0)),
+                        ("exit_rate", Some(75.0)),
+                        ("time_on_page", Some(35.0)),
+                        ("scroll_depth", Some(70.0))
+                    ]
+                ),
+                (
+                    Some("/pricing".into()),
+                    2,
+                    vec![
+                        ("exits", Some(1.0)),
+                        ("exit_rate", Some(50.0)),
+                        ("time_on_page", Some(30.0)),
+                        ("scroll_depth", Some(80.0))
+                    ]
+                ),
+            ]
+        );
+        let sources = run(&q(Some(Dimension::Referrer))).unwrap();
+        assert_eq!(
+            named(&sources),
+            [
+                (
+                    None,
+                    3,
+                    vec![
+                        ("visits", Some(3.0)),
+                        ("bounce_rate", Some(66.7)),
+                        ("visit_duration", Some(313.0))
+                    ]
+                ),
+                (
+                    Some("news.example".into()),
+                    1,
+                    vec![
+                        ("visits", Some(1.0)),
+                        ("bounce_rate", Some(0.0)),
+                        ("visit_duration", Some(60.0))
+                    ]
+                ),
+            ]
+        );
+        // A visit's numbers belong to the hour it began: visitor 3's first
+        // visit is in hour 00 although it ended in hour 01.
+        let hours = run(&q(Some(Dimension::Hour))).unwrap();
+        assert_eq!(
+            named(&hours),
+            [
+                (
+                    Some("2025-11-25T00:00:00Z".into()),
+                    4,
+                    vec![
+                        ("visits", Some(3.0)),
+                        (
+                            "views_per_visit",
+                            Some(5.0 / 3.0 * 100.0).map(|v: f64| v.round() / 100.0)
+                        ),
+                        ("bounce_rate", Some(33.3)),
+                        ("visit_duration", Some(333.0))
+                    ]
+                ),
+                (
+                    Some("2025-11-25T01:00:00Z".into()),
+                    2,
+                    vec![
+                        ("visits", Some(1.0)),
+                        ("views_per_visit", Some(1.0)),
+                        ("bounce_rate", Some(100.0)),
+                        ("visit_duration", Some(0.0))
+                    ]
+                ),
+            ]
+        );
+        let json: serde_json::Value = serde_json::from_str(&render(&entry, Format::Json)).unwrap();
+        assert_eq!(
+            json[1],
+            serde_json::json!({"entry_page": "/pricing", "visits": 1, "visitors": 1,
+                "bounce_rate": 0.0, "visit_duration": 900})
+        );
+    }
+
+    #[test]
+    fn files_from_before_visits_read_as_absent_visit_numbers() {
+        use arrow_array::{ArrayRef, RecordBatch};
+        use std::sync::Arc;
+        let tmp = tempfile::tempdir().unwrap();
+        // A `pages` file as version 1 wrote it: no visit columns.
+        let mut b = Buckets::new(12).unwrap();
+        b.fold(&Visit::landing("a.com", DAY, "/", key(1)));
+        let now = b.to_record_batch(Table::Pages).unwrap();
+        let keep = ["site", "hour", "page", "views", "entries", "visitors"];
+        let indices: Vec<usize> = keep
+            .iter()
+            .map(|n| now.schema().index_of(n).unwrap())
+            .collect();
+        let mut metadata = now.schema().metadata().clone();
+        metadata.insert(
+            footfall_schemas::tables::meta::SCHEMA_VERSION.to_owned(),
+            "1".to_owned(),
+        );
+        let schema = Arc::new(
+            now.schema()
+                .project(&indices)
+                .unwrap()
+                .with_metadata(metadata),
+        );
+        let columns: Vec<ArrayRef> = indices.iter().map(|&i| now.column(i).clone()).collect();
+        let old = RecordBatch::try_new(schema, columns).unwrap();
+        write_file(tmp.path(), Table::Pages, date(25), 12, 1, &old).unwrap();
+        let pages = run(&query(tmp.path(), Some(Dimension::Page))).unwrap();
+        assert_eq!(plain(&pages.rows), [row(Some("/"), 1, 1)]);
+        assert_eq!(pages.rows[0].metrics, [None, None, None, None]);
+        let totals = run(&query(tmp.path(), None)).unwrap();
+        assert_eq!(totals.rows[0].metrics, [None, None, None, None]);
     }
 
     #[test]
@@ -342,34 +706,34 @@ mod tests {
         let referrers = by(Dimension::Referrer);
         assert_eq!(referrers.count_name, "entries");
         assert_eq!(
-            referrers.rows,
+            plain(&referrers.rows),
             [row(Some("mail.example"), 2, 1), row(None, 1, 1)]
         );
         assert_eq!(
-            by(Dimension::UtmSource).rows,
+            plain(&by(Dimension::UtmSource).rows),
             [row(Some("newsletter"), 2, 1), row(None, 1, 1)]
         );
         assert_eq!(
-            by(Dimension::UtmMedium).rows,
+            plain(&by(Dimension::UtmMedium).rows),
             [row(Some("email"), 2, 1), row(None, 1, 1)]
         );
-        assert_eq!(by(Dimension::UtmCampaign).rows, [row(None, 3, 2)]);
+        assert_eq!(plain(&by(Dimension::UtmCampaign).rows), [row(None, 3, 2)]);
         let browsers = by(Dimension::Browser);
         assert_eq!(browsers.count_name, "views");
         assert_eq!(
-            browsers.rows,
+            plain(&browsers.rows),
             [row(Some("Safari"), 3, 1), row(Some("Chrome"), 1, 1)]
         );
         assert_eq!(
-            by(Dimension::Os).rows,
+            plain(&by(Dimension::Os).rows),
             [row(Some("iOS"), 3, 1), row(Some("Other"), 1, 1)]
         );
         assert_eq!(
-            by(Dimension::Device).rows,
+            plain(&by(Dimension::Device).rows),
             [row(Some("mobile"), 3, 1), row(Some("desktop"), 1, 1)]
         );
         assert_eq!(
-            by(Dimension::Country).rows,
+            plain(&by(Dimension::Country).rows),
             [
                 row(Some("FR"), 2, 1),
                 row(None, 1, 1),
@@ -377,7 +741,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            by(Dimension::Hour).rows,
+            plain(&by(Dimension::Hour).rows),
             [
                 row(Some("2025-11-25T00:00:00Z"), 1, 1),
                 row(Some("2025-11-25T01:00:00Z"), 1, 1),
@@ -386,7 +750,7 @@ mod tests {
             "a time series in time order"
         );
         assert_eq!(
-            by(Dimension::Day).rows,
+            plain(&by(Dimension::Day).rows),
             [row(Some("2025-11-25"), 2, 2), row(Some("2025-11-26"), 2, 1)]
         );
 
@@ -396,18 +760,22 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!([
-                {"referrer": "mail.example", "entries": 2, "visitors": 1},
-                {"referrer": null, "entries": 1, "visitors": 1}
+                {"referrer": "mail.example", "entries": 2, "visitors": 1,
+                 "visits": null, "bounce_rate": null, "visit_duration": null},
+                {"referrer": null, "entries": 1, "visitors": 1,
+                 "visits": null, "bounce_rate": null, "visit_duration": null}
             ])
         );
         assert_eq!(
             render(&referrers, Format::Csv),
-            "referrer,entries,visitors\nmail.example,2,1\n,1,1\n"
+            "referrer,entries,visitors,visits,bounce_rate,visit_duration\nmail.example,2,1,,,\n,1,1,,,\n"
         );
         let table = render(&referrers, Format::Table);
         assert!(table.contains("(direct)"), "{table}");
         assert!(
-            table.starts_with("referrer      entries  visitors\n"),
+            table.starts_with(
+                "referrer      entries  visitors  visits  bounce_rate  visit_duration\n"
+            ),
             "{table}"
         );
     }
@@ -522,15 +890,16 @@ mod tests {
         let mut q = query(tmp.path(), None);
         (q.from, q.to) = (date(27), date(28));
         let totals = run(&q).unwrap();
-        assert_eq!(totals.rows, vec![row(Some("a.com"), 0, 0)]);
+        assert_eq!(plain(&totals.rows), vec![row(Some("a.com"), 0, 0)]);
         let json: serde_json::Value = serde_json::from_str(&render(&totals, Format::Json)).unwrap();
         assert_eq!(
             json,
-            serde_json::json!([{"site": "a.com", "views": 0, "visitors": 0}])
+            serde_json::json!([{"site": "a.com", "views": 0, "visitors": 0, "visits": null,
+                "views_per_visit": null, "bounce_rate": null, "visit_duration": null}])
         );
         assert_eq!(
             render(&totals, Format::Csv),
-            "site,views,visitors\na.com,0,0\n"
+            "site,views,visitors,visits,views_per_visit,bounce_rate,visit_duration\na.com,0,0,,,,\n"
         );
 
         for by in Dimension::ALL
@@ -574,7 +943,7 @@ mod tests {
         assert_eq!(with(&mut q, 0).rows.len(), 4);
         let r = with(&mut q, 3);
         assert_eq!(
-            r.rows,
+            plain(&r.rows),
             vec![row(Some("/a"), 5, 5), row(Some("(other)"), 4, 4)],
             "/b, /c, /d in (other): 4 views, 4 distinct visitors"
         );
@@ -582,12 +951,12 @@ mod tests {
         assert!(render(&r, Format::Table).contains("3 rows of fewer than 3 visitors not shown"));
         // (other) below the threshold is not shown either.
         let r = with(&mut q, 5);
-        assert_eq!(r.rows, vec![row(Some("/a"), 5, 5)]);
+        assert_eq!(plain(&r.rows), vec![row(Some("/a"), 5, 5)]);
         // Totals: the site's row is shown only if it reaches K.
         q.by = None;
         // 9 views by 8 distinct visitors (visitor 0 read /a and /d).
-        assert_eq!(with(&mut q, 8).rows, vec![row(Some("a.com"), 9, 8)]);
-        assert_eq!(with(&mut q, 9).rows, vec![]);
+        assert_eq!(plain(&with(&mut q, 8).rows), vec![row(Some("a.com"), 9, 8)]);
+        assert_eq!(plain(&with(&mut q, 9).rows), vec![]);
     }
 
     #[test]

@@ -11,14 +11,38 @@ use arrow_array::{
 };
 use chrono::DateTime;
 use datasketches::hll::{HllSketch, HllType, HllUnion};
-use footfall_schemas::tables::{DEFAULT_LG_K, OVERFLOW, Table};
+use footfall_schemas::tables::{Count, DEFAULT_LG_K, OVERFLOW, Table};
 
 use crate::scan::{files_in_range, read};
-use crate::{Dimension, Error, Query, Report, Row, Stats};
+use crate::{Dimension, Error, Metric, Query, Report, Row, Stats};
 
+/// One group's summed counts (in its table's [`Table::counts`] order) and
+/// the union of its sketches.
 struct Acc {
-    count: i64,
+    counts: Vec<i64>,
     union: HllUnion,
+}
+
+impl Acc {
+    fn absorb(&mut self, other: Acc) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.union.update(&other.union.to_sketch(HllType::Hll8));
+    }
+
+    /// The sum of `count`, if `table` has it.
+    fn get(&self, table: Table, count: Count) -> Option<i64> {
+        table.count_index(count).map(|i| self.counts[i])
+    }
+}
+
+/// A table's rows of the range, merged by the report's key.
+struct Merged {
+    table: Table,
+    groups: HashMap<Option<String>, Acc>,
+    lg_k: Option<(u8, PathBuf)>,
+    stats: Stats,
 }
 
 /// Reads the range's files and merges them.
@@ -33,71 +57,36 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         });
     }
     let table = q.by.map_or(Table::Pages, Dimension::table);
-    let count_name = table.counts()[0].name();
-    // An hourly series needs the hours; everything else can use rollups.
-    let use_rollups = q.by != Some(Dimension::Hour);
-    let (files, rollups) = files_in_range(&q.data_dir, table, q.from, q.to, use_rollups)?;
+    let main = merge_table(q, table)?;
     // No countries data in the range: say why if it was never written.
-    if files.is_empty() && table == Table::Countries && !q.data_dir.join(table.name()).exists() {
+    if main.stats.files == 0 && table == Table::Countries && !q.data_dir.join(table.name()).exists()
+    {
         return Err(Error::NoCountries {
             dir: q.data_dir.clone(),
         });
     }
-    // The files are split between the cores; each part is merged on its
-    // own and the parts' unions merged at the end. Union is associative
-    // and the estimate is settled, so the split changes no number.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    let chunk = files.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Part, Error>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(chunk)
-            .map(|files| scope.spawn(move || read_part(q, files, count_name)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut lg_k: Option<(u8, PathBuf)> = None;
-    let mut groups: HashMap<Option<String>, Acc> = HashMap::new();
-    let mut stats = Stats {
-        files: files.len(),
-        rollups,
-        rows: 0,
+    let metrics = Metric::for_report(q.by);
+    // Site totals and time series take their visit numbers from `visits`,
+    // by the same key; every other report has them in its own table. With
+    // no `visits` file in the range (sessions off, or files from before
+    // visits were counted) every visit number is absent, not zero.
+    let visits = if table == Table::Visits {
+        None
+    } else if metrics.contains(&Metric::Visits) && table == Table::Pages {
+        Some(merge_table(q, Table::Visits)?)
+    } else {
+        None
     };
-    for part in parts {
-        let part = part?;
-        if let Some((part_lg_k, path)) = part.lg_k {
-            match &lg_k {
-                None => lg_k = Some((part_lg_k, path)),
-                Some((expected, _)) if *expected == part_lg_k => {}
-                Some((expected, _)) => {
-                    return Err(Error::LgKMismatch {
-                        path,
-                        found: part_lg_k.to_string(),
-                        expected: *expected,
-                    });
-                }
-            }
-        }
-        stats.rows += part.rows;
-        for (key, acc) in part.groups {
-            match groups.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(acc);
-                }
-                Entry::Occupied(mut o) => {
-                    let mine = o.get_mut();
-                    mine.count += acc.count;
-                    mine.union.update(&acc.union.to_sketch(HllType::Hll8));
-                }
-            }
-        }
+    let sessions_seen = match (&visits, table) {
+        (Some(v), _) => v.stats.files > 0,
+        (None, Table::Visits) => main.stats.files > 0,
+        (None, _) => !metrics.is_empty() && any_visits_file(q)?,
+    };
+    let mut lg_k = main.lg_k.clone();
+    if let Some(v) = &visits {
+        check_lg_k(&mut lg_k, v.lg_k.clone())?;
     }
-    let lg_k = lg_k.map(|(k, _)| k);
-    if groups.is_empty() {
+    if main.groups.is_empty() {
         // A quiet range of a known site is an answer (zero, or no rows),
         // so a script reading a day's numbers works on a day without any;
         // a site with no data at all is more likely a typo.
@@ -113,53 +102,96 @@ pub fn run(q: &Query) -> Result<Report, Error> {
             });
         }
     }
-    let lg_k = lg_k.unwrap_or(DEFAULT_LG_K);
+    let lg_k = lg_k.map_or(DEFAULT_LG_K, |(k, _)| k);
     let estimate = |acc: &Acc| settled_estimate(&acc.union, lg_k).round() as u64;
+    let count_index = if q.by == Some(Dimension::ExitPage) {
+        table.count_index(Count::Exits).expect("pages count exits")
+    } else {
+        0
+    };
+    let count_name = table.counts()[count_index].name();
+    let mut stats = main.stats;
+    if let Some(v) = &visits {
+        stats.files += v.stats.files;
+        stats.rollups += v.stats.rollups;
+        stats.rows += v.stats.rows;
+    }
+    let mut visit_groups = visits.map(|v| v.groups).unwrap_or_default();
     let min = q.min_visitors;
+    // Each group with the visit sums of its key, if they are elsewhere.
+    let mut groups: Vec<(Option<String>, Acc, Option<Acc>)> = main
+        .groups
+        .into_iter()
+        .filter(|(_, acc)| q.by != Some(Dimension::ExitPage) || acc.counts[count_index] > 0)
+        .map(|(key, acc)| {
+            let visits = visit_groups.remove(&key);
+            (key, acc, visits)
+        })
+        .collect();
+    // Visits that began in an hour without a view of theirs (a visit's
+    // counts belong to its start hour) still make their hour's row.
+    for (key, acc) in visit_groups {
+        let empty = Acc {
+            counts: vec![0; table.counts().len()],
+            union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
+                path: q.data_dir.clone(),
+                what: format!("lg_k {lg_k}: {e}"),
+            })?,
+        };
+        groups.push((key, empty, Some(acc)));
+    }
     let mut rows: Vec<Row> = Vec::with_capacity(groups.len());
     // Rows below `min` visitors, and the overflow row `(other)`, summed and
     // unioned into one `(other)` row.
-    let mut hidden: Option<Acc> = None;
+    let mut hidden: Option<(Acc, Option<Acc>)> = None;
     let mut suppressed = 0;
-    for (key, acc) in groups {
+    let row = |key: Option<String>, acc: &Acc, visits: Option<&Acc>, visitors: u64| Row {
+        key,
+        count: acc.counts[count_index],
+        visitors,
+        metrics: metrics
+            .iter()
+            .map(|&m| metric(m, table, acc, visits, sessions_seen))
+            .collect(),
+    };
+    for (key, acc, visits) in groups {
         let visitors = estimate(&acc);
         let overflow = key.as_deref() == Some(OVERFLOW);
         if min > 0 && (visitors < min || overflow) {
             suppressed += usize::from(!overflow);
             match &mut hidden {
-                None => hidden = Some(acc),
-                Some(h) => {
-                    h.count += acc.count;
-                    h.union.update(&acc.union.to_sketch(HllType::Hll8));
+                None => hidden = Some((acc, visits)),
+                Some((h, hv)) => {
+                    h.absorb(acc);
+                    match (hv, visits) {
+                        (Some(hv), Some(v)) => hv.absorb(v),
+                        (hv @ None, Some(v)) => *hv = Some(v),
+                        (_, None) => {}
+                    }
                 }
             }
             continue;
         }
-        rows.push(Row {
-            key,
-            count: acc.count,
-            visitors,
-        });
+        rows.push(row(key, &acc, visits.as_ref(), visitors));
     }
     // `(other)` is itself shown only if it reaches the threshold.
-    if let Some(h) = hidden {
+    if let Some((h, hv)) = hidden {
         let visitors = estimate(&h);
         if visitors >= min {
-            rows.push(Row {
-                key: Some(OVERFLOW.to_owned()),
-                count: h.count,
-                visitors,
-            });
+            rows.push(row(Some(OVERFLOW.to_owned()), &h, hv.as_ref(), visitors));
         }
     }
     // Site totals are always one row: a quiet range's is zero (unless a
     // threshold hides it).
     if q.by.is_none() && rows.is_empty() && min == 0 {
-        rows.push(Row {
-            key: Some(q.site.clone()),
-            count: 0,
-            visitors: 0,
-        });
+        let empty = Acc {
+            counts: vec![0; table.counts().len()],
+            union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
+                path: q.data_dir.clone(),
+                what: format!("lg_k {lg_k}: {e}"),
+            })?,
+        };
+        rows.push(row(Some(q.site.clone()), &empty, None, 0));
     }
     if q.by.is_some_and(Dimension::is_time) {
         // A time series reads in time order; the keys are ISO 8601.
@@ -174,6 +206,8 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         key_name: q.by.map_or("site", Dimension::name),
         count_name,
         null_label: q.by.map_or("(none)", Dimension::null_label),
+        shows_visitors: q.by != Some(Dimension::ExitPage),
+        metrics,
         rows,
         // A time series' rows each lie within one day.
         spans_windows: q.from != q.to && !q.by.is_some_and(Dimension::is_time),
@@ -181,6 +215,121 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         min_visitors: min,
         stats,
     })
+}
+
+/// One metric of a row, from its table's sums (and, for site totals and
+/// time series, the `visits` table's sums of its key), rounded as shown.
+fn metric(
+    m: Metric,
+    table: Table,
+    acc: &Acc,
+    visits: Option<&Acc>,
+    sessions_seen: bool,
+) -> Option<f64> {
+    if !sessions_seen && !matches!(m, Metric::TimeOnPage | Metric::ScrollDepth) {
+        return None;
+    }
+    // The visit sums: of the row itself, or of its key in `visits`.
+    let (vt, va) = match table {
+        Table::Pages if m != Metric::Exits && m != Metric::ExitRate => (Table::Visits, visits),
+        _ => (table, Some(acc)),
+    };
+    let v = |c: Count| -> i64 { va.and_then(|a| a.get(vt, c)).unwrap_or(0) };
+    let own = |c: Count| acc.get(table, c).unwrap_or(0);
+    let ratio = |num: i64, den: i64, scale: f64| (den > 0).then(|| num as f64 * scale / den as f64);
+    let value = match m {
+        Metric::Visits => Some(v(Count::Visits) as f64),
+        Metric::ViewsPerVisit => ratio(v(Count::Pageviews), v(Count::Visits), 1.0),
+        Metric::BounceRate => ratio(v(Count::Bounces), v(Count::Visits), 100.0),
+        Metric::VisitDuration => ratio(v(Count::DurationS), v(Count::Visits), 1.0),
+        Metric::Exits => Some(own(Count::Exits) as f64),
+        Metric::ExitRate => ratio(own(Count::Exits), own(Count::Views), 100.0),
+        Metric::TimeOnPage => ratio(own(Count::EngagedMs), own(Count::Engagements), 0.001),
+        Metric::ScrollDepth => ratio(own(Count::ScrollSum), own(Count::Scrolls), 1.0),
+    }?;
+    let scale = 10f64.powi(m.decimals() as i32);
+    Some((value * scale).round() / scale)
+}
+
+/// Whether the range has any `visits` file: then the visit numbers of
+/// pages and sources are known (zero where no visit ended there).
+fn any_visits_file(q: &Query) -> Result<bool, Error> {
+    let (files, _) = files_in_range(&q.data_dir, Table::Visits, q.from, q.to, true)?;
+    Ok(!files.is_empty())
+}
+
+/// Keeps the first `lg_k` seen; another one is an error naming its file.
+fn check_lg_k(seen: &mut Option<(u8, PathBuf)>, found: Option<(u8, PathBuf)>) -> Result<(), Error> {
+    let Some((found_lg_k, path)) = found else {
+        return Ok(());
+    };
+    match seen {
+        None => *seen = Some((found_lg_k, path)),
+        Some((expected, _)) if *expected == found_lg_k => {}
+        Some((expected, _)) => {
+            return Err(Error::LgKMismatch {
+                path,
+                found: found_lg_k.to_string(),
+                expected: *expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads one table's files of the range, split over the cores, and merges
+/// their rows of the site by the report's key.
+fn merge_table(q: &Query, table: Table) -> Result<Merged, Error> {
+    // An hourly series needs the hours; everything else can use rollups.
+    let use_rollups = q.by != Some(Dimension::Hour);
+    let (files, rollups) = files_in_range(&q.data_dir, table, q.from, q.to, use_rollups)?;
+    // The files are split between the cores; each part is merged on its
+    // own and the parts' unions merged at the end. Union is associative
+    // and the estimate is settled, so the split changes no number.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Part, Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|files| scope.spawn(move || read_part(q, table, files)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut merged = Merged {
+        table,
+        groups: HashMap::new(),
+        lg_k: None,
+        stats: Stats {
+            files: files.len(),
+            rollups,
+            rows: 0,
+        },
+    };
+    for part in parts {
+        let part = part?;
+        check_lg_k(&mut merged.lg_k, part.lg_k)?;
+        merged.stats.rows += part.rows;
+        for (key, acc) in part.groups {
+            match merged.groups.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(acc);
+                }
+                Entry::Occupied(mut o) => o.get_mut().absorb(acc),
+            }
+        }
+    }
+    debug_assert!(
+        merged
+            .groups
+            .values()
+            .all(|a| a.counts.len() == merged.table.counts().len())
+    );
+    Ok(merged)
 }
 
 /// The estimate of a union's registers by DataSketches' composite
@@ -217,7 +366,7 @@ struct Part {
 
 /// Reads and merges some files, in order; every file must have the `lg_k`
 /// of the first.
-fn read_part(q: &Query, files: &[PathBuf], count_name: &'static str) -> Result<Part, Error> {
+fn read_part(q: &Query, table: Table, files: &[PathBuf]) -> Result<Part, Error> {
     let mut part = Part {
         lg_k: None,
         groups: HashMap::new(),
@@ -225,13 +374,13 @@ fn read_part(q: &Query, files: &[PathBuf], count_name: &'static str) -> Result<P
     };
     for file in files {
         let expected = part.lg_k.as_ref().map(|(k, _)| *k);
-        let (file_lg_k, batches) = read(file, expected, q.by, count_name)?;
+        let (file_lg_k, batches) = read(file, expected, q.by, table)?;
         part.lg_k.get_or_insert_with(|| (file_lg_k, file.clone()));
         for batch in batches {
             let mut folder = Folder {
                 q,
+                table,
                 lg_k: file_lg_k,
-                count_name,
                 groups: &mut part.groups,
                 file,
             };
@@ -244,8 +393,8 @@ fn read_part(q: &Query, files: &[PathBuf], count_name: &'static str) -> Result<P
 /// Folds the rows of one file's batches into the report's groups.
 struct Folder<'a> {
     q: &'a Query,
+    table: Table,
     lg_k: u8,
-    count_name: &'static str,
     groups: &'a mut HashMap<Option<String>, Acc>,
     file: &'a Path,
 }
@@ -275,7 +424,16 @@ impl Folder<'_> {
     /// Folds the batch's rows of the site; returns how many.
     fn fold(&mut self, batch: &RecordBatch) -> Result<u64, Error> {
         let sites: &StringArray = self.column(batch, "site", "a string")?;
-        let counts: &Int64Array = self.column(batch, self.count_name, "int64")?;
+        // A file of schema version 1 has no visit counts: they are zero.
+        let counts: Vec<Option<&Int64Array>> = self
+            .table
+            .counts()
+            .iter()
+            .map(|c| match batch.column_by_name(c.name()) {
+                None if c.of_visits() => Ok(None),
+                _ => self.column(batch, c.name(), "int64").map(Some),
+            })
+            .collect::<Result<_, _>>()?;
         let sketches: &BinaryArray = self.column(batch, "visitors", "binary")?;
         let by = self.q.by;
         let values: Option<&StringArray> = match by {
@@ -337,10 +495,15 @@ impl Folder<'_> {
                         path: self.file.to_owned(),
                         what: format!("lg_k {}: {e}", self.lg_k),
                     })?;
-                    v.insert(Acc { count: 0, union })
+                    v.insert(Acc {
+                        counts: vec![0; counts.len()],
+                        union,
+                    })
                 }
             };
-            acc.count += counts.value(i);
+            for (sum, column) in acc.counts.iter_mut().zip(&counts) {
+                *sum += column.map_or(0, |c| c.value(i));
+            }
             if let Some(sketch) = sketch {
                 acc.union.update(&sketch);
             }

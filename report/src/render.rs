@@ -10,24 +10,53 @@ pub enum Format {
     /// A header row, then one row per key.
     Csv,
     /// An array of objects with exactly the key column, the count
-    /// (`views`, or `entries` for sources) and `visitors`.
+    /// (`views`, or `entries` for sources), `visitors` and the report's
+    /// metrics (`null` where one cannot be computed).
     Json,
 }
 
 /// Renders a report.
 pub fn render(report: &Report, format: Format) -> String {
     let (key, count) = (report.key_name, report.count_name);
-    let shown = |r: &Row| {
-        r.key
-            .clone()
-            .unwrap_or_else(|| report.null_label.to_owned())
+    let mut columns = vec![key, count];
+    if report.shows_visitors {
+        columns.push("visitors");
+    }
+    columns.extend(report.metrics.iter().map(|m| m.name()));
+    // Every cell but the key's, as text: a metric with its decimals, or
+    // empty when it cannot be computed.
+    let cells = |r: &Row| -> Vec<Option<String>> {
+        let mut cells = vec![Some(r.count.to_string())];
+        if report.shows_visitors {
+            cells.push(Some(r.visitors.to_string()));
+        }
+        for (m, v) in report.metrics.iter().zip(&r.metrics) {
+            cells.push(v.map(|v| format!("{v:.*}", m.decimals())));
+        }
+        cells
     };
     match format {
         Format::Json => {
             let rows: Vec<serde_json::Value> = report
                 .rows
                 .iter()
-                .map(|r| serde_json::json!({ key: r.key, count: r.count, "visitors": r.visitors }))
+                .map(|r| {
+                    let mut object = serde_json::Map::new();
+                    object.insert(key.into(), r.key.clone().into());
+                    object.insert(count.into(), r.count.into());
+                    if report.shows_visitors {
+                        object.insert("visitors".into(), r.visitors.into());
+                    }
+                    for (m, v) in report.metrics.iter().zip(&r.metrics) {
+                        let value = match v {
+                            None => serde_json::Value::Null,
+                            Some(v) if m.decimals() == 0 => (*v as i64).into(),
+                            Some(v) => (*v).into(),
+                        };
+                        object.insert(m.name().into(), value);
+                    }
+                    serde_json::Value::Object(object)
+                })
                 .collect();
             let mut s = serde_json::to_string_pretty(&rows).expect("JSON of strings and numbers");
             s.push('\n');
@@ -35,41 +64,61 @@ pub fn render(report: &Report, format: Format) -> String {
         }
         Format::Csv => {
             // A null is an empty field, as every CSV reader takes it.
-            let mut s = format!("{key},{count},visitors\n");
+            let mut s = columns.join(",");
+            s.push('\n');
             for r in &report.rows {
-                s.push_str(&format!(
-                    "{},{},{}\n",
-                    csv_field(r.key.as_deref().unwrap_or("")),
-                    r.count,
-                    r.visitors
-                ));
+                let mut fields = vec![csv_field(r.key.as_deref().unwrap_or(""))];
+                fields.extend(cells(r).into_iter().map(Option::unwrap_or_default));
+                s.push_str(&fields.join(","));
+                s.push('\n');
             }
             s
         }
         Format::Table => {
-            let keys: Vec<String> = report.rows.iter().map(shown).collect();
-            let counts: Vec<String> = report.rows.iter().map(|r| r.count.to_string()).collect();
-            let visitors: Vec<String> =
-                report.rows.iter().map(|r| r.visitors.to_string()).collect();
-            let width = |cells: &[String], title: &str| {
-                cells
-                    .iter()
-                    .map(|c| c.chars().count())
-                    .chain([title.len()])
-                    .max()
-                    .unwrap_or(0)
+            let shown = |r: &Row| {
+                r.key
+                    .clone()
+                    .unwrap_or_else(|| report.null_label.to_owned())
             };
-            let (w0, w1, w2) = (
-                width(&keys, key),
-                width(&counts, count),
-                width(&visitors, "visitors"),
-            );
-            let mut s = format!("{key:<w0$}  {count:>w1$}  {:>w2$}\n", "visitors");
-            for i in 0..keys.len() {
-                s.push_str(&format!(
-                    "{:<w0$}  {:>w1$}  {:>w2$}\n",
-                    keys[i], counts[i], visitors[i]
-                ));
+            let lines: Vec<Vec<String>> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut line = vec![shown(r)];
+                    line.extend(
+                        cells(r)
+                            .into_iter()
+                            .map(|c| c.unwrap_or_else(|| "-".into())),
+                    );
+                    line
+                })
+                .collect();
+            let widths: Vec<usize> = (0..columns.len())
+                .map(|i| {
+                    lines
+                        .iter()
+                        .map(|l| l[i].chars().count())
+                        .chain([columns[i].len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |cells: &[&str]| {
+                let mut out = String::new();
+                for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+                    if i == 0 {
+                        out.push_str(&format!("{cell:<w$}"));
+                    } else {
+                        out.push_str(&format!("  {cell:>w$}"));
+                    }
+                }
+                out.push('\n');
+                out
+            };
+            let mut s = line(&columns);
+            for l in &lines {
+                let cells: Vec<&str> = l.iter().map(String::as_str).collect();
+                s.push_str(&line(&cells));
             }
             if report.rows.is_empty() && report.suppressed == 0 {
                 s.push_str("(no views in this range)\n");
@@ -83,7 +132,7 @@ pub fn render(report: &Report, format: Format) -> String {
                     report.min_visitors,
                 ));
             }
-            if report.spans_windows {
+            if report.spans_windows && report.shows_visitors {
                 s.push_str(
                     "\nvisitors: distinct within one UTC day; over several days a person counts once per day (visitor-days).\n",
                 );

@@ -115,12 +115,11 @@ pub(crate) fn read(
     path: &Path,
     expected: Option<u8>,
     by: Option<Dimension>,
-    count: &str,
+    table: Table,
 ) -> Result<(u8, Vec<RecordBatch>), Error> {
-    let wanted = [
+    let mut wanted = vec![
         "site",
         by.map_or("site", Dimension::column),
-        count,
         "visitors",
         // A rollup has `day` where hourly files have `hour`.
         if by == Some(Dimension::Day) {
@@ -129,6 +128,7 @@ pub(crate) fn read(
             "site"
         },
     ];
+    wanted.extend(table.counts().iter().map(|c| c.name()));
     read_columns(path, expected, &wanted)
 }
 
