@@ -151,6 +151,10 @@ struct Seen {
     hashes: [u32; 3],
     depths: [u8; 3],
     len: u8,
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes in every open visit where a Vec is 24; rare long visits pay the extra allocation"
+    )]
     more: Option<Box<Vec<(u32, u8)>>>,
 }
 
@@ -330,15 +334,17 @@ impl Sessions {
             return;
         }
         for _ in 0..budget.min(n) {
-            if self.cursor >= n {
-                self.cursor = 0;
-            }
-            let slot = self.cursor;
-            self.cursor += 1;
+            let slot = self.cursor.min(n - 1);
             let open = &self.slab[slot];
             if open.live && self.expired(open, now) {
                 self.index.remove(&open.key);
                 self.end(slot as u32, &mut ended);
+            }
+            self.cursor = slot + 1;
+            if self.cursor >= n {
+                // A full pass: the texts no visit names any more go too.
+                self.cursor = 0;
+                self.texts.collect();
             }
         }
     }
@@ -354,6 +360,7 @@ impl Sessions {
         self.slab = Vec::new();
         self.vacant = Vec::new();
         self.cursor = 0;
+        self.texts.collect();
     }
 
     /// Hands the visit in `slot` to `ended` and frees the slot (whose index
@@ -446,21 +453,36 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// Unused texts kept at most before they are dropped.
+const MAX_UNUSED: usize = 4096;
+
 /// An interned text's id.
 type Id = u32;
 
 /// No text (a source part that is absent).
 const NONE: Id = Id::MAX;
 
-/// Texts kept once each, with a count of the visits that name them; a text
-/// no visit names any more is dropped and its id reused.
+/// Texts kept once each, with a count of the visits that name them. A text
+/// no visit names any more is dropped, and its id reused, at the next
+/// [`Interner::collect`]: not at once, so a page that visits keep leaving
+/// and entering (a site's second page) is not freed and copied again on
+/// every beacon.
 #[derive(Default)]
 struct Interner {
     /// Ids, hashed by their text.
     table: hashbrown::HashTable<Id>,
-    slots: Vec<(Box<str>, u32)>,
+    slots: Vec<Slot>,
     free: Vec<Id>,
+    /// Ids whose count fell to zero since the last collection.
+    unused: Vec<Id>,
     hasher: RandomSip,
+}
+
+struct Slot {
+    text: Box<str>,
+    refs: u32,
+    /// In `unused` already.
+    listed: bool,
 }
 
 impl Interner {
@@ -472,46 +494,73 @@ impl Interner {
     fn intern(&mut self, text: &str) -> Id {
         let hash = self.hash(text);
         let slots = &mut self.slots;
-        if let Some(&id) = self.table.find(hash, |&id| &*slots[id as usize].0 == text) {
-            slots[id as usize].1 += 1;
+        if let Some(&id) = self
+            .table
+            .find(hash, |&id| &*slots[id as usize].text == text)
+        {
+            slots[id as usize].refs += 1;
             return id;
         }
+        let slot = Slot {
+            text: text.into(),
+            refs: 1,
+            listed: false,
+        };
         let id = match self.free.pop() {
             Some(id) => {
-                slots[id as usize] = (text.into(), 1);
+                slots[id as usize] = slot;
                 id
             }
             None => {
-                slots.push((text.into(), 1));
+                slots.push(slot);
                 (slots.len() - 1) as Id
             }
         };
         let hasher = self.hasher;
         self.table
-            .insert_unique(hash, id, |&id| hasher.hash_one(&*slots[id as usize].0));
+            .insert_unique(hash, id, |&id| hasher.hash_one(&*slots[id as usize].text));
         id
     }
 
     fn get(&self, id: Id) -> &str {
-        &self.slots[id as usize].0
+        &self.slots[id as usize].text
     }
 
-    /// Counts `id` once less, dropping its text at zero.
+    /// Counts `id` once less; at zero its text waits for [`collect`].
+    ///
+    /// [`collect`]: Interner::collect
     fn release(&mut self, id: Id) {
         if id == NONE {
             return;
         }
         let slot = &mut self.slots[id as usize];
-        slot.1 -= 1;
-        if slot.1 > 0 {
-            return;
+        slot.refs -= 1;
+        if slot.refs == 0 && !slot.listed {
+            slot.listed = true;
+            self.unused.push(id);
+            // Bounded between full sweeps too: a visitor changing page on
+            // every beacon must not pile up texts.
+            if self.unused.len() >= MAX_UNUSED {
+                self.collect();
+            }
         }
-        let hash = self.hasher.hash_one(&*slot.0);
-        if let Ok(entry) = self.table.find_entry(hash, |&other| other == id) {
-            entry.remove();
+    }
+
+    /// Drops every text no visit names any more.
+    fn collect(&mut self) {
+        for id in std::mem::take(&mut self.unused) {
+            let slot = &mut self.slots[id as usize];
+            slot.listed = false;
+            if slot.refs > 0 {
+                continue;
+            }
+            let hash = self.hasher.hash_one(&*slot.text);
+            if let Ok(entry) = self.table.find_entry(hash, |&other| other == id) {
+                entry.remove();
+            }
+            self.slots[id as usize].text = Box::from("");
+            self.free.push(id);
         }
-        self.slots[id as usize].0 = Box::from("");
-        self.free.push(id);
     }
 
     #[cfg(test)]

@@ -81,7 +81,9 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         (Some(v), _) => v.stats.files > 0,
         (None, Table::Visits) => main.stats.files > 0,
         (None, _) => !metrics.is_empty() && any_visits_file(q)?,
-    };
+    } || (main.stats.files == 0
+        && q.data_dir.join(Table::Visits.name()).is_dir());
+    // (A quiet range of a data dir that counts visits has zero of them.)
     let mut lg_k = main.lg_k.clone();
     if let Some(v) = &visits {
         check_lg_k(&mut lg_k, v.lg_k.clone())?;

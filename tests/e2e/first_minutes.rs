@@ -149,7 +149,10 @@ fn reports_answer_quiet_ranges_and_find_the_one_site() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v,
-        serde_json::json!([{"site": "example.com", "views": 4, "visitors": 1}])
+        // One visitor's four views in one visit, ended by the stop.
+        serde_json::json!([{"site": "example.com", "views": 4, "visitors": 1, "visits": 1,
+            "views_per_visit": 4.0, "bounce_rate": 0.0,
+            "visit_duration": v[0]["visit_duration"].as_i64().filter(|d| (0..60).contains(d))}])
     );
 
     // Published numbers hide small cells: one visitor is below 2.
@@ -181,17 +184,19 @@ fn reports_answer_quiet_ranges_and_find_the_one_site() {
     let v: serde_json::Value = serde_json::from_str(&run(&["--format", "json"])).unwrap();
     assert_eq!(
         v,
-        serde_json::json!([{"site": "example.com", "views": 0, "visitors": 0}])
+        // No visits either; their ratios have nothing to divide.
+        serde_json::json!([{"site": "example.com", "views": 0, "visitors": 0, "visits": 0,
+            "views_per_visit": null, "bounce_rate": null, "visit_duration": null}])
     );
     assert_eq!(
         run(&["--format", "csv"]),
-        "site,views,visitors\nexample.com,0,0\n"
+        "site,views,visitors,visits,views_per_visit,bounce_rate,visit_duration\nexample.com,0,0,0,,,\n"
     );
-    assert!(run(&[]).contains("example.com      0         0"));
+    assert!(run(&[]).contains("example.com      0         0       0"));
     assert_eq!(run(&["--by", "page", "--format", "json"]).trim(), "[]");
     assert_eq!(
         run(&["--by", "referrer", "--format", "csv"]),
-        "referrer,entries,visitors\n"
+        "referrer,entries,visitors,visits,bounce_rate,visit_duration\n"
     );
     assert!(run(&["--by", "day"]).contains("no views in this range"));
 

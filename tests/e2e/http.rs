@@ -47,6 +47,16 @@ fn answers_follow_the_beacon_api() {
             "POST",
             "/api/event",
             "text/plain",
+            // Before this client has viewed a page: no visit to count it for.
+            br#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":50,"e":3000}"#
+                .to_vec(),
+            202,
+            Some("no-visit"),
+        ),
+        (
+            "POST",
+            "/api/event",
+            "text/plain",
             OK_BODY.into(),
             202,
             None,
@@ -79,10 +89,11 @@ fn answers_follow_the_beacon_api() {
             "POST",
             "/api/event",
             "text/plain",
+            // For the visit this client's views above opened: counted.
             br#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":50,"e":3000}"#
                 .to_vec(),
             202,
-            Some("no-visit"),
+            None,
         ),
         (
             "POST",
