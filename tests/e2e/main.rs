@@ -10,3 +10,4 @@ mod pipeline;
 mod reliability;
 mod shields;
 mod support;
+mod visits;

@@ -379,7 +379,7 @@ pub struct Row {
     pub site: String,
     pub hour_micros: i64,
     pub dims: Vec<Option<String>>,
-    /// `views` and/or `entries`, as the table has them.
+    /// The table's counts (`views`, `entries`, `visits`, ...).
     pub counts: HashMap<String, i64>,
     pub visitors: Vec<u8>,
     pub file: PathBuf,
@@ -409,7 +409,7 @@ pub fn read_table(data_dir: &Path, table: &str) -> Vec<Row> {
             assert_eq!(names[n - 1], "visitors", "{}", file.display());
             let counts_start = names
                 .iter()
-                .position(|c| *c == "views" || *c == "entries")
+                .position(|c| matches!(*c, "views" | "entries" | "visits"))
                 .expect("a count column");
             let strings = |i: usize| {
                 batch
