@@ -652,6 +652,7 @@ fn rollup(args: RollupArgs) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    no_core_dumps();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
@@ -662,6 +663,19 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(serve_async(args))
+}
+
+/// Makes the serving process non-dumpable: no core dump, and no other
+/// process of the same user may attach to it or read its memory. It holds
+/// the day's salt and, with sessions on, every open visit's key; a crash
+/// must not leave them on disk.
+fn no_core_dumps() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!(error = %e, "could not turn core dumps off");
+    }
 }
 
 /// What a started `serve` runs with: every check passed, the data dir
@@ -965,6 +979,16 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_serving_process_dumps_no_core() {
+        no_core_dumps();
+        assert_eq!(
+            rustix::process::dumpable_behavior().unwrap(),
+            rustix::process::DumpableBehavior::NotDumpable
+        );
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {

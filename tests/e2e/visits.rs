@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
-const UA: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
 
 fn view(page: &str, referrer: &str, ip: &str) -> Vec<u8> {
     let body = format!(
@@ -55,7 +54,10 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
         assert_eq!(r.status, 202, "{}", r.text());
         let date = r.header("date").expect("a Date header");
         let at = chrono::DateTime::parse_from_rfc2822(date).expect("an HTTP date");
-        (r.header("x-footfall-dropped").map(str::to_owned), at.timestamp())
+        (
+            r.header("x-footfall-dropped").map(str::to_owned),
+            at.timestamp(),
+        )
     };
     let counted = |beacon: Vec<u8>| {
         let (dropped, at) = send(beacon);
@@ -65,7 +67,10 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
     const ELEVEN: i64 = 1_796_295_600; // 2026-12-03T11:00:00Z
     let (one, many, back, late) = ("203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4");
     // An engagement before any view starts nothing.
-    assert_eq!(send(engagement("/a", 500, 10, late)).0.as_deref(), Some("no-visit"));
+    assert_eq!(
+        send(engagement("/a", 500, 10, late)).0.as_deref(),
+        Some("no-visit")
+    );
     // `one`: a one-page visit from a search engine, read for a while.
     let one_start = counted(view("/a", "https://search.example/?q=x", one));
     // `many`: three pages, across 11:00.
@@ -82,7 +87,10 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
     // A minute and a half without a beacon from `back`: its visit is over.
     std::thread::sleep(fake_secs(75));
     counted(view("/a", "", back));
-    assert!(server.metric("footfall_visits_ended_total") >= 1.0, "swept during the run");
+    assert!(
+        server.metric("footfall_visits_ended_total") >= 1.0,
+        "swept during the run"
+    );
     assert!(server.stop().success());
 
     let data = tmp.path();
@@ -129,10 +137,17 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
     };
     assert_eq!(entries.as_array().unwrap().len(), 2, "{entries}");
     let a = row(&entries, "entry_page", "/a");
-    assert_eq!((a["visits"].as_i64(), a["visitors"].as_i64()), (Some(3), Some(3)), "{entries}");
+    assert_eq!(
+        (a["visits"].as_i64(), a["visitors"].as_i64()),
+        (Some(3), Some(3)),
+        "{entries}"
+    );
     assert_eq!(a["bounce_rate"], 66.7, "{entries}");
     let b = row(&entries, "entry_page", "/b");
-    assert_eq!((b["visits"].as_i64(), b["bounce_rate"].as_f64()), (Some(1), Some(100.0)));
+    assert_eq!(
+        (b["visits"].as_i64(), b["bounce_rate"].as_f64()),
+        (Some(1), Some(100.0))
+    );
     assert_eq!(b["visit_duration"], 0);
 
     let exits = report(&["--by", "exit_page"]);
@@ -143,20 +158,37 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
 
     let pages = report(&["--by", "page"]);
     let a = row(&pages, "page", "/a");
-    assert_eq!((a["time_on_page"].as_i64(), a["scroll_depth"].as_i64()), (Some(8), Some(70)));
-    assert_eq!(row(&pages, "page", "/c")["time_on_page"], serde_json::Value::Null);
+    assert_eq!(
+        (a["time_on_page"].as_i64(), a["scroll_depth"].as_i64()),
+        (Some(8), Some(70))
+    );
+    assert_eq!(
+        row(&pages, "page", "/c")["time_on_page"],
+        serde_json::Value::Null
+    );
 
     let sources = report(&["--by", "referrer"]);
     let search = row(&sources, "referrer", "search.example");
-    assert_eq!((search["visits"].as_i64(), search["bounce_rate"].as_f64()), (Some(1), Some(100.0)));
+    assert_eq!(
+        (search["visits"].as_i64(), search["bounce_rate"].as_f64()),
+        (Some(1), Some(100.0))
+    );
 
     // A visit's numbers belong to the hour it began: `many`'s in 10:00,
     // though two of its views are in 11:00.
     let hours = report(&["--by", "hour"]);
     let h10 = row(&hours, "hour", "2026-12-03T10:00:00Z");
     let h11 = row(&hours, "hour", "2026-12-03T11:00:00Z");
-    assert_eq!((h10["views"].as_i64(), h10["visits"].as_i64()), (Some(4), Some(3)), "{hours}");
-    assert_eq!((h11["views"].as_i64(), h11["visits"].as_i64()), (Some(2), Some(1)), "{hours}");
+    assert_eq!(
+        (h10["views"].as_i64(), h10["visits"].as_i64()),
+        (Some(4), Some(3)),
+        "{hours}"
+    );
+    assert_eq!(
+        (h11["views"].as_i64(), h11["visits"].as_i64()),
+        (Some(2), Some(1)),
+        "{hours}"
+    );
     // The pageviews of the visits that began in 10:00: 1 + 3 + 1.
     assert_eq!(h10["views_per_visit"], 1.67, "{hours}");
 
@@ -170,8 +202,10 @@ fn scripted_visitors_give_exact_visits_bounces_entries_and_exits() {
         }
     }
     let visits = read_table(data, "visits");
-    let mut keys: Vec<(i64, Option<String>)> =
-        visits.iter().map(|r| (r.hour_micros, r.dims[0].clone())).collect();
+    let mut keys: Vec<(i64, Option<String>)> = visits
+        .iter()
+        .map(|r| (r.hour_micros, r.dims[0].clone()))
+        .collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 3, "(10:00, /a), (10:00, /b), (11:00, /a)");
@@ -192,14 +226,24 @@ fn with_sessions_off_no_visit_is_kept_and_the_numbers_are_absent() {
     let r = conn.raw(&engagement("/a", 4_000, 50, "203.0.113.9"));
     assert_eq!(r.header("x-footfall-dropped"), Some("no-visit"));
     let metrics = server.metrics();
-    assert!(!metrics.contains("footfall_visits_"), "no visit series at all:\n{metrics}");
+    assert!(
+        !metrics.contains("footfall_visits_"),
+        "no visit series at all:\n{metrics}"
+    );
     drop(conn);
     assert!(server.stop().success());
     assert!(!tmp.path().join("visits").exists());
-    let (ok, out, err) = footfall(&["report", "--site", "example.com", "--format", "json"], tmp.path());
+    let (ok, out, err) = footfall(
+        &["report", "--site", "example.com", "--format", "json"],
+        tmp.path(),
+    );
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["views"], 1);
-    assert_eq!(v[0]["visits"], serde_json::Value::Null, "absent, not zero: {v}");
+    assert_eq!(
+        v[0]["visits"],
+        serde_json::Value::Null,
+        "absent, not zero: {v}"
+    );
     assert_eq!(v[0]["bounce_rate"], serde_json::Value::Null);
 }
