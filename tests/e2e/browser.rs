@@ -332,3 +332,121 @@ fn the_front_page_counts_its_own_visit_as_localhost() {
     assert_eq!((row.views, row.entries), (1, 1));
     assert_eq!(union_estimate(&rows).round(), 1.0);
 }
+
+/// The numbers of one page from `footfall report --by page` (JSON).
+fn page_report(data: &std::path::Path, by: &str) -> serde_json::Value {
+    let (ok, out, err) = crate::support::footfall(
+        &["report", "--site", SITE, "--by", by, "--format", "json"],
+        data,
+    );
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn row_of<'a>(v: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_json::Value {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[key] == value)
+        .unwrap_or_else(|| panic!("no {key} {value} in {v}"))
+}
+
+/// A tall page that scrolls to `scroll_to` (a fraction of its height)
+/// after load, stays `stay_ms`, moves by pushState to `/next`, stays a
+/// little, then leaves for about:blank, which hides it (the tracker's
+/// last engagement report).
+fn two_page_spa(head: &str, scroll_to: f64, stay_ms: u32) -> String {
+    format!(
+        "<!doctype html><html><head><title>read</title>{head}</head>\
+         <body style=\"margin:0\"><div style=\"height:4000px\">an article</div>\
+         <script>addEventListener('load', () => {{\
+           scrollTo(0, document.documentElement.scrollHeight * {scroll_to} - innerHeight);\
+           setTimeout(() => {{\
+             history.pushState({{}}, '', '/next');\
+             setTimeout(() => {{ location.href = 'about:blank'; }}, 700);\
+           }}, {stay_ms});\
+         }});</script></body></html>"
+    )
+}
+
+#[test]
+fn footfalls_tracker_reports_time_on_page_and_scroll_depth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--site", SITE]);
+    let tag = readme_tag(server.addr);
+    let site = serve_pages(vec![("/read", two_page_spa(&tag, 1.0, 2_000))]);
+    {
+        let _browser = Browser::open(&format!("http://{SITE}:{}/read", site.port()));
+        wait_for_metric(&server, "footfall_engagements_total", 2);
+    }
+    assert!(server.stop().success());
+    let pages = page_report(tmp.path(), "page");
+    let read = row_of(&pages, "page", "/read");
+    // Scrolled to the bottom; about 2 s on the page.
+    assert_eq!(read["scroll_depth"], 100, "{pages}");
+    let t = read["time_on_page"].as_i64().unwrap();
+    assert!((1..=4).contains(&t), "{pages}");
+    assert_eq!(read["exits"], 0);
+    let next = row_of(&pages, "page", "/next");
+    assert_eq!(next["exits"], 1, "{pages}");
+    assert!(next["time_on_page"].is_number(), "{pages}");
+    let totals = page_report_totals(tmp.path());
+    assert_eq!(totals["visits"], 1, "{totals}");
+    assert_eq!(totals["views_per_visit"], 2.0);
+    assert_eq!(totals["bounce_rate"], 0.0);
+    assert!(totals["visit_duration"].as_i64().unwrap() >= 2, "{totals}");
+}
+
+fn page_report_totals(data: &std::path::Path) -> serde_json::Value {
+    let (ok, out, err) =
+        crate::support::footfall(&["report", "--site", SITE, "--format", "json"], data);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+/// Plausible's own tracker, `@plausible-analytics/tracker` from npm
+/// (installed by scripts/test.sh from tests/e2e/plausible/), pointed at
+/// footfall by its `endpoint`: nothing else changed.
+fn plausible_tracker() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/plausible/node_modules/@plausible-analytics/tracker/plausible.js"
+    );
+    std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!("{path}: {e}; scripts/test.sh installs it (npm ci --prefix tests/e2e/plausible)")
+    })
+}
+
+#[test]
+fn plausibles_official_tracker_gives_visits_time_on_page_and_scroll_depth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--site", SITE]);
+    // The package is one ES module; inline, it runs as the page's module
+    // and `init` is called as Plausible's npm README shows.
+    let head = format!(
+        "<script type=\"module\">{}\ninit({{ domain: '{SITE}', endpoint: 'http://{}/api/event' }});</script>",
+        plausible_tracker(),
+        server.addr
+    );
+    let site = serve_pages(vec![("/read", two_page_spa(&head, 0.5, 2_500))]);
+    {
+        let _browser = Browser::open(&format!("http://{SITE}:{}/read", site.port()));
+        wait_for_metric(&server, "footfall_engagements_total", 2);
+    }
+    assert!(server.stop().success());
+    let pages = page_report(tmp.path(), "page");
+    let read = row_of(&pages, "page", "/read");
+    let t = read["time_on_page"].as_i64().unwrap();
+    assert!((2..=5).contains(&t), "about 2.5 s on /read: {pages}");
+    let sd = read["scroll_depth"].as_i64().unwrap();
+    assert!((40..=60).contains(&sd), "scrolled to half the page: {pages}");
+    assert!(row_of(&pages, "page", "/next")["time_on_page"].is_number());
+    let totals = page_report_totals(tmp.path());
+    assert_eq!(totals["views"], 2, "{totals}");
+    assert_eq!(totals["visits"], 1, "one visit of two pages: {totals}");
+    assert_eq!(totals["bounce_rate"], 0.0);
+    assert!(totals["visit_duration"].as_i64().unwrap() >= 3, "{totals}");
+    let entries = page_report(tmp.path(), "entry_page");
+    assert_eq!(row_of(&entries, "entry_page", "/read")["visits"], 1, "{entries}");
+}

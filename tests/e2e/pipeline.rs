@@ -391,7 +391,7 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize, started: i
         );
     }
     // Every other table, decoded the same way.
-    for table in ["sources", "devices", "countries"] {
+    for table in ["sources", "devices", "countries", "visits"] {
         for r in read_table(&server.data_dir, table) {
             let dims: Vec<&str> = r.dims.iter().flatten().map(String::as_str).collect();
             haystacks.push((
@@ -401,6 +401,21 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize, started: i
             haystacks.push((format!("decoded {table} sketch"), r.visitors.clone()));
         }
     }
+    // Visits are counted per (site, hour, entry page), never one row a
+    // visitor: thousands of visits, a few rows.
+    let visits = read_table(&server.data_dir, "visits");
+    let counted: i64 = visits.iter().map(|r| r.count("visits")).sum();
+    let keys_written: HashSet<(String, i64, Vec<Option<String>>)> = visits
+        .iter()
+        .map(|r| (r.site.clone(), r.hour_micros, r.dims.clone()))
+        .collect();
+    assert!(counted >= visitors as i64, "every visitor's visit: {counted}");
+    assert_eq!(visits.len(), keys_written.len(), "one row a key");
+    assert!(
+        visits.len() * 10 < counted as usize,
+        "{} rows for {counted} visits",
+        visits.len()
+    );
     haystacks.push(("server log".into(), server.log().into_bytes()));
     haystacks.push(("/metrics".into(), metrics.as_bytes().to_vec()));
     assert!(
