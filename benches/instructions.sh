@@ -56,7 +56,7 @@ instructions() { # step n
 }
 
 printf '%-10s %14s\n' step "instructions"
-for step in decode anonymise fold beacon pixel cap; do
+for step in decode anonymise fold beacon pixel cap visit; do
   one=$(instructions "$step" "$N")
   two=$(instructions "$step" $((2 * N)))
   awk -v s="$step" -v a="$one" -v b="$two" -v n="$N" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'

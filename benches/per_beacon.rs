@@ -6,13 +6,16 @@
 //!
 //! Usage: `per-beacon STEP N` with STEP one of `decode`, `anonymise`,
 //! `fold`, `beacon` (all three, into the aggregator's buckets), `pixel`
-//! (decoding the load benchmark's pixel query), or `cap` (the rate cap's
-//! check of one view, which `anonymise` and `beacon` include).
+//! (decoding the load benchmark's pixel query), `cap` (the rate cap's
+//! check of one view, which `anonymise` and `beacon` include), or `visit`
+//! (the visits layer's share of a view: its visitor's open visit found and
+//! extended, or a new one opened; `serve` adds it to `beacon`).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use footfall_aggregator::Buckets;
+use footfall_aggregator::sessions::{SessionSettings, Sessions};
 use footfall_collector::anonymise::Context;
 use footfall_collector::beacon::QUERY_SCRATCH;
 use footfall_collector::{
@@ -47,7 +50,7 @@ fn main() {
     let n: u32 = args
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel|cap N");
+        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel|cap|visit N");
 
     agent::warm_up();
     let sites = SiteFilter::only(["example.com"]).expect("a valid site");
@@ -130,6 +133,24 @@ fn main() {
                 black_box(ingest(i, &mut buckets).ok());
             }
         }
+        "visit" => {
+            // 1,024 visitors, as the other steps have, each on its visit:
+            // the view of a visitor already reading, the common case (the
+            // first 1,024 open their visits before the count starts).
+            let mut sessions = Sessions::new(SessionSettings::default());
+            let pages = ["/blog/2026/11/privacy-first-analytics", "/docs/", "/"];
+            for i in 0..n {
+                let key =
+                    VisitorKey::from_hash(u64::from(i % 1024).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let view = Visit {
+                    visitor: key,
+                    page: pages[(i / 1024) as usize % pages.len()],
+                    ..visit
+                };
+                sessions.pageview(black_box(&view), |ended| buckets.fold_ended(ended));
+            }
+            black_box(sessions.len());
+        }
         "cap" => {
             for i in 0..n {
                 // 1,024 visitors, as the other steps have: none reaches it.
@@ -146,6 +167,8 @@ fn main() {
                 black_box(decode_query(black_box(PIXEL), &mut scratch).ok());
             }
         }
-        other => panic!("unknown step {other:?}: decode, anonymise, fold, beacon, pixel or cap"),
+        other => {
+            panic!("unknown step {other:?}: decode, anonymise, fold, beacon, pixel, cap or visit")
+        }
     }
 }

@@ -440,7 +440,10 @@ fn plausibles_official_tracker_gives_visits_time_on_page_and_scroll_depth() {
     let t = read["time_on_page"].as_i64().unwrap();
     assert!((2..=5).contains(&t), "about 2.5 s on /read: {pages}");
     let sd = read["scroll_depth"].as_i64().unwrap();
-    assert!((40..=60).contains(&sd), "scrolled to half the page: {pages}");
+    assert!(
+        (40..=60).contains(&sd),
+        "scrolled to half the page: {pages}"
+    );
     assert!(row_of(&pages, "page", "/next")["time_on_page"].is_number());
     let totals = page_report_totals(tmp.path());
     assert_eq!(totals["views"], 2, "{totals}");
@@ -448,5 +451,9 @@ fn plausibles_official_tracker_gives_visits_time_on_page_and_scroll_depth() {
     assert_eq!(totals["bounce_rate"], 0.0);
     assert!(totals["visit_duration"].as_i64().unwrap() >= 3, "{totals}");
     let entries = page_report(tmp.path(), "entry_page");
-    assert_eq!(row_of(&entries, "entry_page", "/read")["visits"], 1, "{entries}");
+    assert_eq!(
+        row_of(&entries, "entry_page", "/read")["visits"],
+        1,
+        "{entries}"
+    );
 }

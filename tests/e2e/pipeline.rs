@@ -409,7 +409,10 @@ fn privacy_scan(server: &Server, beacons: &[Beacon], visitors: usize, started: i
         .iter()
         .map(|r| (r.site.clone(), r.hour_micros, r.dims.clone()))
         .collect();
-    assert!(counted >= visitors as i64, "every visitor's visit: {counted}");
+    assert!(
+        counted >= visitors as i64,
+        "every visitor's visit: {counted}"
+    );
     assert_eq!(visits.len(), keys_written.len(), "one row a key");
     assert!(
         visits.len() * 10 < counted as usize,
