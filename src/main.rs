@@ -542,6 +542,7 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
         countries: serve.geoip_db.is_some(),
         honor_gpc: serve.honor_gpc,
         rate_cap: (serve.max_views_per_minute > 0).then_some(serve.max_views_per_minute),
+        session_timeout: (serve.sessions == Switch::On).then_some(serve.session_timeout),
     };
     let format = match args.format {
         NoticeFormat::Markdown => privacy_notice::Format::Markdown,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub honor_gpc: bool,
     /// `--max-views-per-minute` (None: off).
     pub rate_cap: Option<u32>,
+    /// `--session-timeout` when `--sessions on` (None: off).
+    pub session_timeout: Option<std::time::Duration>,
 }
 
 /// How the notice is written.
@@ -89,10 +91,24 @@ fn paragraphs(s: &Settings) -> Vec<String> {
          kept only inside a HyperLogLog sketch, a summary that holds no address, \
          User-Agent or identifier. Once a day's secret is gone, no one, the site's operator included, \
          can tell whether you were among that day's visitors. Visits on different \
-         days cannot be linked to each other, and pages you view are not linked into \
-         a visit or a path."
+         days cannot be linked to each other."
             .to_owned(),
     );
+
+    ps.push(match s.session_timeout {
+        Some(timeout) => format!(
+            "To count visits, bounces and the time spent, the pages you view while you \
+             browse the site are linked into one visit, in the server's memory only, \
+             until {} without activity or the end of the day (UTC); the visit is never \
+             written down, and when it ends all that is kept of it is added to the \
+             totals (how many visits began on each page and from which site, how many \
+             ended on each page, how long they lasted, how far pages were read).",
+            timeout_words(timeout)
+        ),
+        None => "Pages you view are not linked into a visit or a path: no page view is \
+                 remembered once it is counted."
+            .to_owned(),
+    });
 
     match s.rate_cap {
         Some(n) => ps.push(format!(
@@ -128,6 +144,19 @@ fn paragraphs(s: &Settings) -> Vec<String> {
     ps
 }
 
+/// `30m` as people say it: "30 minutes".
+fn timeout_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs().max(1);
+    let (n, unit) = if secs % 3600 == 0 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -145,6 +174,7 @@ mod tests {
             countries: false,
             honor_gpc: false,
             rate_cap: Some(100),
+            session_timeout: Some(std::time::Duration::from_secs(1800)),
         }
     }
 
@@ -193,6 +223,18 @@ mod tests {
             ..base()
         };
         assert!(only_in(&off, &b)[0].contains("no limit"));
+
+        assert!(paragraphs(&b).iter().any(|p| p.contains("until 30 minutes without activity")));
+        let short = Settings {
+            session_timeout: Some(std::time::Duration::from_secs(600)),
+            ..base()
+        };
+        assert!(only_in(&short, &b)[0].contains("until 10 minutes without activity"));
+        let no_visits = Settings {
+            session_timeout: None,
+            ..base()
+        };
+        assert!(only_in(&no_visits, &b)[0].contains("not linked into a visit"));
     }
 
     #[test]
@@ -204,6 +246,7 @@ mod tests {
                 honor_gpc: true,
                 rate_cap: None,
                 sites: vec!["a.org".into()],
+                session_timeout: None,
             },
         ] {
             let text = render(&s, Format::Markdown);

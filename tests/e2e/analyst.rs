@@ -99,6 +99,8 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
             "FOOTFALL_HONOR_GPC",
             "FOOTFALL_GEOIP_DB",
             "FOOTFALL_MAX_VIEWS_PER_MINUTE",
+            "FOOTFALL_SESSIONS",
+            "FOOTFALL_SESSION_TIMEOUT",
         ] {
             c.env_remove(var);
         }
@@ -117,6 +119,11 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
         plain.contains("visits to this site") && plain.contains("does not look up where you are")
     );
     assert!(plain.contains("at most 100 page views a minute"));
+    assert!(plain.contains("until 30 minutes without activity"));
+    let short = notice(&[("FOOTFALL_SESSION_TIMEOUT", "15m")], &[]);
+    assert!(short.contains("until 15 minutes without activity"), "{short}");
+    let off = notice(&[], &["--sessions", "off"]);
+    assert!(off.contains("not linked into a visit"), "{off}");
     let configured = notice(
         &[
             ("FOOTFALL_SITE", "Example.com,shop.example"),
