@@ -224,7 +224,11 @@ mod tests {
         };
         assert!(only_in(&off, &b)[0].contains("no limit"));
 
-        assert!(paragraphs(&b).iter().any(|p| p.contains("until 30 minutes without activity")));
+        assert!(
+            paragraphs(&b)
+                .iter()
+                .any(|p| p.contains("until 30 minutes without activity"))
+        );
         let short = Settings {
             session_timeout: Some(std::time::Duration::from_secs(600)),
             ..base()

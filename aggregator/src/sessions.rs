@@ -84,6 +84,10 @@ pub struct Engaged<'a> {
     pub new_scroll: bool,
 }
 
+/// Seconds of engaged time a visit may claim beyond its age, for clocks
+/// that tick at different moments (the server counts whole seconds).
+pub const ENGAGED_SLACK_S: i64 = 10;
+
 /// Distinct pages one visit tracks engagement for; reports on further
 /// pages still extend the visit but add no page data. Bounds what one
 /// visitor can make us hold.
@@ -138,6 +142,9 @@ struct Open {
     start: u32,
     last: u32,
     pageviews: u16,
+    /// Engaged milliseconds counted so far: with one page focused at a
+    /// time, they cannot pass the visit's age (see [`ENGAGED_SLACK_S`]).
+    engaged_ms: u32,
     landed: bool,
     /// False for a vacant slot.
     live: bool,
@@ -255,6 +262,7 @@ impl Sessions {
             start: secs(now),
             last: secs(now),
             pageviews: 1,
+            engaged_ms: 0,
             landed: visit.entry,
             live: true,
             seen: Seen::default(),
@@ -311,11 +319,19 @@ impl Sessions {
             }
         };
         let (site, start) = (open.site, i64::from(open.start));
+        // Engaged time counts while a page is visible and focused, one page
+        // at a time, so a visit's cannot pass its age: a client claiming
+        // more (an old tracker's nonsense, or someone inflating time on
+        // page) is counted up to that.
+        let age_ms = (e.time - start + ENGAGED_SLACK_S).clamp(0, i64::from(u32::MAX / 1000)) * 1000;
+        let room = (age_ms - i64::from(open.engaged_ms)).max(0);
+        let engaged_ms = e.engaged_ms.map_or(0, i64::from).min(room);
+        open.engaged_ms = open.engaged_ms.saturating_add(engaged_ms as u32);
         Some(Engaged {
             site: self.texts.get(site),
             start,
             page: e.page,
-            engaged_ms: e.engaged_ms.map_or(0, i64::from),
+            engaged_ms,
             new_pair,
             scroll_added,
             new_scroll,
@@ -405,6 +421,7 @@ impl Open {
             start: 0,
             last: 0,
             pageviews: 0,
+            engaged_ms: 0,
             landed: false,
             live: false,
             seen: Seen::default(),
@@ -748,6 +765,26 @@ mod tests {
             ]
         );
         // Summed: /a 7 s over one pair, deepest 100; /b 1.5 s, deepest 10.
+    }
+
+    #[test]
+    fn a_visit_claims_no_more_engaged_time_than_its_age() {
+        let mut sessions = Sessions::new(SessionSettings::default());
+        visits(&mut sessions, &[(T0, "/", 1)]);
+        // 29 days claimed 20 s in: counted up to 20 s and the slack.
+        let e = sessions
+            .engage(&engagement(T0 + 20, "/", 1, 29 * 86_400_000, None))
+            .unwrap();
+        assert_eq!(e.engaged_ms, (20 + ENGAGED_SLACK_S) * 1000);
+        // Nothing left until the visit is older.
+        let e = sessions
+            .engage(&engagement(T0 + 21, "/b", 1, 5_000, None))
+            .unwrap();
+        assert_eq!(e.engaged_ms, 1_000);
+        let e = sessions
+            .engage(&engagement(T0 + 60, "/b", 1, 5_000, None))
+            .unwrap();
+        assert_eq!(e.engaged_ms, 5_000, "an honest report is counted whole");
     }
 
     #[test]

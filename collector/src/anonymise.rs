@@ -243,13 +243,20 @@ pub fn anonymise(
             continue;
         }
         if engagement {
+            // Engagement reports share the visitor's budget of the minute:
+            // a client cannot buy unlimited reports with one open visit.
+            let visitor = visitor_key(cx.salt, site, client);
+            if cx.shields.over_cap(visitor.sketch_input(), cx.now) {
+                dropped.get_or_insert(DropReason::RateLimit);
+                continue;
+            }
             let counted = record.engage(&Engagement {
                 site,
                 time: cx.now,
                 page: &page.page,
                 engaged_ms: beacon.engaged_ms,
                 scroll_depth: beacon.scroll_depth,
-                visitor: visitor_key(cx.salt, site, client),
+                visitor,
             });
             if !counted {
                 dropped.get_or_insert(DropReason::NoVisit);

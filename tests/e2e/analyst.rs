@@ -121,7 +121,10 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
     assert!(plain.contains("at most 100 page views a minute"));
     assert!(plain.contains("until 30 minutes without activity"));
     let short = notice(&[("FOOTFALL_SESSION_TIMEOUT", "15m")], &[]);
-    assert!(short.contains("until 15 minutes without activity"), "{short}");
+    assert!(
+        short.contains("until 15 minutes without activity"),
+        "{short}"
+    );
     let off = notice(&[], &["--sessions", "off"]);
     assert!(off.contains("not linked into a visit"), "{off}");
     let configured = notice(
