@@ -576,10 +576,16 @@ mod tests {
         };
         let view = decode_json(br#"{"u":"https://example.com/","d":"example.com"}"#).unwrap();
         assert_eq!(anonymise(&view, c, &tight, &mut sink, |_, _| {}), Ok(None));
-        let again = decode_json(br#"{"n":"engagement","u":"https://example.com/","d":"example.com"}"#).unwrap();
+        let again =
+            decode_json(br#"{"n":"engagement","u":"https://example.com/","d":"example.com"}"#)
+                .unwrap();
         let r = anonymise(&again, c, &tight, &mut sink, |_, _| {});
         assert_eq!(r, Ok(Some(DropReason::RateLimit)));
-        assert_eq!(sink.engagements.len(), 1, "the capped report reached no one");
+        assert_eq!(
+            sink.engagements.len(),
+            1,
+            "the capped report reached no one"
+        );
 
         // No open visit: said so.
         sink.open = false;

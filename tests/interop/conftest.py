@@ -34,13 +34,26 @@ CAMPAIGNS = [{}, {"utm_source": "newsletter", "utm_medium": "email", "utm_campai
 
 # The documented schema of every table (README "Output").
 S, TS, I64, BIN = pa.string(), pa.timestamp("us", tz="UTC"), pa.int64(), pa.binary()
+VISIT_COUNTS = [("visits", I64, False), ("bounces", I64, False), ("pageviews", I64, False),
+                ("duration_s", I64, False)]
 SCHEMAS = {
-    "pages": [("page", S, False), ("views", I64, False), ("entries", I64, False)],
+    "pages": [("page", S, False), ("views", I64, False), ("entries", I64, False), ("exits", I64, False),
+              ("engaged_ms", I64, False), ("engagements", I64, False), ("scroll_sum", I64, False),
+              ("scrolls", I64, False)],
     "sources": [("referrer", S, True), ("utm_source", S, True), ("utm_medium", S, True),
-                ("utm_campaign", S, True), ("entries", I64, False)],
+                ("utm_campaign", S, True), ("entries", I64, False)] + VISIT_COUNTS,
     "devices": [("browser", S, False), ("os", S, False), ("device", S, False), ("views", I64, False)],
     "countries": [("country", S, True), ("views", I64, False)],
+    "visits": [("entry_page", S, False)] + VISIT_COUNTS,
 }
+
+
+def dims_and_count(table):
+    """The table's dimension columns (its strings) and its first count
+    (`pages`: views; `visits`: visits)."""
+    dims = [name for name, kind, _ in SCHEMAS[table] if kind == S]
+    count = next(name for name, kind, _ in SCHEMAS[table] if kind == I64)
+    return dims, count
 
 
 def start_server(data_dir):
@@ -76,6 +89,9 @@ def serve_and_send(data_dir):
     truth_sources = defaultdict(int)
     truth_countries = defaultdict(int)
     truth_devices = defaultdict(int)
+    # Each visitor's pages in order: all sent within minutes, so one visit
+    # each (the stop ends them).
+    pages_of = defaultdict(list)
     conn = http.client.HTTPConnection(host, port, timeout=30)
     for i in range(BEACONS):
         v = rng.randrange(VISITORS)
@@ -102,12 +118,23 @@ def serve_and_send(data_dir):
         assert resp.getheader("X-Footfall-Dropped") is None
         truth_views[page] += 1
         truth_visitors[page].add(v)
+        pages_of[v].append(page)
         if referrer_host is not None or referrer is None:
             key = (referrer_host, campaign.get("utm_source"), campaign.get("utm_medium"), campaign.get("utm_campaign"))
             truth_sources[key] += 1
         truth_countries[country] += 1
         truth_devices[("Firefox", "Windows", "mobile" if width == 390 else "desktop")] += 1
     conn.close()
+    # What the visits must sum to: per entry page (visits, bounces,
+    # pageviews), and exits per page.
+    truth_visits = defaultdict(lambda: [0, 0, 0])
+    truth_exits = defaultdict(int)
+    for pages in pages_of.values():
+        t = truth_visits[pages[0]]
+        t[0] += 1
+        t[1] += len(pages) < 2
+        t[2] += len(pages)
+        truth_exits[pages[-1]] += 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     report = json.loads(subprocess.run(
@@ -129,6 +156,9 @@ def serve_and_send(data_dir):
         "sources": dict(truth_sources),
         "countries": dict(truth_countries),
         "devices": dict(truth_devices),
+        "visits": {page: v for page, (v, _, _) in truth_visits.items()},
+        "visit_counts": {page: tuple(t) for page, t in truth_visits.items()},
+        "exits": dict(truth_exits),
     }
 
 
@@ -138,3 +168,31 @@ def report(run, by):
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the suite (Spark SQL reads footfall's folders)."""
+    from pyspark.sql import SparkSession
+
+    with pytest.MonkeyPatch.context() as mp:
+        # Loopback only: without it Spark binds to the host's outward address.
+        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        session = (
+            SparkSession.builder.master("local[2]").appName("footfall-interop")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.memory", "512m")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "2")
+            # Spark's `timestamp` is an instant shown in the session's zone:
+            # pin it, so `hour` reads back the same on any machine.
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        session.sparkContext.setLogLevel("ERROR")
+        try:
+            yield session
+        finally:
+            session.stop()

@@ -13,9 +13,8 @@ import datasketches
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import SparkSession
 
-from conftest import SCHEMAS, SITE, report
+from conftest import SCHEMAS, SITE, dims_and_count, report
 
 TABLES = sorted(SCHEMAS)
 
@@ -25,13 +24,6 @@ def close(estimate, reported):
     (their composite estimators differ in the last digits), plus rounding
     to a whole visitor on each side (Spark's and the report's)."""
     return abs(estimate - reported) <= 1 + 0.001 * reported
-
-
-def dims_and_count(table):
-    """The table's dimension columns and its count (`pages`: views)."""
-    names = [name for name, _, _ in SCHEMAS[table]]
-    count = next(n for n in names if n in ("views", "entries"))
-    return [n for n in names if n not in ("views", "entries")], count
 
 
 def truth_of(run, table):
@@ -84,29 +76,6 @@ def test_polars_views_and_sketches_per_page_match_report(run):
 SPARK_TYPES = {"string": "string", "int64": "bigint"}
 
 
-@pytest.fixture(scope="module")
-def spark():
-    with pytest.MonkeyPatch.context() as mp:
-        # Loopback only: without it Spark binds to the host's outward address.
-        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
-        session = (
-            SparkSession.builder.master("local[2]").appName("footfall-interop")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.driver.memory", "512m")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", "2")
-            # Spark's `timestamp` is an instant shown in the session's zone:
-            # pin it, so `hour` reads back the same on any machine.
-            .config("spark.sql.session.timeZone", "UTC")
-            .getOrCreate()
-        )
-        session.sparkContext.setLogLevel("ERROR")
-        try:
-            yield session
-        finally:
-            session.stop()
 
 
 @pytest.mark.parametrize("table", TABLES)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BIN, S, SCHEMAS, SITE, TS, report
+from conftest import BIN, S, SCHEMAS, SITE, TS, dims_and_count, report
 
 
 @pytest.mark.parametrize("table", sorted(SCHEMAS))
@@ -29,9 +29,7 @@ def test_every_table_reads_with_pyarrow_and_sums_in_duckdb(run, table):
     for f in files:
         assert pq.read_table(f).schema.remove_metadata() == pa.schema(fields)
         assert pq.read_metadata(f).metadata[b"footfall.table"] == table.encode()
-    names = [name for name, _, _ in SCHEMAS[table]]
-    dims = [n for n in names if n not in ("views", "entries")]
-    count = next(n for n in names if n in ("views", "entries"))
+    dims, count = dims_and_count(table)
     rows = duckdb.sql(f"""
         SELECT {", ".join(dims)}, sum({count})::BIGINT
         FROM read_parquet('{run["dir"]}/{table}/**/*.parquet', hive_partitioning = true)
@@ -50,13 +48,18 @@ def test_pyarrow_reads_the_documented_schema(run):
         pa.field("page", pa.string(), nullable=False),
         pa.field("views", pa.int64(), nullable=False),
         pa.field("entries", pa.int64(), nullable=False),
+        pa.field("exits", pa.int64(), nullable=False),
+        pa.field("engaged_ms", pa.int64(), nullable=False),
+        pa.field("engagements", pa.int64(), nullable=False),
+        pa.field("scroll_sum", pa.int64(), nullable=False),
+        pa.field("scrolls", pa.int64(), nullable=False),
         pa.field("visitors", pa.binary(), nullable=False),
     ])
     for f in run["files"]:
         table = pq.read_table(f)
         assert table.schema.remove_metadata() == expected
         meta = pq.read_metadata(f).metadata
-        assert meta[b"footfall.schema_version"] == b"1"
+        assert meta[b"footfall.schema_version"] == b"2"
         assert meta[b"footfall.hll.lg_k"] == b"12"
         assert meta[b"footfall.hll.type"] == b"HLL_4"
         assert meta[b"footfall.uniqueness_window"] == b"day"
@@ -108,7 +111,7 @@ def test_datasketches_unions_match_report_and_truth(run):
     assert abs(total - run["all_visitors"]) <= 3 * 1.04 / 64 * run["all_visitors"]
 
 
-# Each `footfall report --by` dimension: its table and column.
+# Each `footfall report --by` dimension: its table, column and count.
 DIMENSIONS = {
     "referrer": ("sources", "referrer", "entries"),
     "utm_source": ("sources", "utm_source", "entries"),
@@ -117,6 +120,14 @@ DIMENSIONS = {
     "device": ("devices", "device", "views"),
     "country": ("countries", "country", "views"),
     "day": ("pages", "CAST(date AS VARCHAR)", "views"),
+    "entry_page": ("visits", "entry_page", "visits"),
+}
+# The visit numbers each adds (test_visits.py checks their values).
+SOURCE_METRICS = {"visits", "bounce_rate", "visit_duration"}
+METRICS = {
+    "referrer": SOURCE_METRICS, "utm_source": SOURCE_METRICS, "utm_campaign": SOURCE_METRICS,
+    "day": {"visits", "views_per_visit", "bounce_rate", "visit_duration"},
+    "entry_page": {"bounce_rate", "visit_duration"},
 }
 
 
@@ -124,7 +135,8 @@ DIMENSIONS = {
 def test_report_by_every_dimension_matches_duckdb_and_datasketches(run, by):
     table, column, count = DIMENSIONS[by]
     rows = report(run, by)
-    assert all(set(r) == {by, count, "visitors"} for r in rows), rows[0]
+    keys = {by, count, "visitors"} | METRICS.get(by, set())
+    assert all(set(r) == keys for r in rows), rows[0]
     got = {r[by]: r for r in rows}
     sums = duckdb.sql(f"""
         SELECT {column} AS k, sum({count})::BIGINT AS n, list(visitors) AS sketches
