@@ -147,9 +147,9 @@ fn paragraphs(s: &Settings) -> Vec<String> {
 /// `30m` as people say it: "30 minutes".
 fn timeout_words(d: std::time::Duration) -> String {
     let secs = d.as_secs().max(1);
-    let (n, unit) = if secs % 3600 == 0 {
+    let (n, unit) = if secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")
