@@ -344,6 +344,72 @@ mod tests {
         }
     }
 
+    /// One flush of visits that ended: the `visits` table's rows and the
+    /// visit counts of `pages` and `sources`.
+    fn flush_ended(dir: &Path, ended: &[(i64, &str, u32, i64, u64)]) {
+        let mut b = Buckets::new(12).unwrap();
+        for &(start, entry, pageviews, duration_s, visitor) in ended {
+            b.fold_ended(&crate::sessions::Ended {
+                site: "a.com",
+                start,
+                entry_page: entry,
+                exit_page: entry,
+                landed: true,
+                source: [None; 4],
+                pageviews,
+                bounce: pageviews < 2,
+                duration_s,
+                visitor: VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            });
+        }
+        let id = new_flush_id();
+        for table in b.tables() {
+            write_file(
+                dir,
+                table,
+                date(),
+                12,
+                id,
+                &b.to_record_batch(table).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn visits_roll_up_like_every_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        flush_ended(
+            tmp.path(),
+            &[(DAY + 10, "/", 1, 0, 1), (DAY + 4000, "/", 3, 120, 2)],
+        );
+        flush_ended(
+            tmp.path(),
+            &[(DAY + 8000, "/", 2, 30, 1), (DAY + 9000, "/x", 1, 0, 3)],
+        );
+        let outcomes = rollup_date(tmp.path(), date(), Some(12)).unwrap();
+        assert!(
+            outcomes.iter().any(
+                |(t, o)| *t == Table::Visits && matches!(o, Outcome::Written { covers: 2, .. })
+            ),
+            "{outcomes:?}"
+        );
+        let (visits, _) = read_rollup(tmp.path(), Table::Visits);
+        let s = |v: &str| Some(v.to_owned());
+        // (visits, bounces, pageviews, duration_s), summed over the day;
+        // visitor 1's two visits are one visitor.
+        assert_eq!(
+            visits,
+            [
+                ("a.com".into(), vec![s("/")], vec![3, 1, 6, 150], 2.0),
+                ("a.com".into(), vec![s("/x")], vec![1, 1, 1, 0], 1.0),
+            ]
+        );
+        let (pages, _) = read_rollup(tmp.path(), Table::Pages);
+        let exits: i64 = pages.iter().map(|p| p.2[2]).sum();
+        assert_eq!(exits, 4);
+    }
+
     /// (site, dims, counts, estimate) of a rollup file.
     type Rolled = Vec<(String, Vec<Option<String>>, Vec<i64>, f64)>;
 
