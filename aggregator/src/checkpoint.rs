@@ -491,6 +491,130 @@ mod tests {
         assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
     }
 
+    /// Every row's table, hour, dims and counts, sorted.
+    type Full = Vec<(Table, i64, [Option<String>; MAX_DIMS], [i64; MAX_COUNTS])>;
+
+    fn full(b: &Buckets) -> Full {
+        let mut rows: Full = b
+            .rows()
+            .map(|r| {
+                (
+                    r.table,
+                    r.hour,
+                    r.dims.map(|d| d.map(str::to_owned)),
+                    r.bucket.counts,
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn with_visits() -> Buckets {
+        let mut b = buckets(&[("/a", T0, 1), ("/b", T0 + 5, 1)]);
+        b.fold_ended(&crate::sessions::Ended {
+            site: "a.com",
+            start: T0,
+            entry_page: "/a",
+            exit_page: "/b",
+            landed: true,
+            source: [Some("news.example"), None, None, None],
+            pageviews: 2,
+            bounce: false,
+            duration_s: 5,
+            visitor: footfall_schemas::VisitorKey::from_hash(1),
+        });
+        b.fold_engaged(&crate::sessions::Engaged {
+            site: "a.com",
+            start: T0,
+            page: "/a",
+            engaged_ms: 4_000,
+            new_pair: true,
+            scroll_added: 60,
+            new_scroll: true,
+        });
+        b
+    }
+
+    #[test]
+    fn visit_counts_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("_state");
+        let open = with_visits();
+        save(&state, 12, &[&open], None).unwrap();
+        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(full(&restored.buckets), full(&open));
+        assert!(
+            full(&open)
+                .iter()
+                .any(|r| r.0 == Table::Visits && r.3[..4] == [1, 0, 2, 5])
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_of_the_version_before_is_read_as_it_meant() {
+        // Version 2 had `views` and `entries` where version 3 has `c0`..:
+        // a source's landings were both, other tables' views both.
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("_state");
+        let open = buckets(&[("/a", T0, 1), ("/a", T0 + 1, 2), ("/b", T0 + 3600, 3)]);
+        save(&state, 12, &[&open], None).unwrap();
+        let file = File::open(path(&state)).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let int = |name: &str| crate::column::<Int64Array>(&batch, name).unwrap().clone();
+        let tables = crate::column::<StringArray>(&batch, "table")
+            .unwrap()
+            .clone();
+        let (c0, c1) = (int("c0"), int("c1"));
+        let entries: Int64Array = (0..batch.num_rows())
+            .map(|i| match tables.value(i) {
+                "pages" => c1.value(i),
+                _ => c0.value(i),
+            })
+            .map(Some)
+            .collect();
+        let mut fields = vec![];
+        let mut columns: Vec<ArrayRef> = vec![];
+        for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            match f.name().as_str() {
+                "c0" => {
+                    fields.push(Field::new("views", DataType::Int64, false));
+                    columns.push(c.clone());
+                    fields.push(Field::new("entries", DataType::Int64, false));
+                    columns.push(Arc::new(entries.clone()));
+                }
+                n if n.starts_with('c') && n[1..].parse::<usize>().is_ok() => {}
+                _ => {
+                    fields.push(f.as_ref().clone());
+                    columns.push(c.clone());
+                }
+            }
+        }
+        let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(KEY_VERSION.into(), "2".to_owned()),
+                KeyValue::new(KEY_LG_K.into(), "12".to_owned()),
+            ]))
+            .build();
+        let out = File::create(path(&state)).unwrap();
+        let mut w = ArrowWriter::try_new(out, old.schema(), Some(props)).unwrap();
+        w.write(&old).unwrap();
+        w.close().unwrap();
+        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(full(&restored.buckets), full(&open));
+    }
+
     #[test]
     fn a_checkpoint_of_another_lg_k_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
