@@ -30,6 +30,32 @@ fn rss_bytes() -> u64 {
     kib * 1024
 }
 
+/// Prints the growth above `idle` at a few points on the way to `total`.
+fn progress(n: usize, total: usize, idle: u64) {
+    if [10_000, 100_000, 250_000, 500_000, 750_000, total].contains(&n) {
+        let grown = rss_bytes().saturating_sub(idle);
+        println!(
+            "{n:>11}    {:>10.1} MiB         {:>6.0}",
+            grown as f64 / (1024.0 * 1024.0),
+            grown as f64 / n as f64
+        );
+    }
+}
+
+/// Prints the growth of `n` `what` above `idle` against the goal.
+fn verdict(n: usize, what: &str, idle: u64, goal_mib: u64) {
+    let grown = rss_bytes().saturating_sub(idle);
+    let verdict = if grown <= goal_mib * 1024 * 1024 {
+        "within"
+    } else {
+        "OVER"
+    };
+    println!(
+        "{n} {what}: {:.1} MiB above idle, {verdict} the {goal_mib} MiB goal",
+        grown as f64 / (1024.0 * 1024.0)
+    );
+}
+
 fn main() {
     if std::env::var_os("FOOTFALL_MEMORY_PHASE").is_some_and(|p| p == "visits") {
         return visits();
@@ -43,7 +69,7 @@ fn main() {
         .expect("lg_k 12")
         .with_limits(limits);
     let idle = rss_bytes();
-    println!("buckets    resident above idle    bytes/bucket");
+    println!("    buckets    resident above idle    bytes/bucket");
     let mut visitor = 0u64;
     for i in 0..BUCKETS {
         // 100 sites, 10,000 pages each; paths of realistic length.
@@ -56,27 +82,10 @@ fn main() {
             // and countries rows of a site-hour are few next to its pages.
             buckets.fold(&Visit::landing(&site, HOUR + (i % 3600) as i64, &page, key));
         }
-        let n = i + 1;
-        if [10_000, 100_000, 250_000, 500_000, 750_000, BUCKETS].contains(&n) {
-            let grown = rss_bytes().saturating_sub(idle);
-            println!(
-                "{n:>9}    {:>10.1} MiB         {:>6.0}",
-                grown as f64 / (1024.0 * 1024.0),
-                grown as f64 / n as f64
-            );
-        }
+        progress(i + 1, BUCKETS, idle);
     }
     black_box(&buckets);
-    let grown = rss_bytes().saturating_sub(idle);
-    let verdict = if grown <= 256 * 1024 * 1024 {
-        "within"
-    } else {
-        "OVER"
-    };
-    println!(
-        "{BUCKETS} buckets: {:.1} MiB above idle, {verdict} the 256 MiB goal",
-        grown as f64 / (1024.0 * 1024.0)
-    );
+    verdict(BUCKETS, "buckets", idle, 256);
     // The visits in a process of their own: memory the buckets freed would
     // otherwise be reused, and hide what the visits take.
     let status = std::process::Command::new(std::env::current_exe().expect("this binary"))
@@ -127,25 +136,8 @@ fn visits() {
             };
             sessions.pageview(&next, |_| unreachable!("no visit ends"));
         }
-        let n = i + 1;
-        if [10_000, 100_000, 250_000, 500_000, 750_000, VISITS].contains(&n) {
-            let grown = rss_bytes().saturating_sub(idle);
-            println!(
-                "{n:>11}    {:>10.1} MiB         {:>6.0}",
-                grown as f64 / (1024.0 * 1024.0),
-                grown as f64 / n as f64
-            );
-        }
+        progress(i + 1, VISITS, idle);
     }
     black_box(&sessions);
-    let grown = rss_bytes().saturating_sub(idle);
-    let verdict = if grown <= 128 * 1024 * 1024 {
-        "within"
-    } else {
-        "OVER"
-    };
-    println!(
-        "{VISITS} open visits: {:.1} MiB, {verdict} the 128 MiB goal",
-        grown as f64 / (1024.0 * 1024.0)
-    );
+    verdict(VISITS, "open visits", idle, 128);
 }

@@ -328,7 +328,7 @@ struct ServeArgs {
     #[arg(long, env = "FOOTFALL_SESSION_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
     session_timeout: Duration,
 
-    /// Open visits at most (about 100 bytes each); new visitors past it
+    /// Open visits at most (about 116 bytes each); new visitors past it
     /// count as usual but not as a visit (footfall_visits_untracked_total).
     #[arg(long, env = "FOOTFALL_MAX_VISITS", default_value_t = 1_000_000)]
     max_visits: usize,

@@ -12,7 +12,7 @@
 //! visitor key, and this module has no way to show one. Nothing does I/O
 //! or reads the clock; `now` is an argument.
 //!
-//! Memory: a slab of fixed-size [`Open`] records (64 bytes), an index from
+//! Memory: a slab of fixed-size [`Open`] records (80 bytes), an index from
 //! key to slot (16 bytes an entry, at most 7/8 full), and the text of the
 //! pages, sites and sources they name, each kept once however many visits
 //! name it ([`Interner`]).

@@ -24,6 +24,17 @@ struct Acc {
 }
 
 impl Acc {
+    /// No counts and no visitors, for a row the table has nothing of.
+    fn empty(table: Table, lg_k: u8, data_dir: &Path) -> Result<Acc, Error> {
+        Ok(Acc {
+            counts: vec![0; table.counts().len()],
+            union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
+                path: data_dir.to_owned(),
+                what: format!("lg_k {lg_k}: {e}"),
+            })?,
+        })
+    }
+
     fn absorb(&mut self, other: Acc) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             *mine += theirs;
@@ -133,13 +144,7 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     // Visits that began in an hour without a view of theirs (a visit's
     // counts belong to its start hour) still make their hour's row.
     for (key, acc) in visit_groups {
-        let empty = Acc {
-            counts: vec![0; table.counts().len()],
-            union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
-                path: q.data_dir.clone(),
-                what: format!("lg_k {lg_k}: {e}"),
-            })?,
-        };
+        let empty = Acc::empty(table, lg_k, &q.data_dir)?;
         groups.push((key, empty, Some(acc)));
     }
     let mut rows: Vec<Row> = Vec::with_capacity(groups.len());
@@ -186,13 +191,7 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     // Site totals are always one row: a quiet range's is zero (unless a
     // threshold hides it).
     if q.by.is_none() && rows.is_empty() && min == 0 {
-        let empty = Acc {
-            counts: vec![0; table.counts().len()],
-            union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
-                path: q.data_dir.clone(),
-                what: format!("lg_k {lg_k}: {e}"),
-            })?,
-        };
+        let empty = Acc::empty(table, lg_k, &q.data_dir)?;
         rows.push(row(Some(q.site.clone()), &empty, None, 0));
     }
     if q.by.is_some_and(Dimension::is_time) {
