@@ -45,16 +45,9 @@ pub mod col {
     pub const ENTRIES: usize = 1;
     /// `pages`: visits that ended there.
     pub const EXITS: usize = 2;
-    /// `pages`: engaged milliseconds.
+    /// `pages`: where the engagement counts begin (engaged_ms,
+    /// engagements, scroll_sum, scrolls).
     pub const ENGAGED_MS: usize = 3;
-    /// `pages`: (visit, page) pairs with an engagement.
-    pub const ENGAGEMENTS: usize = 4;
-    /// `pages`: summed deepest scroll of each (visit, page) pair.
-    pub const SCROLL_SUM: usize = 5;
-    /// `pages`: (visit, page) pairs with a known scroll depth.
-    pub const SCROLLS: usize = 6;
-    /// `sources`: landings.
-    pub const SOURCE_ENTRIES: usize = 0;
     /// `sources`: where its visit counts begin (visits, bounces, pageviews,
     /// duration_s); `visits` holds the same four from 0.
     pub const SOURCE_VISITS: usize = 1;
@@ -174,13 +167,6 @@ impl Bucket {
             counts: [0; MAX_COUNTS],
             visitors: Visitors::new(),
         }
-    }
-
-    /// A new row holding one view.
-    fn first(entry: bool, coupon: Coupon, lg_k: u8) -> Self {
-        let mut bucket = Self::empty();
-        bucket.add(entry, coupon, lg_k);
-        bucket
     }
 
     /// One view of a `pages` row, and a landing if `entry`.
@@ -439,7 +425,9 @@ impl SiteHour {
         let visit = [1, i64::from(v.bounce), i64::from(v.pageviews), v.duration_s];
 
         let entry = if site_full { OVERFLOW } else { v.entry_page };
-        let row = row_by_str(&mut self.visits, entry, max, |p: &str| EntryPage(p.into()));
+        let row = row_in(&mut self.visits, entry, OVERFLOW, max, |p| {
+            EntryPage(p.into())
+        });
         row.add_counts(0, &visit);
         row.visitors.add(coupon, lg_k);
 
@@ -452,29 +440,21 @@ impl SiteHour {
         let key = |probe: SourceRef<'_>| {
             SourceKey::from_text(probe.0).expect("any four strings are a source")
         };
-        let probe = if self.sources.contains_key(&probe) || self.sources.len() < max {
-            probe
-        } else {
-            other
-        };
-        if !self.sources.contains_key(&probe) {
-            self.sources.insert(key(probe), Bucket::empty());
-        }
-        let row = self.sources.get_mut(&probe).expect("inserted above");
+        let row = row_in(&mut self.sources, &probe, &other, max, |p| key(*p));
         row.add_counts(col::SOURCE_VISITS, &visit);
         if v.landed {
             row.visitors.add(coupon, lg_k);
         }
 
         let exit = if site_full { OVERFLOW } else { v.exit_page };
-        row_by_str(&mut self.pages, exit, max, |p: &str| p.into()).counts[col::EXITS] += 1;
+        row_in(&mut self.pages, exit, OVERFLOW, max, |p| p.into()).counts[col::EXITS] += 1;
     }
 
     /// What an engagement report adds to its page's row in the hour its
     /// visit started (no visitor, as for an exit).
     fn fold_engaged(&mut self, e: &Engaged<'_>, set: &Settings, site_full: bool) {
         let page = if site_full { OVERFLOW } else { e.page };
-        let row = row_by_str(&mut self.pages, page, set.limits.max_pages, |p: &str| {
+        let row = row_in(&mut self.pages, page, OVERFLOW, set.limits.max_pages, |p| {
             p.into()
         });
         row.add_counts(
@@ -507,15 +487,9 @@ impl SiteHour {
         let page: &str = if site_full { OVERFLOW } else { visit.page };
         if let Some(bucket) = self.pages.get_mut(page) {
             bucket.add(visit.entry, coupon, lg_k);
-        } else if self.pages.len() < max {
-            let bucket = Bucket::first(visit.entry, coupon, lg_k);
-            self.pages.insert(page.into(), bucket);
         } else {
-            folded.page = true;
-            count_in(
-                &mut self.pages,
-                OVERFLOW,
-                || OVERFLOW.into(),
+            folded.page = self.pages.len() >= max;
+            row_in(&mut self.pages, page, OVERFLOW, max, |p| p.into()).add(
                 visit.entry,
                 coupon,
                 lg_k,
@@ -534,22 +508,12 @@ impl SiteHour {
             };
             if let Some(bucket) = self.sources.get_mut(&probe) {
                 bucket.add_one(coupon, lg_k);
-            } else if site_full || self.sources.len() < max {
+            } else {
                 // A full site's landings all count under `(other)`, whatever
                 // the bound, and are counted as site overflow only.
-                let mut bucket = Bucket::empty();
-                bucket.add_one(coupon, lg_k);
-                self.sources.insert(key(probe), bucket);
-            } else {
-                folded.source = true;
-                let mut bucket = Bucket::empty();
-                bucket.add_one(coupon, lg_k);
-                match self.sources.get_mut(&other) {
-                    Some(b) => b.absorb(&bucket, lg_k),
-                    None => {
-                        self.sources.insert(key(other), bucket);
-                    }
-                }
+                let max = if site_full { usize::MAX } else { max };
+                folded.source = self.sources.len() >= max;
+                row_in(&mut self.sources, &probe, &other, max, |p| key(*p)).add_one(coupon, lg_k);
             }
         }
 
@@ -580,41 +544,25 @@ impl SiteHour {
     }
 }
 
-/// The row of a text-keyed table (`pages`, `visits`) for `key`, opened if
-/// the (site, hour) has room for one more, else the `(other)` row.
-fn row_by_str<'r, K: Dims + std::borrow::Borrow<str>>(
+/// The row `key` names, opened (with the key `make` builds) if the (site,
+/// hour) has fewer than `max` rows, else the `other` row, opened if need
+/// be: where every fold past the table's bound lands.
+fn row_in<'r, K: Dims, Q: Hash + hashbrown::Equivalent<K> + ?Sized>(
     rows: &'r mut Rows<K>,
-    key: &str,
+    key: &'r Q,
+    other: &'r Q,
     max: usize,
-    make: impl Fn(&str) -> K,
+    make: impl FnOnce(&Q) -> K,
 ) -> &'r mut Bucket {
-    let key = if rows.contains_key(key) || rows.len() < max {
+    let key = if rows.len() < max || rows.contains_key(key) {
         key
     } else {
-        OVERFLOW
+        other
     };
     if !rows.contains_key(key) {
         rows.insert(make(key), Bucket::empty());
     }
     rows.get_mut(key).expect("inserted above")
-}
-
-/// Counts a view in the row `probe` names, making its key (`key`) only when
-/// the row is new.
-fn count_in<K: Dims, Q: Hash + hashbrown::Equivalent<K> + ?Sized>(
-    rows: &mut Rows<K>,
-    probe: &Q,
-    key: impl FnOnce() -> K,
-    entry: bool,
-    coupon: Coupon,
-    lg_k: u8,
-) {
-    match rows.get_mut(probe) {
-        Some(bucket) => bucket.add(entry, coupon, lg_k),
-        None => {
-            rows.insert(key(), Bucket::first(entry, coupon, lg_k));
-        }
-    }
 }
 
 fn merge_rows<K: Dims>(mine: &mut Rows<K>, theirs: Rows<K>, lg_k: u8) {
@@ -665,6 +613,33 @@ pub struct Folded {
     /// Counted under referrer [`OVERFLOW`]: its (site, hour) was full of
     /// sources.
     pub source: bool,
+}
+
+impl Folded {
+    /// The visit as the tables counted it: `(other)` for the site, page or
+    /// source a bound turned away.
+    pub fn as_counted<'a>(self, visit: &Visit<'a>) -> Visit<'a> {
+        let source_away = self.site || self.source;
+        Visit {
+            site: if self.site { OVERFLOW } else { visit.site },
+            page: if self.site || self.page {
+                OVERFLOW
+            } else {
+                visit.page
+            },
+            referrer: if source_away {
+                Some(OVERFLOW)
+            } else {
+                visit.referrer
+            },
+            campaign: if source_away {
+                footfall_schemas::Campaign::default()
+            } else {
+                visit.campaign
+            },
+            ..*visit
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1238,6 +1213,33 @@ mod tests {
             5,
             "every entry counts"
         );
+    }
+
+    #[test]
+    fn the_count_positions_are_the_tables_columns() {
+        use footfall_schemas::tables::Count;
+        let at = |t: Table, c: Count| t.count_index(c).unwrap();
+        assert_eq!(at(Table::Pages, Count::Views), col::VIEWS);
+        assert_eq!(at(Table::Pages, Count::Entries), col::ENTRIES);
+        assert_eq!(at(Table::Pages, Count::Exits), col::EXITS);
+        assert_eq!(at(Table::Pages, Count::EngagedMs), col::ENGAGED_MS);
+        assert_eq!(
+            Table::Pages.counts()[col::ENGAGED_MS..],
+            [
+                Count::EngagedMs,
+                Count::Engagements,
+                Count::ScrollSum,
+                Count::Scrolls
+            ]
+        );
+        assert_eq!(at(Table::Sources, Count::Entries), 0);
+        assert_eq!(
+            Table::Sources.counts()[col::SOURCE_VISITS..],
+            *Table::Visits.counts()
+        );
+        for t in [Table::Devices, Table::Countries] {
+            assert_eq!(at(t, Count::Views), 0);
+        }
     }
 
     #[test]

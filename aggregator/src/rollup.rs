@@ -330,17 +330,15 @@ mod tests {
                 ..Visit::landing("a.com", time, page, key)
             });
         }
+        write_all(dir, &b);
+    }
+
+    /// Every table of `b` in one flush, a file each.
+    fn write_all(dir: &Path, b: &Buckets) {
         let id = new_flush_id();
         for table in b.tables() {
-            write_file(
-                dir,
-                table,
-                date(),
-                lg_k,
-                id,
-                &b.to_record_batch(table).unwrap(),
-            )
-            .unwrap();
+            let batch = b.to_record_batch(table).unwrap();
+            write_file(dir, table, date(), b.lg_k(), id, &batch).unwrap();
         }
     }
 
@@ -362,18 +360,7 @@ mod tests {
                 visitor: VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             });
         }
-        let id = new_flush_id();
-        for table in b.tables() {
-            write_file(
-                dir,
-                table,
-                date(),
-                12,
-                id,
-                &b.to_record_batch(table).unwrap(),
-            )
-            .unwrap();
-        }
+        write_all(dir, &b);
     }
 
     #[test]

@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use footfall_schemas::tables::OVERFLOW;
 use footfall_schemas::tables::{STATE_DIR, Table};
-use footfall_schemas::{Campaign, Engagement, Visit, VisitSink};
+use footfall_schemas::{Engagement, Visit, VisitSink};
 
 use crate::buckets::{Buckets, Folded, Limits};
 use crate::checkpoint;
@@ -504,25 +503,7 @@ impl VisitSink for Aggregator {
             // A view counted under `(other)` is `(other)` in its visit too:
             // the visits hold no text the tables' bounds turned away, so a
             // flood of new pages costs them nothing.
-            let visit = Visit {
-                site: if folded.site { OVERFLOW } else { visit.site },
-                page: if folded.site || folded.page {
-                    OVERFLOW
-                } else {
-                    visit.page
-                },
-                referrer: if folded.site || folded.source {
-                    Some(OVERFLOW)
-                } else {
-                    visit.referrer
-                },
-                campaign: if folded.site || folded.source {
-                    Campaign::default()
-                } else {
-                    visit.campaign
-                },
-                ..*visit
-            };
+            let visit = folded.as_counted(visit);
             lock(sessions).pageview(&visit, |ended| lock(&self.open).fold_ended(ended));
         }
         if folded != Folded::default() {

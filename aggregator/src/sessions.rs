@@ -131,7 +131,6 @@ impl std::fmt::Debug for Sessions {
 
 /// One open visit: text by interned id, times as `u32` Unix seconds (which
 /// last until 2106).
-#[derive(Clone)]
 struct Open {
     /// The visitor key, so a sweep of the slab can remove the index entry.
     key: u64,
@@ -153,7 +152,7 @@ struct Open {
     seen: Seen,
 }
 
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Seen {
     hashes: [u32; 3],
     depths: [u8; 3],
@@ -168,30 +167,32 @@ struct Seen {
 const NO_SCROLL: u8 = u8::MAX;
 
 impl Seen {
-    fn find(&mut self, hash: u32) -> Option<&mut u8> {
+    /// The deepest scroll of the page `hash`, and whether the page is new
+    /// (its depth then `NO_SCROLL`); `None` for a new page past
+    /// [`MAX_PAGES_PER_VISIT`].
+    fn depth_of(&mut self, hash: u32) -> Option<(&mut u8, bool)> {
         let n = usize::from(self.len);
-        if let Some(i) = self.hashes[..n].iter().position(|&h| h == hash) {
-            return Some(&mut self.depths[i]);
-        }
-        self.more
-            .as_mut()?
-            .iter_mut()
-            .find(|(h, _)| *h == hash)
-            .map(|(_, d)| d)
-    }
-
-    fn count(&self) -> usize {
-        usize::from(self.len) + self.more.as_ref().map_or(0, |m| m.len())
-    }
-
-    fn push(&mut self, hash: u32, depth: u8) {
-        let n = usize::from(self.len);
-        if n < self.hashes.len() {
-            self.hashes[n] = hash;
-            self.depths[n] = depth;
-            self.len += 1;
-        } else {
-            self.more.get_or_insert_default().push((hash, depth));
+        let inline = self.hashes[..n].iter().position(|&h| h == hash);
+        let spilled = self
+            .more
+            .as_ref()
+            .and_then(|m| m.iter().position(|(h, _)| *h == hash));
+        let count = n + self.more.as_ref().map_or(0, |m| m.len());
+        match (inline, spilled) {
+            (Some(i), _) => Some((&mut self.depths[i], false)),
+            (None, Some(i)) => self.more.as_mut().map(|m| (&mut m[i].1, false)),
+            (None, None) if count >= MAX_PAGES_PER_VISIT => None,
+            (None, None) if n < self.hashes.len() => {
+                self.hashes[n] = hash;
+                self.depths[n] = NO_SCROLL;
+                self.len += 1;
+                Some((&mut self.depths[n], true))
+            }
+            (None, None) => {
+                let more = self.more.get_or_insert_default();
+                more.push((hash, NO_SCROLL));
+                more.last_mut().map(|(_, d)| (d, true))
+            }
         }
     }
 }
@@ -298,26 +299,15 @@ impl Sessions {
         let open = &mut self.slab[slot as usize];
         open.last = open.last.max(secs(e.time));
         let depth = e.scroll_depth.map_or(NO_SCROLL, |d| d.min(100));
-        let full = open.seen.count() >= MAX_PAGES_PER_VISIT;
-        let (new_pair, scroll_added, new_scroll) = match open.seen.find(hash) {
-            Some(seen) => {
-                let (added, new) = match (*seen, depth) {
-                    (_, NO_SCROLL) => (0, false),
-                    (NO_SCROLL, d) => (i64::from(d), true),
-                    (old, d) => (i64::from(d.saturating_sub(old)), false),
-                };
-                if depth != NO_SCROLL && (*seen == NO_SCROLL || depth > *seen) {
-                    *seen = depth;
-                }
-                (false, added, new)
-            }
-            None if full => return None,
-            None => {
-                open.seen.push(hash, depth);
-                let known = depth != NO_SCROLL;
-                (true, if known { i64::from(depth) } else { 0 }, known)
-            }
+        let (deepest, new_pair) = open.seen.depth_of(hash)?;
+        let (scroll_added, new_scroll) = match (*deepest, depth) {
+            (_, NO_SCROLL) => (0, false),
+            (NO_SCROLL, d) => (i64::from(d), true),
+            (old, d) => (i64::from(d.saturating_sub(old)), false),
         };
+        if new_scroll || scroll_added > 0 {
+            *deepest = depth;
+        }
         let (site, start) = (open.site, i64::from(open.start));
         // Engaged time counts while a page is visible and focused, one page
         // at a time, so a visit's cannot pass its age: a client claiming

@@ -242,14 +242,14 @@ pub fn anonymise(
             dropped_for(site, reason);
             continue;
         }
+        // Views and engagement reports share the visitor's budget of the
+        // minute: one open visit cannot be fed reports without end.
+        let visitor = visitor_key(cx.salt, site, client);
+        if cx.shields.over_cap(visitor.sketch_input(), cx.now) {
+            dropped.get_or_insert(DropReason::RateLimit);
+            continue;
+        }
         if engagement {
-            // Engagement reports share the visitor's budget of the minute:
-            // a client cannot buy unlimited reports with one open visit.
-            let visitor = visitor_key(cx.salt, site, client);
-            if cx.shields.over_cap(visitor.sketch_input(), cx.now) {
-                dropped.get_or_insert(DropReason::RateLimit);
-                continue;
-            }
             let counted = record.engage(&Engagement {
                 site,
                 time: cx.now,
@@ -271,11 +271,6 @@ pub fn anonymise(
         } else {
             Campaign::default()
         };
-        let visitor = visitor_key(cx.salt, site, client);
-        if cx.shields.over_cap(visitor.sketch_input(), cx.now) {
-            dropped.get_or_insert(DropReason::RateLimit);
-            continue;
-        }
         record.visit(&Visit {
             site,
             time: cx.now,

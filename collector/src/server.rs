@@ -252,7 +252,7 @@ impl Collector {
     }
 }
 
-/// The sink, counting the views handed to it.
+/// The sink, counting the views and engagement reports it took.
 struct Counting<'a> {
     sink: &'a dyn VisitSink,
     views: usize,
@@ -387,7 +387,6 @@ const DRAIN: u8 = 2;
 /// The zero of [`Watch`]'s clock.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// Never [`SERVING`]: 584 years after start are read as the year before.
 /// A free slot, then the next connection on it, or `None` once `shutdown`
 /// has completed. Both listeners accept this way: a connection past the
 /// slots waits in the kernel's backlog, and a failed accept (out of file
@@ -420,6 +419,7 @@ pub(crate) async fn next_connection<F: Future<Output = ()>>(
     }
 }
 
+/// Never [`SERVING`]: 584 years after start are read as the year before.
 fn nanos_since_epoch(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos())
         .map_or(SERVING - 1, |n| n.min(SERVING - 1))

@@ -81,9 +81,7 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     // by the same key; every other report has them in its own table. With
     // no `visits` file in the range (sessions off, or files from before
     // visits were counted) every visit number is absent, not zero.
-    let visits = if table == Table::Visits {
-        None
-    } else if metrics.contains(&Metric::Visits) && table == Table::Pages {
+    let visits = if table == Table::Pages && metrics.contains(&Metric::Visits) {
         Some(merge_table(q, Table::Visits)?)
     } else {
         None

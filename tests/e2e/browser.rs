@@ -333,14 +333,32 @@ fn the_front_page_counts_its_own_visit_as_localhost() {
     assert_eq!(union_estimate(&rows).round(), 1.0);
 }
 
-/// The numbers of one page from `footfall report --by page` (JSON).
-fn page_report(data: &std::path::Path, by: &str) -> serde_json::Value {
-    let (ok, out, err) = crate::support::footfall(
-        &["report", "--site", SITE, "--by", by, "--format", "json"],
-        data,
-    );
+/// `footfall report --site SITE --format json` with `args`, parsed.
+fn report_json(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["report", "--site", SITE, "--format", "json"];
+    all.extend(args);
+    let (ok, out, err) = crate::support::footfall(&all, data);
     assert!(ok, "{err}");
     serde_json::from_str(&out).unwrap()
+}
+
+fn page_report(data: &std::path::Path, by: &str) -> serde_json::Value {
+    report_json(data, &["--by", by])
+}
+
+fn page_report_totals(data: &std::path::Path) -> serde_json::Value {
+    report_json(data, &[])[0].clone()
+}
+
+/// Chromium reads [`two_page_spa`] as the site, to its last engagement
+/// report; then the server stops.
+fn read_the_spa(server: &mut Server, head: &str, scroll_to: f64, stay_ms: u32) {
+    let site = serve_pages(vec![("/read", two_page_spa(head, scroll_to, stay_ms))]);
+    {
+        let _browser = Browser::open(&format!("http://{SITE}:{}/read", site.port()));
+        wait_for_metric(server, "footfall_engagements_total", 2);
+    }
+    assert!(server.stop().success());
 }
 
 fn row_of<'a>(v: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_json::Value {
@@ -374,12 +392,7 @@ fn footfalls_tracker_reports_time_on_page_and_scroll_depth() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(tmp.path(), &["--site", SITE]);
     let tag = readme_tag(server.addr);
-    let site = serve_pages(vec![("/read", two_page_spa(&tag, 1.0, 2_000))]);
-    {
-        let _browser = Browser::open(&format!("http://{SITE}:{}/read", site.port()));
-        wait_for_metric(&server, "footfall_engagements_total", 2);
-    }
-    assert!(server.stop().success());
+    read_the_spa(&mut server, &tag, 1.0, 2_000);
     let pages = page_report(tmp.path(), "page");
     let read = row_of(&pages, "page", "/read");
     // Scrolled to the bottom; about 2 s on the page.
@@ -395,14 +408,6 @@ fn footfalls_tracker_reports_time_on_page_and_scroll_depth() {
     assert_eq!(totals["views_per_visit"], 2.0);
     assert_eq!(totals["bounce_rate"], 0.0);
     assert!(totals["visit_duration"].as_i64().unwrap() >= 2, "{totals}");
-}
-
-fn page_report_totals(data: &std::path::Path) -> serde_json::Value {
-    let (ok, out, err) =
-        crate::support::footfall(&["report", "--site", SITE, "--format", "json"], data);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
 }
 
 /// Plausible's own tracker, `@plausible-analytics/tracker` from npm
@@ -429,12 +434,7 @@ fn plausibles_official_tracker_gives_visits_time_on_page_and_scroll_depth() {
         plausible_tracker(),
         server.addr
     );
-    let site = serve_pages(vec![("/read", two_page_spa(&head, 0.5, 2_500))]);
-    {
-        let _browser = Browser::open(&format!("http://{SITE}:{}/read", site.port()));
-        wait_for_metric(&server, "footfall_engagements_total", 2);
-    }
-    assert!(server.stop().success());
+    read_the_spa(&mut server, &head, 0.5, 2_500);
     let pages = page_report(tmp.path(), "page");
     let read = row_of(&pages, "page", "/read");
     let t = read["time_on_page"].as_i64().unwrap();
