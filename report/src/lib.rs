@@ -21,13 +21,14 @@ use chrono::NaiveDate;
 use footfall_schemas::tables::Table;
 
 mod error;
+mod goals;
 mod merge;
 mod render;
 mod scan;
 mod sites;
 
 pub use error::Error;
-pub use merge::run;
+pub use goals::{Goal, PagePattern};
 pub use render::{Format, csv_field, render, render_sites};
 pub use sites::{SiteSpan, only_site, sites};
 
@@ -51,11 +52,18 @@ pub enum Dimension {
     Hour,
     /// A time series: one row per UTC day.
     Day,
+    /// Custom events by name (the `events` table).
+    Event,
+    /// One event's values of one allowed property ([`Query::event`],
+    /// [`Query::prop`]; the `event_props` table).
+    Prop,
+    /// Each of [`Query::goals`]: its conversions and conversion rate.
+    Goal,
 }
 
 impl Dimension {
     /// Every dimension, in the order `--help` lists them.
-    pub const ALL: [Dimension; 13] = [
+    pub const ALL: [Dimension; 16] = [
         Dimension::Page,
         Dimension::EntryPage,
         Dimension::ExitPage,
@@ -69,6 +77,9 @@ impl Dimension {
         Dimension::Country,
         Dimension::Hour,
         Dimension::Day,
+        Dimension::Event,
+        Dimension::Prop,
+        Dimension::Goal,
     ];
 
     /// The name on the command line, also the key in CSV and JSON.
@@ -87,6 +98,9 @@ impl Dimension {
             Dimension::Country => "country",
             Dimension::Hour => "hour",
             Dimension::Day => "day",
+            Dimension::Event => "event",
+            Dimension::Prop => "prop",
+            Dimension::Goal => "goal",
         }
     }
 
@@ -108,6 +122,8 @@ impl Dimension {
             | Dimension::UtmCampaign => Table::Sources,
             Dimension::Browser | Dimension::Os | Dimension::Device => Table::Devices,
             Dimension::Country => Table::Countries,
+            Dimension::Event | Dimension::Goal => Table::Events,
+            Dimension::Prop => Table::EventProps,
         }
     }
 
@@ -116,6 +132,8 @@ impl Dimension {
         match self {
             Dimension::Day => "hour",
             Dimension::ExitPage => "page",
+            Dimension::Event => "name",
+            Dimension::Prop => "value",
             d => d.name(),
         }
     }
@@ -154,6 +172,8 @@ pub enum Metric {
     TimeOnPage,
     /// Mean of each (visit, page) pair's deepest scroll, in percent.
     ScrollDepth,
+    /// The row's visitors ÷ the site's visitors in the range, in percent.
+    ConversionRate,
 }
 
 impl Metric {
@@ -168,13 +188,14 @@ impl Metric {
             Metric::ExitRate => "exit_rate",
             Metric::TimeOnPage => "time_on_page",
             Metric::ScrollDepth => "scroll_depth",
+            Metric::ConversionRate => "conversion_rate",
         }
     }
 
     /// Decimals shown: rates one, views per visit two, the rest none.
     pub fn decimals(self) -> usize {
         match self {
-            Metric::BounceRate | Metric::ExitRate => 1,
+            Metric::BounceRate | Metric::ExitRate | Metric::ConversionRate => 1,
             Metric::ViewsPerVisit => 2,
             _ => 0,
         }
@@ -199,6 +220,7 @@ impl Metric {
             Some(Dimension::Browser | Dimension::Os | Dimension::Device | Dimension::Country) => {
                 &[]
             }
+            Some(Dimension::Event | Dimension::Prop | Dimension::Goal) => &[ConversionRate],
         }
     }
 }
@@ -218,6 +240,20 @@ pub struct Query {
     /// counts and sketches go into one `(other)` row, itself shown only if
     /// it reaches the threshold. 0 shows everything.
     pub min_visitors: u64,
+    /// The event whose property values `--by prop:KEY` lists.
+    pub event: Option<String>,
+    /// The property key of `--by prop:KEY`.
+    pub prop: Option<String>,
+    /// The goals `--by goal` lists, in order.
+    pub goals: Vec<Goal>,
+}
+
+/// Reads the range's files and merges them into the report `q` asks for.
+pub fn run(q: &Query) -> Result<Report, Error> {
+    match q.by {
+        Some(Dimension::Event | Dimension::Prop | Dimension::Goal) => goals::run(q),
+        _ => merge::run(q),
+    }
 }
 
 /// One output row.
@@ -239,8 +275,9 @@ pub struct Row {
 /// A finished report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// Name of the key column: the dimension, or `site` for totals.
-    pub key_name: &'static str,
+    /// Name of the key column: the dimension, `prop:KEY` for a property,
+    /// or `site` for totals.
+    pub key_name: String,
     /// Name of the count column: `views`, or `entries` for sources.
     pub count_name: &'static str,
     /// How a null key is shown in a table or CSV.
@@ -343,6 +380,9 @@ mod tests {
             by,
             limit: None,
             min_visitors: 0,
+            event: None,
+            prop: None,
+            goals: Vec::new(),
         }
     }
 
