@@ -942,9 +942,12 @@ mod tests {
             "site,views,visitors,visits,views_per_visit,bounce_rate,visit_duration\na.com,0,0,,,,\n"
         );
 
+        // (A property's values need an event, goals a goal: below.)
+        q.event = Some("Signup".into());
+        q.prop = Some("plan".into());
         for by in Dimension::ALL
             .into_iter()
-            .filter(|d| *d != Dimension::Country)
+            .filter(|d| *d != Dimension::Country && *d != Dimension::Goal)
         {
             q.by = Some(by);
             let report = run(&q).unwrap();
@@ -954,10 +957,99 @@ mod tests {
             assert_eq!(csv.lines().count(), 1, "{by:?}: header only: {csv}");
             assert!(render(&report, Format::Table).contains("no views in this range"));
         }
+        // A goal is the owner's question: answered, with nothing.
+        q.by = Some(Dimension::Goal);
+        q.goals = vec![Goal::parse("Signup").unwrap()];
+        let goals = run(&q).unwrap();
+        assert_eq!(plain(&goals.rows), [row(Some("Signup"), 0, 0)]);
+        assert_eq!(goals.rows[0].metrics, [None], "no visitors: no rate");
         // A known site's breakdown of a day with data but none of its own.
         write(tmp.path(), 12, &[("b.org", DAY + 86_400 * 2, "/", 3)]);
         q.by = Some(Dimension::Page);
         assert!(run(&q).unwrap().rows.is_empty());
+    }
+
+    #[test]
+    fn events_props_and_goals_convert_against_the_sites_visitors() {
+        use footfall_schemas::CustomEvent;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Buckets::new(12).unwrap();
+        // Four visitors view pages over two days; 1 and 2 sign up (1 twice,
+        // on two days), 3 downloads.
+        for (who, t, page) in [
+            (1, DAY, "/"),
+            (2, DAY, "/blog/a"),
+            (3, DAY + 86_400, "/blog/b/c"),
+            (4, DAY + 86_400, "/pricing"),
+            (1, DAY + 86_400, "/pricing"),
+        ] {
+            b.fold(&Visit::landing("a.com", t, page, key(who)));
+        }
+        let pro: &[(&str, &str)] = &[("plan", "pro")];
+        for (who, t, name, props) in [
+            (1, DAY, "Signup", pro),
+            (1, DAY + 86_400, "Signup", pro),
+            (2, DAY, "Signup", &[("plan", "free")][..]),
+            (3, DAY + 86_400, "File Download", &[("url", "/f.pdf")][..]),
+        ] {
+            b.fold_event(&CustomEvent {
+                site: "a.com",
+                time: t + 10,
+                name,
+                page: "/",
+                props,
+                interactive: true,
+                visitor: key(who),
+            });
+        }
+        let flush_id = footfall_aggregator::writer::new_flush_id();
+        for (d, part) in b.split_by_date() {
+            for table in part.tables() {
+                let batch = part.to_record_batch(table).unwrap();
+                write_file(tmp.path(), table, d, 12, flush_id, &batch).unwrap();
+            }
+        }
+        let json = |q: &Query| -> serde_json::Value {
+            serde_json::from_str(&render(&run(q).unwrap(), Format::Json)).unwrap()
+        };
+        let mut q = query(tmp.path(), Some(Dimension::Event));
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"event": "Signup", "events": 3, "visitors": 2, "conversion_rate": 50.0},
+                {"event": "File Download", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+            ])
+        );
+        q.by = Some(Dimension::Prop);
+        q.prop = Some("plan".into());
+        q.event = Some("Signup".into());
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"prop:plan": "pro", "events": 2, "visitors": 1, "conversion_rate": 25.0},
+                {"prop:plan": "free", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+            ])
+        );
+        q.by = Some(Dimension::Goal);
+        q.goals = ["Signup", "page:/blog/*", "page:/blog/**", "page:/pricing"]
+            .map(|g| Goal::parse(g).unwrap())
+            .into();
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"goal": "Signup", "events": 3, "visitors": 2, "conversion_rate": 50.0},
+                {"goal": "page:/blog/*", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+                {"goal": "page:/blog/**", "events": 2, "visitors": 2, "conversion_rate": 50.0},
+                {"goal": "page:/pricing", "events": 2, "visitors": 2, "conversion_rate": 50.0},
+            ])
+        );
+        // One day: the rate's denominator is that day's visitors (1 and 2).
+        q.to = date(25);
+        let day = json(&q);
+        assert_eq!(day[0]["conversion_rate"], 100.0, "{day}");
+        q.by = Some(Dimension::Prop);
+        q.event = None;
+        assert!(matches!(run(&q), Err(Error::PropNeedsEvent)));
     }
 
     #[test]
