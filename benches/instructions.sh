@@ -3,7 +3,8 @@
 # the machine's load: the repeatable complement of the timed benchmarks.
 #
 # 1. Per beacon, each step of the in-memory path (`benches/per_beacon.rs`),
-#    and the decoding of a pixel's query.
+#    the decoding of a pixel's query, and a whole custom event with two
+#    allowed properties (to compare with `beacon`, a whole pageview).
 # 2. Per request, the whole server process (user space; the kernel's share
 #    is not counted) for `footfall serve` and the bare hyper baseline of
 #    `benches/load.sh`, under the same keep-alive POSTs, then the same
@@ -56,7 +57,7 @@ instructions() { # step n
 }
 
 printf '%-10s %14s\n' step "instructions"
-for step in decode anonymise fold beacon pixel cap visit; do
+for step in decode anonymise fold beacon pixel cap visit event; do
   one=$(instructions "$step" "$N")
   two=$(instructions "$step" $((2 * N)))
   awk -v s="$step" -v a="$one" -v b="$two" -v n="$N" 'BEGIN { printf "%-10s %14.0f\n", s, (b - a) / n }'

@@ -9,7 +9,9 @@
 //! (decoding the load benchmark's pixel query), `cap` (the rate cap's
 //! check of one view, which `anonymise` and `beacon` include), or `visit`
 //! (the visits layer's share of a view: its visitor's open visit found and
-//! extended, or a new one opened; `serve` adds it to `beacon`).
+//! extended, or a new one opened; `serve` adds it to `beacon`), or `event`
+//! (a custom event with two allowed properties, as `beacon` does a view:
+//! decoded, anonymised, its props kept and folded into the buckets).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,6 +28,10 @@ use footfall_schemas::{Browser, Os, Visit, VisitorKey};
 
 /// The load benchmark's body: a landing from another site with a campaign.
 const BODY: &[u8] = br#"{"n":"pageview","u":"https://example.com/blog/2026/11/privacy-first-analytics?utm_source=newsletter","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","w":1440,"h":0}"#;
+
+/// A custom event as Plausible's tracker sends one: the same page, two
+/// properties, both allowed.
+const EVENT: &[u8] = br#"{"n":"Signup","u":"https://example.com/blog/2026/11/privacy-first-analytics","d":"example.com","r":"https://news.ycombinator.com/item?id=41234567","p":{"plan":"pro","seats":"3"},"h":0}"#;
 
 /// The load benchmark's pixel query: the same page and referrer, encoded.
 const PIXEL: &str = "d=example.com&u=https%3A%2F%2Fexample.com%2Fblog%2F2026%2F11%2Fprivacy-first-analytics&r=https%3A%2F%2Fnews.ycombinator.com%2F&w=1440";
@@ -50,7 +56,7 @@ fn main() {
     let n: u32 = args
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel|cap|visit N");
+        .expect("usage: per-beacon decode|anonymise|fold|beacon|pixel|cap|visit|event N");
 
     agent::warm_up();
     let sites = SiteFilter::only(["example.com"]).expect("a valid site");
@@ -152,6 +158,23 @@ fn main() {
             }
             black_box(sessions.len());
         }
+        "event" => {
+            let allowed = footfall_collector::events::EventProps::only(["plan", "seats"])
+                .expect("valid keys");
+            let cx = Context {
+                event_props: &allowed,
+                ..cx
+            };
+            let mut sink = EventSink(&mut buckets);
+            let ingest = |i: u32, sink: &mut EventSink<'_>| {
+                let beacon = decode_json(black_box(EVENT)).expect("the event decodes");
+                anonymise(&beacon, client(i), &cx, &mut *sink, |_, _| {})
+            };
+            ingest(0, &mut sink).expect("the event counts");
+            for i in 0..n {
+                black_box(ingest(i, &mut sink).ok());
+            }
+        }
         "cap" => {
             for i in 0..n {
                 // 1,024 visitors, as the other steps have: none reaches it.
@@ -169,7 +192,22 @@ fn main() {
             }
         }
         other => {
-            panic!("unknown step {other:?}: decode, anonymise, fold, beacon, pixel, cap or visit")
+            panic!(
+                "unknown step {other:?}: decode, anonymise, fold, beacon, pixel, cap, visit or event"
+            )
         }
+    }
+}
+
+/// Custom events into the buckets, as the aggregator folds them.
+struct EventSink<'b>(&'b mut Buckets);
+
+impl footfall_collector::anonymise::Record for &mut EventSink<'_> {
+    fn visit(&mut self, visit: &Visit<'_>) {
+        self.0.fold(visit);
+    }
+
+    fn event(&mut self, event: &footfall_schemas::CustomEvent<'_>) {
+        self.0.fold_event(event);
     }
 }

@@ -625,6 +625,9 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
         honor_gpc: serve.honor_gpc,
         rate_cap: (serve.max_views_per_minute > 0).then_some(serve.max_views_per_minute),
         session_timeout: (serve.sessions == Switch::On).then_some(serve.session_timeout),
+        event_props: footfall_collector::events::EventProps::only(&serve.event_props)
+            .map(|p| p.keys().map(str::to_owned).collect())
+            .unwrap_or_else(|_| serve.event_props.clone()),
     };
     let format = match args.format {
         NoticeFormat::Markdown => privacy_notice::Format::Markdown,

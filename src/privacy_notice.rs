@@ -23,6 +23,8 @@ pub struct Settings {
     pub rate_cap: Option<u32>,
     /// `--session-timeout` when `--sessions on` (None: off).
     pub session_timeout: Option<std::time::Duration>,
+    /// `--event-prop`: the custom-event property keys stored.
+    pub event_props: Vec<String>,
 }
 
 /// How the notice is written.
@@ -110,6 +112,26 @@ fn paragraphs(s: &Settings) -> Vec<String> {
             .to_owned(),
     });
 
+    ps.push(match s.event_props.as_slice() {
+        [] => "When the site counts actions such as a sign-up, a download or a click \
+               on a link to another site, it counts them like page views: how many, \
+               from how many distinct visitors, on which page. Of a link you follow to \
+               another site or a file you download, only its host and path are kept. \
+               No other detail sent with such an action is stored."
+            .to_owned(),
+        keys => format!(
+            "When the site counts actions such as a sign-up, a download or a click on \
+             a link to another site, it counts them like page views: how many, from \
+             how many distinct visitors, on which page. Of a link you follow to \
+             another site or a file you download, only its host and path are kept. Of \
+             the details sent with an action, only {} {} stored, each at most 100 \
+             characters and never an e-mail address; every other detail is dropped \
+             before anything is stored.",
+            keys.join(", "),
+            if keys.len() == 1 { "is" } else { "are" }
+        ),
+    });
+
     match s.rate_cap {
         Some(n) => ps.push(format!(
             "So that no one can inflate the numbers, at most {n} page views a minute \
@@ -175,6 +197,7 @@ mod tests {
             honor_gpc: false,
             rate_cap: Some(100),
             session_timeout: Some(std::time::Duration::from_secs(1800)),
+            event_props: vec![],
         }
     }
 
@@ -239,6 +262,18 @@ mod tests {
             ..base()
         };
         assert!(only_in(&no_visits, &b)[0].contains("not linked into a visit"));
+
+        let props = Settings {
+            event_props: vec!["plan".into(), "size".into()],
+            ..base()
+        };
+        let changed = only_in(&props, &b);
+        assert_eq!(changed.len(), 1);
+        assert!(
+            changed[0].contains("only plan, size are stored"),
+            "{changed:?}"
+        );
+        assert!(only_in(&b, &props)[0].contains("No other detail sent with such an action"));
     }
 
     #[test]
@@ -251,6 +286,7 @@ mod tests {
                 rate_cap: None,
                 sites: vec!["a.org".into()],
                 session_timeout: None,
+                event_props: vec!["plan".into()],
             },
         ] {
             let text = render(&s, Format::Markdown);

@@ -268,7 +268,7 @@ pub fn anonymise(
             continue;
         }
         if kind == Kind::Custom {
-            let kept = events::keep(&beacon.props, &beacon.name, site, cx.event_props, |why| {
+            let kept = events::keep(beacon.props(), &beacon.name, site, cx.event_props, |why| {
                 record.prop_dropped(why)
             });
             let props: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, &**v)).collect();

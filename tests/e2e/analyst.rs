@@ -101,6 +101,7 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
             "FOOTFALL_MAX_VIEWS_PER_MINUTE",
             "FOOTFALL_SESSIONS",
             "FOOTFALL_SESSION_TIMEOUT",
+            "FOOTFALL_EVENT_PROPS",
         ] {
             c.env_remove(var);
         }
@@ -127,6 +128,9 @@ fn the_privacy_notice_follows_the_configuration_serve_reads() {
     );
     let off = notice(&[], &["--sessions", "off"]);
     assert!(off.contains("not linked into a visit"), "{off}");
+    assert!(plain.contains("No other detail sent with such an action"));
+    let props = notice(&[("FOOTFALL_EVENT_PROPS", "plan,size")], &[]);
+    assert!(props.contains("only plan, size are stored"), "{props}");
     let configured = notice(
         &[
             ("FOOTFALL_SITE", "Example.com,shop.example"),
