@@ -33,6 +33,7 @@ pub mod normalise;
 pub mod notices;
 pub mod operator;
 pub mod salt;
+mod scripts;
 pub mod server;
 pub mod shields;
 pub mod welcome;
