@@ -49,13 +49,17 @@ const ANSWERED: &str = "function answered(n, then) {\
      (function poll() { count() >= n ? then() : setTimeout(poll, 50); })();\
    }";
 
-/// Serves `page` (given the page server's address) at `/page`, and the
-/// links' targets; shows it in Chromium until the page has asked for
-/// `/done` and both links were followed; then stops the server.
-fn run_page(server: &mut Server, page: impl FnOnce(SocketAddr) -> String) {
-    let (site, seen) = serve_pages_seen(|addr| {
+/// Starts footfall, allowing prop `plan`; serves the page that `page`
+/// makes (from the collector's and its own server's addresses) at `/page`,
+/// and the links' targets; shows it in Chromium until the page has asked
+/// for `/done` and both links were followed; then stops the server.
+fn run_page(page: impl FnOnce(SocketAddr, SocketAddr) -> String) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), &["--site", SITE, "--event-prop", "plan"]);
+    let collector = server.addr;
+    let (site, seen) = serve_pages_seen(|site| {
         vec![
-            ("/page", page(addr)),
+            ("/page", page(collector, site)),
             ("/away", "<p>elsewhere</p>".to_owned()),
             ("/files/report.pdf", "<p>a report</p>".to_owned()),
         ]
@@ -68,6 +72,15 @@ fn run_page(server: &mut Server, page: impl FnOnce(SocketAddr) -> String) {
         wait_for_request(&seen, "/files/report.pdf");
     }
     assert!(server.stop().success());
+    (tmp, server)
+}
+
+/// A test page: `head`, then the links of [`links`] and `body`.
+fn page(site: SocketAddr, head: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><title>events</title>{head}</head><body>{}{body}</body></html>",
+        links(site)
+    )
 }
 
 /// Waits (at most 60 s) until a page server has been asked for `target`.
@@ -113,9 +126,15 @@ fn assert_prop(data: &std::path::Path, event: &str, key: &str, value: &str) {
     assert_eq!(all[0]["visitors"], 1, "{event}: {rows}");
 }
 
-/// The links' events as the collector keeps them: the outbound link's host
-/// and path (no port, query or fragment), the download's path on the site.
-fn assert_link_events(data: &std::path::Path) {
+/// What both trackers must have sent: `names` once each, `Signup` with
+/// prop `plan`, the links' events with their `url` as the collector keeps
+/// it (the outbound link's host and path, without port, query or fragment;
+/// the download's path on the site), and the prop that was not allowed
+/// nowhere.
+fn assert_sent(server: &Server, names: &[&str]) {
+    let data = &server.data_dir;
+    assert_events(data, names);
+    assert_prop(data, "Signup", "plan", "pro");
     assert_prop(
         data,
         "Outbound Link: Click",
@@ -123,6 +142,7 @@ fn assert_link_events(data: &std::path::Path) {
         &format!("{OTHER}/away"),
     );
     assert_prop(data, "File Download", "url", "/files/report.pdf");
+    assert_nowhere(server, SECRET);
 }
 
 /// Neither the bytes of any file under the data dir, nor any text or
@@ -164,31 +184,29 @@ fn assert_nowhere(server: &Server, needle: &str) {
 
 #[test]
 fn footfalls_script_variant_sends_links_downloads_tagged_and_queued_events() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(tmp.path(), &["--site", SITE, "--event-prop", "plan"]);
-    let collector = server.addr;
-    run_page(&mut server, |site| {
-        format!(
-            "<!doctype html><html><head><title>events</title>\
-             <script>\
-               window.plausible = window.plausible || function () {{ (window.plausible.q = window.plausible.q || []).push(arguments) }};\
-               plausible('Signup', {{props: {{plan: 'pro', secret: '{SECRET}'}}}});\
-             </script>\
-             <script defer data-domain=\"{SITE}\" src=\"http://{collector}/js/script.outbound-links.file-downloads.tagged-events.js\"></script>\
-             </head><body>{links}\
-             <button id=\"join\" class=\"plausible-event-name=Newsletter+Signup plausible-event-plan=pro\">join</button>\
-             <script>{ANSWERED}\
-               addEventListener('load', () => answered(2, () => {{\
-                 join.click(); away.click(); report.click();\
-                 answered(5, () => fetch('/done'));\
-               }}));\
-             </script></body></html>",
-            links = links(site)
+    let (_tmp, server) = run_page(|collector, site| {
+        page(
+            site,
+            &format!(
+                "<script>\
+                   window.plausible = window.plausible || function () {{ (window.plausible.q = window.plausible.q || []).push(arguments) }};\
+                   plausible('Signup', {{props: {{plan: 'pro', secret: '{SECRET}'}}}});\
+                 </script>\
+                 <script defer data-domain=\"{SITE}\" src=\"http://{collector}/js/script.outbound-links.file-downloads.tagged-events.js\"></script>"
+            ),
+            &format!(
+                "<button id=\"join\" class=\"plausible-event-name=Newsletter+Signup plausible-event-plan=pro\">join</button>\
+                 <script>{ANSWERED}\
+                   addEventListener('load', () => answered(2, () => {{\
+                     join.click(); away.click(); report.click();\
+                     answered(5, () => fetch('/done'));\
+                   }}));\
+                 </script>"
+            ),
         )
     });
-    let data = tmp.path();
-    assert_events(
-        data,
+    assert_sent(
+        &server,
         &[
             "Signup",
             "Newsletter Signup",
@@ -196,39 +214,34 @@ fn footfalls_script_variant_sends_links_downloads_tagged_and_queued_events() {
             "File Download",
         ],
     );
-    assert_prop(data, "Signup", "plan", "pro");
-    assert_prop(data, "Newsletter Signup", "plan", "pro");
-    assert_link_events(data);
-    assert_nowhere(&server, SECRET);
+    assert_prop(&server.data_dir, "Newsletter Signup", "plan", "pro");
 }
 
 #[test]
 fn plausibles_official_tracker_sends_custom_events_outbound_clicks_and_downloads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut server = Server::start(tmp.path(), &["--site", SITE, "--event-prop", "plan"]);
-    let collector = server.addr;
-    run_page(&mut server, |site| {
+    let (_tmp, server) = run_page(|collector, site| {
         // Inline, the package runs as the page's module, after the page is
         // parsed; it sends its pageview, then the page's events.
-        format!(
-            "<!doctype html><html><head><title>events</title>\
-             <script type=\"module\">{tracker}\n\
-               {ANSWERED}\
-               init({{ domain: '{SITE}', endpoint: 'http://{collector}/api/event', outboundLinks: true, fileDownloads: true }});\
-               track('Signup', {{ props: {{ plan: 'pro', secret: '{SECRET}' }} }});\
-               document.getElementById('away').click();\
-               document.getElementById('report').click();\
-               answered(4, () => fetch('/done'));\
-             </script></head><body>{links}</body></html>",
-            tracker = plausible_tracker(),
-            links = links(site)
+        page(
+            site,
+            &format!(
+                "<script type=\"module\">{tracker}\n\
+                   {ANSWERED}\
+                   init({{ domain: '{SITE}', endpoint: 'http://{collector}/api/event', outboundLinks: true, fileDownloads: true }});\
+                   track('Signup', {{ props: {{ plan: 'pro', secret: '{SECRET}' }} }});\
+                   document.getElementById('away').click();\
+                   document.getElementById('report').click();\
+                   answered(4, () => fetch('/done'));\
+                 </script>",
+                tracker = plausible_tracker()
+            ),
+            "",
         )
     });
-    let data = tmp.path();
-    assert_events(data, &["Signup", "Outbound Link: Click", "File Download"]);
-    assert_prop(data, "Signup", "plan", "pro");
-    assert_link_events(data);
-    assert_nowhere(&server, SECRET);
+    assert_sent(
+        &server,
+        &["Signup", "Outbound Link: Click", "File Download"],
+    );
 }
 
 /// Plausible's script paths, as a browser asks for them: every variant
