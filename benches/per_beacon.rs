@@ -68,6 +68,7 @@ fn main() {
         geo: None,
         honor_gpc: false,
         shields: &shields,
+        event_props: &footfall_collector::events::EventProps::none(),
     };
     let mut buckets = Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
     let beacon = decode_json(BODY).expect("the body decodes");

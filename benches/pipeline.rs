@@ -82,6 +82,9 @@ fn clients(n: u32) -> Vec<Client<'static>> {
 }
 
 /// The shields `serve` has by default: the rate cap, nothing excluded.
+static NO_PROPS: footfall_collector::events::EventProps =
+    footfall_collector::events::EventProps::none();
+
 static SHIELDS: std::sync::LazyLock<footfall_collector::shields::Shields> =
     std::sync::LazyLock::new(|| {
         footfall_collector::shields::Shields::new(
@@ -102,6 +105,7 @@ fn context(sites: &SiteFilter) -> Context<'_> {
         geo: None,
         honor_gpc: false,
         shields: &SHIELDS,
+        event_props: &NO_PROPS,
     }
 }
 

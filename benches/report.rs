@@ -66,6 +66,9 @@ fn report(dir: &std::path::Path, days: i64) -> (Report, Duration) {
         by: Some(Dimension::Page),
         limit: None,
         min_visitors: 0,
+        event: None,
+        prop: None,
+        goals: Vec::new(),
     };
     let started = Instant::now();
     let r = run(&q).expect("a report");

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use footfall_aggregator::buckets::Limits;
 use footfall_aggregator::sessions::SessionSettings;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
+use footfall_collector::events::EventProps;
 use footfall_collector::operator::Secret;
 use footfall_collector::shields::Shields;
 use footfall_collector::{Collector, CollectorConfig, SaltStore, SiteFilter};
@@ -156,10 +157,23 @@ struct ReportArgs {
     /// Break down by this dimension (page; entry_page and exit_page, the
     /// pages visits began and ended on; sources from `sources`, families
     /// from `devices`, `country` from `countries`; `hour` and `day` are time
-    /// series); without it, one row of site totals. Totals, time series,
-    /// pages, entry and exit pages and sources add their visit numbers.
-    #[arg(long, value_parser = dimension_parser())]
-    by: Option<footfall_report::Dimension>,
+    /// series; `event`, custom events by name; `prop:KEY`, one `--event`'s
+    /// values of the property KEY; `goal`, each `--goal`); without it, one
+    /// row of site totals. Totals, time series, pages, entry and exit pages
+    /// and sources add their visit numbers; events and goals their
+    /// conversion rate.
+    #[arg(long, value_name = "DIMENSION", value_parser = parse_by)]
+    by: Option<By>,
+
+    /// The event whose property values `--by prop:KEY` lists.
+    #[arg(long, value_name = "NAME")]
+    event: Option<String>,
+
+    /// A goal for `--by goal` (repeatable): an event's name, or
+    /// `page:/path` for views of a page (`*` matches within a path
+    /// segment, `**` across them: `page:/blog/**`).
+    #[arg(long = "goal", value_name = "GOAL")]
+    goals: Vec<String>,
 
     /// Show at most N rows.
     #[arg(long, value_name = "N")]
@@ -174,6 +188,42 @@ struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: FormatArg,
+}
+
+/// `report --by`: a dimension, with the property's key for `prop:KEY`.
+#[derive(Debug, Clone)]
+struct By {
+    dimension: footfall_report::Dimension,
+    prop: Option<String>,
+}
+
+fn parse_by(text: &str) -> Result<By, String> {
+    use footfall_report::Dimension;
+    if let Some(key) = text.strip_prefix("prop:") {
+        if key.is_empty() {
+            return Err("prop: needs the property's key, as prop:plan".into());
+        }
+        return Ok(By {
+            dimension: Dimension::Prop,
+            prop: Some(key.to_owned()),
+        });
+    }
+    match Dimension::from_name(text) {
+        Some(Dimension::Prop) | None => {
+            let names: Vec<&str> = Dimension::ALL
+                .iter()
+                .map(|d| match d {
+                    Dimension::Prop => "prop:KEY",
+                    d => d.name(),
+                })
+                .collect();
+            Err(format!("one of: {}", names.join(", ")))
+        }
+        Some(dimension) => Ok(By {
+            dimension,
+            prop: None,
+        }),
+    }
 }
 
 /// `--by` takes the report's own dimension names, listed in `--help`.
@@ -309,6 +359,20 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     exclude_pages: Vec<String>,
+
+    /// Store custom events' values of this property key (repeatable, or
+    /// comma-separated in the variable). Every other property is dropped
+    /// before anything is stored, and values that look like an e-mail
+    /// address are refused even here: properties are where e-mail
+    /// addresses and user ids leak in. Outbound-link and file-download
+    /// events keep their `url`, reduced to host and path, without this.
+    #[arg(
+        long = "event-prop",
+        env = "FOOTFALL_EVENT_PROPS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    event_props: Vec<String>,
 
     /// Views a minute one visitor (browser and address) may add to one
     /// site; past it they are dropped with reason `rate-limit`. 0 turns the
@@ -517,12 +581,30 @@ impl RangeArgs {
             by,
             limit,
             min_visitors,
+            event: None,
+            prop: None,
+            goals: Vec::new(),
         })
     }
 }
 
 fn report(args: ReportArgs) -> Result<()> {
-    let query = args.range.query(args.by, args.limit, args.min_visitors)?;
+    let dimension = args.by.as_ref().map(|b| b.dimension);
+    let goals = args
+        .goals
+        .iter()
+        .map(|g| footfall_report::Goal::parse(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !goals.is_empty() && dimension != Some(footfall_report::Dimension::Goal) {
+        anyhow::bail!("--goal is for --by goal, which lists each goal's conversions");
+    }
+    if args.event.is_some() && dimension != Some(footfall_report::Dimension::Prop) {
+        anyhow::bail!("--event is for --by prop:KEY, which lists that event's values of KEY");
+    }
+    let mut query = args.range.query(dimension, args.limit, args.min_visitors)?;
+    query.prop = args.by.and_then(|b| b.prop);
+    query.event = args.event;
+    query.goals = goals;
     let report = footfall_report::run(&query)?;
     print!("{}", footfall_report::render(&report, args.format.into()));
     Ok(())
@@ -572,7 +654,7 @@ fn publish(args: PublishArgs) -> Result<()> {
         site: &site,
         from,
         to,
-        by: report.key_name,
+        by: &report.key_name,
         count: report.count_name,
     };
     publish::write(&args.out, &meta, &release)?;
@@ -740,6 +822,8 @@ async fn start(args: ServeArgs) -> Result<Started> {
         &args.exclude_pages,
         (args.max_views_per_minute > 0).then_some(args.max_views_per_minute),
     )?;
+    let event_props =
+        EventProps::only(&args.event_props).map_err(|e| anyhow::anyhow!("--event-prop: {e}"))?;
     let secret = operator_secret(args.dashboard_password_file.as_deref())?;
     if let (Some(addr), None) = (args.dashboard_listen.0, &secret)
         && !addr.ip().is_loopback()
@@ -833,6 +917,7 @@ async fn start(args: ServeArgs) -> Result<Started> {
             geo,
             honor_gpc: args.honor_gpc,
             shields: Arc::new(shields),
+            event_props,
             ..CollectorConfig::default()
         },
         salts,

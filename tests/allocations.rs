@@ -116,6 +116,7 @@ fn beacons_for_open_rows_allocate_nothing() {
         geo: None,
         honor_gpc: false,
         shields: &shields,
+        event_props: &footfall_collector::events::EventProps::none(),
     };
 
     // The shapes every tracker sends: a landing from a search engine with

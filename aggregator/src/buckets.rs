@@ -14,7 +14,7 @@ use arrow_array::{
 use chrono::{DateTime, NaiveDate};
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 use footfall_schemas::tables::{MAX_COUNTS, Table};
-use footfall_schemas::{Browser, Country, Device, Os, Visit};
+use footfall_schemas::{Browser, Country, CustomEvent, Device, Os, Visit};
 
 use crate::error::Error;
 use crate::sessions::{Ended, Engaged};
@@ -389,6 +389,97 @@ impl Dims for Option<Country> {
     }
 }
 
+/// `events` (name, page) and `event_props` (name, key, value): texts that
+/// visitors choose, looked up by borrowed parts ([`TextsRef`]) so an event
+/// whose row is open costs no allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Texts<const N: usize>(pub [Box<str>; N]);
+
+/// A [`Texts`] key borrowed from an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextsRef<'a, const N: usize>(pub [&'a str; N]);
+
+/// Each part as its bytes and a `0xFF` (never in UTF-8), so no two keys
+/// hash the same bytes; [`Texts`] hashes exactly as its borrowed form.
+impl<const N: usize> Hash for TextsRef<'_, N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for part in self.0 {
+            state.write(part.as_bytes());
+            state.write_u8(0xFF);
+        }
+    }
+}
+
+impl<const N: usize> Hash for Texts<N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl<const N: usize> Texts<N> {
+    fn as_ref(&self) -> TextsRef<'_, N> {
+        TextsRef(std::array::from_fn(|i| &*self.0[i]))
+    }
+}
+
+impl<'a, const N: usize> TextsRef<'a, N> {
+    fn to_owned_key(self) -> Texts<N> {
+        Texts(self.0.map(Into::into))
+    }
+}
+
+impl<const N: usize> hashbrown::Equivalent<Texts<N>> for TextsRef<'_, N> {
+    fn equivalent(&self, key: &Texts<N>) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+/// The first `N` dimension values, all present, and nothing after them.
+fn texts_from<const N: usize>(text: DimText<'_>) -> Option<Texts<N>> {
+    if text[N..].iter().any(Option::is_some) {
+        return None;
+    }
+    let mut parts: [Option<Box<str>>; N] = std::array::from_fn(|i| text[i].map(Into::into));
+    if parts.iter().any(Option::is_none) {
+        return None;
+    }
+    Some(Texts(std::array::from_fn(|i| {
+        parts[i].take().expect("checked above")
+    })))
+}
+
+fn texts_text<const N: usize>(key: &Texts<N>) -> DimText<'_> {
+    let mut out: DimText<'_> = [None; MAX_DIMS];
+    for (slot, part) in out.iter_mut().zip(&key.0) {
+        *slot = Some(part);
+    }
+    out
+}
+
+/// `events`: the event's name and page.
+impl Dims for Texts<2> {
+    const TABLE: Table = Table::Events;
+    type Hasher = RandomSip;
+    fn text(&self) -> DimText<'_> {
+        texts_text(self)
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        texts_from(text)
+    }
+}
+
+/// `event_props`: the event's name, an allowed property key, its value.
+impl Dims for Texts<3> {
+    const TABLE: Table = Table::EventProps;
+    type Hasher = RandomSip;
+    fn text(&self) -> DimText<'_> {
+        texts_text(self)
+    }
+    fn from_text(text: DimText<'_>) -> Option<Self> {
+        texts_from(text)
+    }
+}
+
 /// One table's rows of a (site, hour), hashed as its keys need.
 type Rows<K> = hashbrown::HashMap<K, Bucket, <K as Dims>::Hasher>;
 
@@ -403,6 +494,12 @@ struct SiteHour {
     devices: Rows<DeviceKey>,
     countries: Rows<Option<Country>>,
     visits: Rows<EntryPage>,
+    events: Rows<Texts<2>>,
+    props: Rows<Texts<3>>,
+    /// Distinct values per (event name, property key) among `props`, so
+    /// one busy key (an outbound link's `url`) cannot crowd out another.
+    /// Derived from `props`: rebuilt whenever rows come in by a merge.
+    prop_values: hashbrown::HashMap<Texts<2>, usize, RandomSip>,
 }
 
 impl SiteHour {
@@ -412,6 +509,70 @@ impl SiteHour {
             + self.devices.len()
             + self.countries.len()
             + self.visits.len()
+            + self.events.len()
+            + self.props.len()
+    }
+
+    /// One custom event: its (name, page) row and a row per allowed
+    /// property. Past the hour's bound an event counts under name and page
+    /// `(other)`, its properties under value `(other)` of their own name
+    /// and key (and name `(other)` with the event's); the values of one
+    /// (name, key) are bounded alike. Returns whether a bound was hit.
+    fn fold_event(
+        &mut self,
+        e: &CustomEvent<'_>,
+        coupon: Coupon,
+        set: &Settings,
+        site_full: bool,
+    ) -> bool {
+        let (lg_k, max) = (set.lg_k, set.limits.max_pages);
+        let other2 = TextsRef([OVERFLOW, OVERFLOW]);
+        let probe = if site_full {
+            other2
+        } else {
+            TextsRef([e.name, e.page])
+        };
+        let row = row_in(&mut self.events, &probe, &other2, max, |k| k.to_owned_key());
+        row.add_one(coupon, lg_k);
+        // The row of its own name is open unless the bound turned it away.
+        let name = if self.events.contains_key(&probe) {
+            probe.0[0]
+        } else {
+            OVERFLOW
+        };
+        let mut overflow = name == OVERFLOW && e.name != OVERFLOW;
+        for &(key, value) in e.props {
+            let pair = TextsRef([name, key]);
+            let probe = TextsRef([name, key, value]);
+            let row = match self.props.get_mut(&probe) {
+                Some(row) => row,
+                None => {
+                    let seen = self.prop_values.get(&pair).copied().unwrap_or(0);
+                    let probe = if seen < max {
+                        probe
+                    } else {
+                        overflow = true;
+                        TextsRef([name, key, OVERFLOW])
+                    };
+                    if !self.props.contains_key(&probe) {
+                        count_value(&mut self.prop_values, pair);
+                        self.props.insert(probe.to_owned_key(), Bucket::empty());
+                    }
+                    self.props.get_mut(&probe).expect("inserted above")
+                }
+            };
+            row.add_one(coupon, lg_k);
+        }
+        overflow
+    }
+
+    /// Counts `props`' distinct values per (name, key) afresh.
+    fn recount_prop_values(&mut self) {
+        self.prop_values.clear();
+        for key in self.props.keys() {
+            let [name, k, _] = &key.0;
+            count_value(&mut self.prop_values, TextsRef([name, k]));
+        }
     }
 
     /// The counts of an ended visit: its entry page's `visits` row, its
@@ -541,6 +702,19 @@ impl SiteHour {
         merge_rows(&mut self.devices, other.devices, lg_k);
         merge_rows(&mut self.countries, other.countries, lg_k);
         merge_rows(&mut self.visits, other.visits, lg_k);
+        merge_rows(&mut self.events, other.events, lg_k);
+        merge_rows(&mut self.props, other.props, lg_k);
+        self.recount_prop_values();
+    }
+}
+
+/// One more distinct value of the (name, key) `pair`.
+fn count_value(counts: &mut hashbrown::HashMap<Texts<2>, usize, RandomSip>, pair: TextsRef<'_, 2>) {
+    match counts.get_mut(&pair) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(pair.to_owned_key(), 1);
+        }
     }
 }
 
@@ -768,6 +942,15 @@ impl Buckets {
         site_hour.fold_ended(visit, &settings, full);
     }
 
+    /// Counts one custom event in the hour it arrived; true when a bound
+    /// turned a name, page or value into [`OVERFLOW`].
+    pub fn fold_event(&mut self, event: &CustomEvent<'_>) -> bool {
+        let settings = self.settings;
+        let coupon = Coupon::from_value(event.visitor.sketch_input());
+        let (site_hour, full) = self.site_hour(event.time, event.site);
+        site_hour.fold_event(event, coupon, &settings, full) || full
+    }
+
     /// Counts an engagement report in its visit's start hour.
     pub fn fold_engaged(&mut self, engaged: &Engaged<'_>) {
         let settings = self.settings;
@@ -828,6 +1011,17 @@ impl Buckets {
             Table::Devices => put(&mut site_hour.devices, dims, bucket, lg_k),
             Table::Countries => put(&mut site_hour.countries, dims, bucket, lg_k),
             Table::Visits => put(&mut site_hour.visits, dims, bucket, lg_k),
+            Table::Events => put(&mut site_hour.events, dims, bucket, lg_k),
+            Table::EventProps => {
+                let before = site_hour.props.len();
+                put(&mut site_hour.props, dims, bucket, lg_k)?;
+                if site_hour.props.len() > before {
+                    let [name, key, ..] = dims;
+                    let pair = TextsRef([name?, key?]);
+                    count_value(&mut site_hour.prop_values, pair);
+                }
+                Some(())
+            }
         }
     }
 
@@ -900,6 +1094,11 @@ impl Buckets {
                         Table::Devices => rows.devices.clear(),
                         Table::Countries => rows.countries.clear(),
                         Table::Visits => rows.visits.clear(),
+                        Table::Events => rows.events.clear(),
+                        Table::EventProps => {
+                            rows.props.clear();
+                            rows.prop_values.clear();
+                        }
                     }
                 }
             }
@@ -929,6 +1128,8 @@ impl Buckets {
                     .chain(each(&rows.devices, site, hour))
                     .chain(each(&rows.countries, site, hour))
                     .chain(each(&rows.visits, site, hour))
+                    .chain(each(&rows.events, site, hour))
+                    .chain(each(&rows.props, site, hour))
             })
         })
     }
@@ -1025,6 +1226,84 @@ mod tests {
     }
 
     /// (site, hour, page, views, entries) of the `pages` rows, sorted.
+    /// (dimension values joined by `|`, events, distinct visitors) of one
+    /// event table's rows, sorted.
+    fn event_rows(b: &Buckets, table: Table) -> Vec<(String, i64, u64)> {
+        let mut rows: Vec<_> = b
+            .rows_of(table)
+            .map(|r| {
+                let dims: Vec<&str> = r.dims.iter().flatten().copied().collect();
+                let visitors = r.bucket.visitors.to_sketch(12).estimate().round() as u64;
+                (dims.join("|"), r.bucket.counts[0], visitors)
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn events_and_allowed_props_fold_into_their_tables_within_bounds() {
+        let mut b = Buckets::new(12).unwrap().with_limits(Limits {
+            max_pages: 2,
+            max_sites: 10,
+        });
+        let ev = |name, page, props: &'static [(&'static str, &'static str)], who| CustomEvent {
+            site: "a.com",
+            time: T0 + 60,
+            name,
+            page,
+            props,
+            interactive: true,
+            visitor: VisitorKey::from_hash(who),
+        };
+        let pro: &[(&str, &str)] = &[("plan", "pro")];
+        assert!(!b.fold_event(&ev("Signup", "/", pro, 1)));
+        assert!(!b.fold_event(&ev("Signup", "/", pro, 2)));
+        assert!(!b.fold_event(&ev("Signup", "/", &[("plan", "free")], 2)));
+        // A third value of `plan` is past the bound of two.
+        assert!(b.fold_event(&ev("Signup", "/", &[("plan", "team")], 3)));
+        // Another key has a bound of its own.
+        assert!(!b.fold_event(&ev("Signup", "/", &[("size", "xl")], 3)));
+        assert!(!b.fold_event(&ev("Download", "/f", &[], 1)));
+        // A third (name, page) is past the hour's bound: the event is
+        // `(other)`, its property counts under name `(other)`.
+        assert!(b.fold_event(&ev("Spam", "/x", pro, 4)));
+        assert_eq!(
+            event_rows(&b, Table::Events),
+            [
+                ("(other)|(other)".into(), 1, 1),
+                ("Download|/f".into(), 1, 1),
+                ("Signup|/".into(), 5, 3),
+            ]
+        );
+        assert_eq!(
+            event_rows(&b, Table::EventProps),
+            [
+                ("(other)|plan|pro".into(), 1, 1),
+                ("Signup|plan|(other)".into(), 1, 1),
+                ("Signup|plan|free".into(), 1, 1),
+                ("Signup|plan|pro".into(), 2, 2),
+                ("Signup|size|xl".into(), 1, 1),
+            ]
+        );
+        // Rows restored from a checkpoint count towards the bounds again.
+        let mut restored = Buckets::new(12).unwrap().with_limits(Limits {
+            max_pages: 2,
+            max_sites: 10,
+        });
+        for row in b.rows() {
+            restored
+                .insert(row.table, row.site, row.hour, row.dims, row.bucket.clone())
+                .unwrap();
+        }
+        assert!(restored.fold_event(&ev("Signup", "/", &[("plan", "enterprise")], 5)));
+        assert!(!restored.fold_event(&ev("Signup", "/", &[("plan", "free")], 5)));
+        // Both tables are written in the files' shape.
+        let batch = b.to_record_batch(Table::EventProps).unwrap();
+        assert_eq!(batch.num_rows(), 5);
+        assert_eq!(batch.schema(), Table::EventProps.schema(12));
+    }
+
     fn pages(b: &Buckets) -> Vec<(String, i64, String, i64, i64)> {
         let mut rows: Vec<_> = b
             .rows_of(Table::Pages)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use footfall_schemas::tables::{STATE_DIR, Table};
-use footfall_schemas::{Engagement, Visit, VisitSink};
+use footfall_schemas::{CustomEvent, Engagement, Visit, VisitSink};
 
 use crate::buckets::{Buckets, Folded, Limits};
 use crate::checkpoint;
@@ -102,6 +102,7 @@ struct Metrics {
     page_overflow: AtomicU64,
     source_overflow: AtomicU64,
     site_overflow: AtomicU64,
+    event_overflow: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -520,6 +521,16 @@ impl VisitSink for Aggregator {
         }
     }
 
+    fn event(&self, event: &CustomEvent<'_>) {
+        if let Some(sessions) = &self.sessions {
+            lock(sessions).event(event.visitor, event.time, event.interactive);
+        }
+        if lock(&self.open).fold_event(event) {
+            self.metrics.event_overflow.fetch_add(1, Relaxed);
+        }
+        self.dirty.fetch_add(1, Relaxed);
+    }
+
     fn engage(&self, engagement: &Engagement<'_>) -> bool {
         let Some(sessions) = &self.sessions else {
             return false;
@@ -548,7 +559,7 @@ impl VisitSink for Aggregator {
         let m = &self.metrics;
         let load = |a: &AtomicU64| a.load(Relaxed);
         let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
-        let series: [(&str, &str, &str, String); 15] = [
+        let series: [(&str, &str, &str, String); 16] = [
             (
                 "footfall_open_buckets",
                 "gauge",
@@ -638,6 +649,12 @@ impl VisitSink for Aggregator {
                 "",
                 "",
                 load(&m.site_overflow).to_string(),
+            ),
+            (
+                "footfall_overflow_events_total",
+                "counter",
+                "Custom events with a name, page or property value counted under (other): past --max-pages rows or values that hour.",
+                load(&m.event_overflow).to_string(),
             ),
         ];
         let mut visits = Vec::new();

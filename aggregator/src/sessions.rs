@@ -145,6 +145,9 @@ struct Open {
     /// time, they cannot pass the visit's age (see [`ENGAGED_SLACK_S`]).
     engaged_ms: u32,
     landed: bool,
+    /// An interactive custom event happened in it: not a bounce, whatever
+    /// its pageviews (Plausible's rule).
+    interacted: bool,
     /// False for a vacant slot.
     live: bool,
     /// Pages with an engagement: a 32-bit hash of the page and its deepest
@@ -265,6 +268,7 @@ impl Sessions {
             pageviews: 1,
             engaged_ms: 0,
             landed: visit.entry,
+            interacted: false,
             live: true,
             seen: Seen::default(),
         };
@@ -328,6 +332,23 @@ impl Sessions {
         })
     }
 
+    /// A custom event: extends the visitor's open visit, which an
+    /// interactive event makes a non-bounce. False, and nothing changes,
+    /// without an open visit (an event starts none: a visit begins with a
+    /// pageview).
+    pub fn event(&mut self, visitor: VisitorKey, time: i64, interactive: bool) -> bool {
+        let Some(&slot) = self.index.get(&visitor.sketch_input()) else {
+            return false;
+        };
+        if self.expired(&self.slab[slot as usize], time) {
+            return false;
+        }
+        let open = &mut self.slab[slot as usize];
+        open.last = open.last.max(secs(time));
+        open.interacted |= interactive;
+        true
+    }
+
     /// Ends the expired visits among the next `budget` slots of the slab
     /// (all of them once every `slab / budget` calls), handing each to
     /// `ended`. A partial sweep keeps each call short, since it runs under
@@ -384,7 +405,7 @@ impl Sessions {
             landed: open.landed,
             source: open.source.map(text),
             pageviews,
-            bounce: pageviews < 2,
+            bounce: pageviews < 2 && !open.interacted,
             duration_s: i64::from(open.last - open.start),
             visitor: VisitorKey::from_hash(open.key),
         });
@@ -413,6 +434,7 @@ impl Open {
             pageviews: 0,
             engaged_ms: 0,
             landed: false,
+            interacted: false,
             live: false,
             seen: Seen::default(),
         }
@@ -707,6 +729,37 @@ mod tests {
             [
                 (T0, s("/one", "/one", 1, 90)),
                 (T0, s("/two", "/two-b", 2, 40)),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interactive_event_makes_a_one_page_visit_no_bounce() {
+        let mut sessions = Sessions::new(SessionSettings::default());
+        let k = |who: u64| VisitorKey::from_hash(who);
+        // No open visit: an event starts none.
+        assert!(!sessions.event(k(1), T0, true));
+        assert!(sessions.is_empty());
+        visits(
+            &mut sessions,
+            &[(T0, "/a", 1), (T0, "/b", 2), (T0, "/c", 3)],
+        );
+        // Visitor 1 signs up at +50 s; visitor 2's event is marked
+        // non-interactive (`i: false`); visitor 3 does nothing.
+        assert!(sessions.event(k(1), T0 + 50, true));
+        assert!(sessions.event(k(2), T0 + 70, false));
+        // After the timeout an event belongs to no visit.
+        assert!(!sessions.event(k(3), T0 + 31 * MIN, true));
+        let mut ended = ended_at(&mut sessions, T0 + 40 * MIN);
+        ended.sort();
+        let mut no_bounce = s("/a", "/a", 1, 50);
+        no_bounce.3 = false;
+        assert_eq!(
+            ended,
+            [
+                (T0, no_bounce),
+                (T0, s("/b", "/b", 1, 70)),
+                (T0, s("/c", "/c", 1, 0)),
             ]
         );
     }

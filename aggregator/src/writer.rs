@@ -256,7 +256,7 @@ mod tests {
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         assert_eq!(get(meta::HLL_LG_K).as_deref(), Some("12"));
         assert_eq!(get(meta::HLL_TYPE).as_deref(), Some("HLL_4"));
-        assert_eq!(get(meta::SCHEMA_VERSION).as_deref(), Some("2"));
+        assert_eq!(get(meta::SCHEMA_VERSION).as_deref(), Some("3"));
         assert_eq!(get(meta::UNIQUENESS_WINDOW).as_deref(), Some("day"));
         let rg = reader.metadata().row_group(0);
         assert_eq!(rg.sorting_columns().map(Vec::len), Some(3));

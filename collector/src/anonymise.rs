@@ -6,17 +6,26 @@ use std::fmt;
 use std::hash::Hasher;
 use std::net::IpAddr;
 
-use footfall_schemas::{Campaign, Device, Engagement, Visit, VisitorKey};
+use footfall_schemas::{Campaign, CustomEvent, Device, Engagement, Visit, VisitorKey};
 use siphasher::sip::{SipHasher13, SipHasher24};
 
 use crate::agent::classify;
 use crate::beacon::Beacon;
 use crate::error::{BeaconError, DropReason};
+use crate::events::{self, EventProps, PropDrop};
 use crate::geo::GeoDb;
 use crate::normalise::{
     CampaignValues, campaign, is_ip_host, on_site, page_url, referrer_host, site_id,
 };
 use crate::shields::Shields;
+
+/// What a beacon is, by its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    View,
+    Engagement,
+    Custom,
+}
 
 /// How many sites one beacon may count for (`d` is a comma-separated list).
 /// Bounds the work and the rows a single request can cause.
@@ -129,6 +138,8 @@ pub struct Context<'a> {
     pub honor_gpc: bool,
     /// Excluded addresses and pages, and the cap on views a minute.
     pub shields: &'a Shields,
+    /// The custom-event property keys that may be kept.
+    pub event_props: &'a EventProps,
 }
 
 /// Where `anonymise` hands what it made: a closure taking visits is one
@@ -142,6 +153,13 @@ pub trait Record {
     fn engage(&mut self, _engagement: &Engagement<'_>) -> bool {
         false
     }
+
+    /// One anonymous custom event, its properties already reduced to the
+    /// allowed ones.
+    fn event(&mut self, _event: &CustomEvent<'_>) {}
+
+    /// A property of a counted event that was not kept, and why.
+    fn prop_dropped(&mut self, _reason: PropDrop) {}
 }
 
 impl<F: FnMut(&Visit<'_>)> Record for F {
@@ -207,10 +225,10 @@ pub fn anonymise(
     if cx.honor_gpc && client.gpc {
         return Ok(Some(DropReason::Gpc));
     }
-    let engagement = match &*beacon.name {
-        "pageview" => false,
-        "engagement" => true,
-        _ => return Ok(Some(DropReason::CustomEvent)),
+    let kind = match &*beacon.name {
+        "pageview" => Kind::View,
+        "engagement" => Kind::Engagement,
+        _ => Kind::Custom,
     };
     if cx.shields.excludes_page(&page.page) {
         return Ok(Some(DropReason::Excluded));
@@ -249,7 +267,23 @@ pub fn anonymise(
             dropped.get_or_insert(DropReason::RateLimit);
             continue;
         }
-        if engagement {
+        if kind == Kind::Custom {
+            let kept = events::keep(&beacon.props, &beacon.name, site, cx.event_props, |why| {
+                record.prop_dropped(why)
+            });
+            let props: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, &**v)).collect();
+            record.event(&CustomEvent {
+                site,
+                time: cx.now,
+                name: &beacon.name,
+                page: &page.page,
+                props: &props,
+                interactive: beacon.interactive,
+                visitor,
+            });
+            continue;
+        }
+        if kind == Kind::Engagement {
             let counted = record.engage(&Engagement {
                 site,
                 time: cx.now,
@@ -366,6 +400,7 @@ mod tests {
             geo,
             honor_gpc,
             shields: &crate::shields::Shields::none(),
+            event_props: &EventProps::none(),
         };
         let r = anonymise(
             &beacon,
@@ -537,6 +572,7 @@ mod tests {
             geo: None,
             honor_gpc: false,
             shields: &Shields::none(),
+            event_props: &EventProps::none(),
         };
         let c = client("203.0.113.9");
         let body = r#"{"n":"engagement","u":"https://example.com/a?q=1#x","d":"example.com,shop.example.com","sd":40,"e":1200}"#;
@@ -592,6 +628,81 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_event_goes_to_each_site_with_its_allowed_props_only() {
+        #[derive(Default)]
+        struct Sink {
+            views: usize,
+            events: Vec<(
+                String,
+                String,
+                String,
+                Vec<(String, String)>,
+                bool,
+                VisitorKey,
+            )>,
+            dropped: Vec<PropDrop>,
+        }
+        impl Record for &mut Sink {
+            fn visit(&mut self, _: &Visit<'_>) {
+                self.views += 1;
+            }
+            fn event(&mut self, e: &CustomEvent<'_>) {
+                let props = e.props.iter().map(|&(k, v)| (k.into(), v.into())).collect();
+                self.events.push((
+                    e.site.into(),
+                    e.name.into(),
+                    e.page.into(),
+                    props,
+                    e.interactive,
+                    e.visitor,
+                ));
+            }
+            fn prop_dropped(&mut self, reason: PropDrop) {
+                self.dropped.push(reason);
+            }
+        }
+        let any = SiteFilter::any();
+        let allowed = EventProps::only(["plan"]).unwrap();
+        let cx = Context {
+            salt: salt(),
+            now: 1_764_079_200,
+            sites: &any,
+            geo: None,
+            honor_gpc: false,
+            shields: &Shields::none(),
+            event_props: &allowed,
+        };
+        let c = client("203.0.113.9");
+        let body = r#"{"n":"Signup","u":"https://example.com/join?ref=x#f","d":"example.com,a.example.com","p":"{\"plan\":\"pro\",\"email\":\"jane@example.com\",\"token\":\"tok_123\"}","i":false}"#;
+        let beacon = decode_json(body.as_bytes()).unwrap();
+        let mut sink = Sink::default();
+        let r = anonymise(&beacon, c, &cx, &mut sink, |_, _| {});
+        assert_eq!(r, Ok(Some(DropReason::UrlNotOnSite)));
+        assert_eq!(sink.views, 0, "an event is never a view");
+        assert_eq!(
+            sink.events,
+            [(
+                "example.com".into(),
+                "Signup".into(),
+                "/join".into(),
+                vec![("plan".into(), "pro".into())],
+                false,
+                visitor_key(salt(), "example.com", c)
+            )]
+        );
+        assert_eq!(sink.dropped, [PropDrop::NotAllowed, PropDrop::NotAllowed]);
+        // An excluded page or a bot counts nothing, props included.
+        let bot = Client {
+            user_agent: b"curl/8.0",
+            ..c
+        };
+        let mut sink = Sink::default();
+        let r = anonymise(&beacon, bot, &cx, &mut sink, |_, _| {});
+        assert_eq!(r, Ok(Some(DropReason::Bot)));
+        assert!(sink.events.is_empty() && sink.dropped.is_empty());
+    }
+
+    #[test]
     fn entries_are_views_without_a_same_site_referrer() {
         let cases = [
             (r#""r":null"#, true),
@@ -625,10 +736,6 @@ mod tests {
                 Some(DropReason::UrlNotOnSite),
             ),
             (
-                r#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#,
-                Some(DropReason::CustomEvent),
-            ),
-            (
                 r#"{"n":"engagement","u":"https://example.com/","d":"example.com","sd":40,"e":1200}"#,
                 Some(DropReason::NoVisit),
             ),
@@ -656,6 +763,7 @@ mod tests {
             geo: None,
             honor_gpc: false,
             shields: &crate::shields::Shields::none(),
+            event_props: &EventProps::none(),
         };
         let mut counted = Vec::new();
         let mut refused = Vec::new();

@@ -40,7 +40,20 @@ pub struct Beacon<'a> {
     /// An engagement's engaged milliseconds (`e`); values of 30 days or
     /// more, which old trackers sent, are ignored.
     pub engaged_ms: Option<u32>,
+    /// A custom event's properties as sent (`p`, `props`, `m` or `meta`: an
+    /// object, or a JSON string of one), in order: each key with its value
+    /// as text (numbers and booleans written as JSON writes them), `None`
+    /// for a value that is not a string, number or boolean. Which of them
+    /// may be kept is `anonymise`'s business. Empty for nearly every
+    /// beacon, so a pageview allocates nothing for it.
+    pub props: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    /// False when the sender marked a custom event non-interactive (`i`
+    /// or `interactive` false): it then does not make a visit a non-bounce.
+    pub interactive: bool,
 }
+
+/// The longest event name accepted, in characters (Plausible's bound).
+pub const MAX_NAME_CHARS: usize = 120;
 
 /// The least `e` that is not believed: 30 days, in milliseconds.
 pub const MAX_ENGAGED_MS: u32 = 30 * 24 * 3600 * 1000;
@@ -261,8 +274,12 @@ fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
     if domain.trim().is_empty() {
         return Err(BeaconError::MissingDomain);
     }
+    let name = wire.name.unwrap_or(Cow::Borrowed("pageview"));
+    if name.trim().is_empty() || name.chars().nth(MAX_NAME_CHARS).is_some() {
+        return Err(BeaconError::InvalidName);
+    }
     Ok(Beacon {
-        name: wire.name.unwrap_or(Cow::Borrowed("pageview")),
+        name,
         url,
         domain,
         referrer: wire.referrer.filter(|r| !r.is_empty()),
@@ -273,6 +290,8 @@ fn finish(wire: Wire<'_>) -> Result<Beacon<'_>, BeaconError> {
             .filter(|&d| d != 255)
             .map(|d| d.min(100) as u8),
         engaged_ms: wire.engaged_ms.filter(|&e| e < MAX_ENGAGED_MS),
+        props: wire.props,
+        interactive: wire.interactive.unwrap_or(true),
     })
 }
 
@@ -330,7 +349,14 @@ fn plain_json(body: &[u8]) -> Option<Wire<'_>> {
                 ("d" | "domain", Scalar::Str(v)) => wire.domain = Some(Cow::Borrowed(v)),
                 ("r" | "referrer", Scalar::Str(v)) => wire.referrer = Some(Cow::Borrowed(v)),
                 ("r" | "referrer", Scalar::Null) => wire.referrer = None,
-                ("w" | "screen_width" | "h" | "hash" | "sd" | "e", Scalar::Str(_)) => {
+                // Properties: nothing, or serde's to read (an object, or a
+                // string of JSON).
+                ("p" | "props" | "m" | "meta", Scalar::Null) => {}
+                ("p" | "props" | "m" | "meta", _) => return None,
+                (
+                    "w" | "screen_width" | "h" | "hash" | "sd" | "e" | "i" | "interactive",
+                    Scalar::Str(_),
+                ) => {
                     // Loose's reading of numbers in strings: serde's road.
                     return None;
                 }
@@ -338,7 +364,9 @@ fn plain_json(body: &[u8]) -> Option<Wire<'_>> {
                 ("sd", v) => wire.scroll_depth = v.loose().as_u32(),
                 ("e", v) => wire.engaged_ms = v.loose().as_u32(),
                 ("h" | "hash", v) => wire.hash_mode = v.loose().truthy(),
-                // A string field given something else is an error to report.
+                ("i" | "interactive", v) => wire.interactive = v.loose().flag(),
+                // A string field given something else is an error to report
+                // (or, for a name, an integer to read as text: serde's road).
                 ("n" | "name" | "u" | "url" | "d" | "domain" | "r" | "referrer", _) => {
                     return None;
                 }
@@ -462,6 +490,8 @@ struct Wire<'a> {
     hash_mode: bool,
     scroll_depth: Option<u32>,
     engaged_ms: Option<u32>,
+    props: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    interactive: Option<bool>,
 }
 
 /// A hand-written visitor rather than a derive: it borrows strings, accepts
@@ -481,7 +511,8 @@ impl<'de> Visitor<'de> for WireVisitor {
         let mut wire = Wire::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
-                "n" | "name" => wire.name = Some(map.next_value::<Str<'de>>()?.0),
+                // Plausible's 404 snippet sends its name as a number.
+                "n" | "name" => wire.name = Some(map.next_value::<Name<'de>>()?.0),
                 "u" | "url" => wire.url = Some(map.next_value::<Str<'de>>()?.0),
                 "d" | "domain" => wire.domain = Some(map.next_value::<Str<'de>>()?.0),
                 "r" | "referrer" => {
@@ -493,6 +524,8 @@ impl<'de> Visitor<'de> for WireVisitor {
                 "h" | "hash" => wire.hash_mode = map.next_value::<Loose>()?.truthy(),
                 "sd" => wire.scroll_depth = map.next_value::<Loose>()?.as_u32(),
                 "e" => wire.engaged_ms = map.next_value::<Loose>()?.as_u32(),
+                "i" | "interactive" => wire.interactive = map.next_value::<Loose>()?.flag(),
+                "p" | "props" | "m" | "meta" => wire.props = map.next_value::<Props<'de>>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -527,6 +560,160 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
     }
 }
 
+/// An event name: a string, or an integer read as its decimal text.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an integer")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A custom event's properties: a flat object, or a string holding the
+/// JSON of one (both occur in the wild). Anything else, or a string that
+/// is not such JSON, is no properties at all.
+struct Props<'a>(Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>);
+
+impl<'de> de::Deserialize<'de> for Props<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Props<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of properties")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Props<'de>, A::Error> {
+                let mut props = Vec::new();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    props.push((key.0, map.next_value::<PropValue<'de>>()?.0));
+                }
+                Ok(Props(props))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Props<'de>, E> {
+                let owned = |props: Props<'_>| {
+                    props
+                        .0
+                        .into_iter()
+                        .map(|(k, v)| {
+                            (
+                                Cow::Owned(k.into_owned()),
+                                v.map(|v| Cow::Owned(v.into_owned())),
+                            )
+                        })
+                        .collect()
+                };
+                Ok(Props(
+                    serde_json::from_str::<Props<'_>>(v).map_or_else(|_| Vec::new(), owned),
+                ))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_unit<E>(self) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_none<E>(self) -> Result<Props<'de>, E> {
+                Ok(Props(Vec::new()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Props<'de>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Props(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One property's value as text: a string as it is, a number or a boolean
+/// as JSON writes it; `None` for null, an array or an object.
+struct PropValue<'a>(Option<Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for PropValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PropValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a property value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_unit<E>(self) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(None))
+            }
+            fn visit_none<E>(self) -> Result<PropValue<'de>, E> {
+                Ok(PropValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<PropValue<'de>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PropValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<PropValue<'de>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(PropValue(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Any JSON value, kept only as far as `w` and `h` need it. Strings,
 /// objects and arrays in these fields are ignored rather than refused (a
 /// number too large for JSON itself is still invalid JSON).
@@ -541,6 +728,16 @@ impl Loose {
         match *self {
             Loose::Number(n) if n >= 0.0 && n <= u32::MAX as f64 => Some(n as u32),
             _ => None,
+        }
+    }
+
+    /// A flag that defaults to true: only `false` or `0` say no, and
+    /// anything unreadable is as if absent.
+    fn flag(&self) -> Option<bool> {
+        match *self {
+            Loose::Number(n) => Some(n != 0.0),
+            Loose::Bool(b) => Some(b),
+            Loose::Other => None,
         }
     }
 
@@ -653,7 +850,7 @@ mod tests {
     /// does not.
     fn bodies() -> impl Strategy<Value = String> {
         let ws = prop::sample::select(vec!["", "", " ", "\n\t", "\r "]);
-        let key = keys_and(&["props", "", "u\\u0072l"]);
+        let key = keys_and(&["props", "", "u\\u0072l", "p", "m", "i", "interactive"]);
         let value = prop::sample::select(vec![
             "\"pageview\"",
             "\"https://example.com/a?b=1#c\"",
@@ -701,6 +898,108 @@ mod tests {
 
     fn ok(body: &str) -> Beacon<'_> {
         decode_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    #[test]
+    fn reads_custom_events_in_every_shape_trackers_send() {
+        let p = |b: &Beacon<'_>| -> Vec<(String, Option<String>)> {
+            b.props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_deref().map(Into::into)))
+                .collect()
+        };
+        let kv = |pairs: &[(&str, Option<&str>)]| -> Vec<(String, Option<String>)> {
+            pairs
+                .iter()
+                .map(|&(k, v)| (k.into(), v.map(Into::into)))
+                .collect()
+        };
+        let base = r#""u":"https://a.com/x","d":"a.com""#;
+        // (extra members, name, props, interactive)
+        let cases: &[(&str, &str, &[(&str, Option<&str>)], bool)] = &[
+            // Plausible's tracker: props as an object.
+            (
+                r#""n":"Signup","p":{"plan":"pro","seats":3,"trial":true}"#,
+                "Signup",
+                &[
+                    ("plan", Some("pro")),
+                    ("seats", Some("3")),
+                    ("trial", Some("true")),
+                ],
+                true,
+            ),
+            // Older trackers and server senders: a JSON string of them.
+            (
+                r#""name":"Signup","props":"{\"plan\":\"pro\"}""#,
+                "Signup",
+                &[("plan", Some("pro"))],
+                true,
+            ),
+            (
+                r#""n":"Signup","m":{"plan":"pro"}"#,
+                "Signup",
+                &[("plan", Some("pro"))],
+                true,
+            ),
+            (
+                r#""n":"Signup","meta":"{\"a\":null}""#,
+                "Signup",
+                &[("a", None)],
+                true,
+            ),
+            // Nested values are kept as unusable, for the reason count.
+            (
+                r#""n":"Signup","p":{"a":[1],"b":{"c":1},"d":null,"e":1.5}"#,
+                "Signup",
+                &[("a", None), ("b", None), ("d", None), ("e", Some("1.5"))],
+                true,
+            ),
+            // Plausible's 404 snippet: an integer name.
+            (
+                r#""n":404,"p":{"path":"/gone"}"#,
+                "404",
+                &[("path", Some("/gone"))],
+                true,
+            ),
+            // Not interactive, in each spelling.
+            (r#""n":"Scrolled","i":false"#, "Scrolled", &[], false),
+            (r#""n":"Scrolled","interactive":0"#, "Scrolled", &[], false),
+            (r#""n":"Scrolled","i":"false""#, "Scrolled", &[], false),
+            (r#""n":"Scrolled","i":true"#, "Scrolled", &[], true),
+            // A string that is not JSON of an object, or a null: no props.
+            (r#""n":"X","p":"plan=pro""#, "X", &[], true),
+            (
+                r#""n":"X","p":null,"v":"2.1.0","$":{"amount":"1","currency":"EUR"}"#,
+                "X",
+                &[],
+                true,
+            ),
+            (r#""n":"X","p":[1,2]"#, "X", &[], true),
+        ];
+        for &(extra, name, props, interactive) in cases {
+            let body = format!("{{{base},{extra}}}");
+            let b = ok(&body);
+            assert_eq!(b.name, name, "{body}");
+            assert_eq!(p(&b), kv(props), "{body}");
+            assert_eq!(b.interactive, interactive, "{body}");
+            assert_eq!(decode_json_parsed(body.as_bytes()), Ok(b), "{body}");
+        }
+        // A name of 120 characters is one; 121, or none, is an error.
+        let named = |n: &str| {
+            decode_json(format!(r#"{{{base},"n":"{n}"}}"#).as_bytes()).map(|b| b.name.len())
+        };
+        assert_eq!(named(&"é".repeat(120)), Ok(240));
+        assert_eq!(named(&"x".repeat(121)), Err(BeaconError::InvalidName));
+        assert_eq!(named(" "), Err(BeaconError::InvalidName));
+        assert_eq!(
+            decode_json(format!(r#"{{{base},"n":1.5}}"#).as_bytes()),
+            Err(BeaconError::WrongType)
+        );
+        // A pageview carries no props and allocates none.
+        let body = format!("{{{base}}}");
+        let view = ok(&body);
+        assert!(view.props.is_empty() && view.props.capacity() == 0);
+        assert!(view.interactive);
     }
 
     #[test]

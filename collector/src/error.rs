@@ -22,6 +22,8 @@ pub enum BeaconError {
     InvalidUrl,
     #[error("`u` is longer than 4096 bytes")]
     UrlTooLong,
+    #[error("`n` (name) must be 1 to 120 characters")]
+    InvalidName,
     #[error("missing `d` (domain)")]
     MissingDomain,
     #[error("`d` must be a domain name or a comma-separated list of them")]
@@ -53,6 +55,7 @@ impl BeaconError {
             BeaconError::MissingUrl => "missing-url",
             BeaconError::InvalidUrl => "invalid-url",
             BeaconError::UrlTooLong => "url-too-long",
+            BeaconError::InvalidName => "invalid-name",
             BeaconError::MissingDomain => "missing-domain",
             BeaconError::InvalidDomain => "invalid-domain",
             BeaconError::BodyTooLarge => "body-too-large",
@@ -62,13 +65,14 @@ impl BeaconError {
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [BeaconError; 11] = [
+    pub const ALL: [BeaconError; 12] = [
         BeaconError::InvalidJson,
         BeaconError::NotAnObject,
         BeaconError::WrongType,
         BeaconError::MissingUrl,
         BeaconError::InvalidUrl,
         BeaconError::UrlTooLong,
+        BeaconError::InvalidName,
         BeaconError::MissingDomain,
         BeaconError::InvalidDomain,
         BeaconError::BodyTooLarge,
@@ -81,9 +85,6 @@ impl BeaconError {
 /// the `X-Footfall-Dropped` header and counted in `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// An event other than `pageview` or `engagement`: custom events have no
-    /// table yet.
-    CustomEvent,
     /// An engagement report (scroll depth, time on page) whose visitor has
     /// no open visit to count it for, or sessions are off.
     NoVisit,
@@ -108,7 +109,6 @@ impl DropReason {
     /// The header value and metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::CustomEvent => "custom-event",
             DropReason::NoVisit => "no-visit",
             DropReason::UnknownSite => "unknown-site",
             DropReason::UrlNotOnSite => "url-not-on-site",
@@ -120,8 +120,7 @@ impl DropReason {
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [DropReason; 8] = [
-        DropReason::CustomEvent,
+    pub const ALL: [DropReason; 7] = [
         DropReason::NoVisit,
         DropReason::UnknownSite,
         DropReason::UrlNotOnSite,

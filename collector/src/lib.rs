@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`beacon`]: `decode_json` / `decode_query`, pure, bytes to [`Beacon`].
 //! - [`normalise`]: URLs reduced to host and path, referrers to a host.
+//! - [`events`]: which of a custom event's properties may be kept (the
+//!   owner's allow-list, short values, no e-mail addresses), and the
+//!   automatic events' `url` reduced to host and path.
 //! - [`agent`]: a User-Agent reduced to bot, or browser, OS and device
 //!   families (isbot's and uap-core's lists, embedded).
 //! - [`anonymise`]: the one place that sees the client IP and User-Agent,
@@ -30,6 +33,7 @@ pub mod agent;
 pub mod anonymise;
 pub mod beacon;
 pub mod error;
+pub mod events;
 pub mod geo;
 pub mod metrics;
 pub mod normalise;

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::{BeaconError, DropReason};
+use crate::events::PropDrop;
 
 /// Counters by outcome. Labels are fixed enums, never request data.
 #[derive(Debug, Default)]
@@ -14,6 +15,8 @@ pub struct Metrics {
     counted: AtomicU64,
     visits: AtomicU64,
     engagements: AtomicU64,
+    events: AtomicU64,
+    props_dropped: [AtomicU64; PropDrop::ALL.len()],
     dropped: [AtomicU64; DropReason::ALL.len()],
     rejected: [AtomicU64; BeaconError::ALL.len()],
 }
@@ -26,6 +29,17 @@ impl Metrics {
 
     pub(crate) fn engaged(&self, reports: u64) {
         self.engagements.fetch_add(reports, Relaxed);
+    }
+
+    /// Custom events counted (one per site), and the properties of theirs
+    /// not kept, by [`PropDrop::ALL`]'s order.
+    pub(crate) fn events(&self, events: u64, props_dropped: &[u64; PropDrop::ALL.len()]) {
+        self.events.fetch_add(events, Relaxed);
+        for (counter, n) in self.props_dropped.iter().zip(props_dropped) {
+            if *n > 0 {
+                counter.fetch_add(*n, Relaxed);
+            }
+        }
     }
 
     pub(crate) fn dropped(&self, reason: DropReason) {
@@ -69,6 +83,23 @@ impl Metrics {
             "footfall_engagements_total {}",
             self.engagements.load(Relaxed)
         );
+        out.push_str(
+            "# HELP footfall_events_total Custom events counted (one per site).\n\
+             # TYPE footfall_events_total counter\n",
+        );
+        let _ = writeln!(out, "footfall_events_total {}", self.events.load(Relaxed));
+        out.push_str(
+            "# HELP footfall_event_props_dropped_total Properties of counted custom events not stored, by reason (not-allowed: key not on --event-prop).\n\
+             # TYPE footfall_event_props_dropped_total counter\n",
+        );
+        for (reason, n) in PropDrop::ALL.iter().zip(&self.props_dropped) {
+            let _ = writeln!(
+                out,
+                "footfall_event_props_dropped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                n.load(Relaxed)
+            );
+        }
         out.push_str(
             "# HELP footfall_beacons_dropped_total Well-formed beacons answered 202 but not counted, by reason.\n\
              # TYPE footfall_beacons_dropped_total counter\n",

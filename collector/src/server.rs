@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use footfall_schemas::{Engagement, Visit, VisitSink};
+use footfall_schemas::{CustomEvent, Engagement, Visit, VisitSink};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use crate::anonymise::{Client, Context, Record, SiteFilter, anonymise};
 use crate::beacon::{Beacon, QUERY_SCRATCH, decode_json, decode_query};
 use crate::error::{BeaconError, DropReason};
+use crate::events::{EventProps, PropDrop};
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
 use crate::notices::DropNotices;
@@ -74,6 +75,8 @@ pub struct CollectorConfig {
     pub honor_gpc: bool,
     /// Excluded addresses and pages, and the cap on views a minute.
     pub shields: Arc<Shields>,
+    /// The custom-event property keys that may be stored (`--event-prop`).
+    pub event_props: EventProps,
 }
 
 impl Default for CollectorConfig {
@@ -88,6 +91,7 @@ impl Default for CollectorConfig {
             geo: None,
             honor_gpc: false,
             shields: Arc::new(Shields::none()),
+            event_props: EventProps::none(),
         }
     }
 }
@@ -198,11 +202,14 @@ impl Collector {
             geo: self.config.geo.as_deref(),
             honor_gpc: self.config.honor_gpc,
             shields: &self.config.shields,
+            event_props: &self.config.event_props,
         };
         let mut sink = Counting {
             sink: &*self.sink,
             views: 0,
             engagements: 0,
+            events: 0,
+            props_dropped: [0; PropDrop::ALL.len()],
         };
         let dropped = anonymise(&beacon, client, &cx, &mut sink, |site, reason| {
             self.notices.tell(site, reason, now)
@@ -212,6 +219,9 @@ impl Collector {
         }
         if sink.engagements > 0 {
             self.metrics.engaged(sink.engagements);
+        }
+        if sink.events > 0 {
+            self.metrics.events(sink.events, &sink.props_dropped);
         }
         Ok(dropped)
     }
@@ -252,11 +262,15 @@ impl Collector {
     }
 }
 
-/// The sink, counting the views and engagement reports it took.
+/// The sink, counting the views, engagement reports and custom events it
+/// took, and the properties of those events that were not kept.
 struct Counting<'a> {
     sink: &'a dyn VisitSink,
     views: usize,
     engagements: u64,
+    events: u64,
+    /// By [`PropDrop::ALL`]'s order.
+    props_dropped: [u64; PropDrop::ALL.len()],
 }
 
 impl Record for &mut Counting<'_> {
@@ -269,6 +283,17 @@ impl Record for &mut Counting<'_> {
         let counted = self.sink.engage(engagement);
         self.engagements += u64::from(counted);
         counted
+    }
+
+    fn event(&mut self, event: &CustomEvent<'_>) {
+        self.sink.event(event);
+        self.events += 1;
+    }
+
+    fn prop_dropped(&mut self, reason: PropDrop) {
+        if let Some(i) = PropDrop::ALL.iter().position(|r| *r == reason) {
+            self.props_dropped[i] += 1;
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub enum Error {
     NewerSchema { path: PathBuf, found: String },
     #[error("no countries data in {}: footfall writes the countries table only when serve runs with --geoip-db", dir.display())]
     NoCountries { dir: PathBuf },
+    #[error("--goal {goal:?}: {why}")]
+    BadGoal { goal: String, why: String },
+    #[error("--by goal lists the goals you name: add --goal NAME (an event) or --goal page:/path")]
+    NoGoals,
+    #[error("--by prop:KEY lists one event's values of KEY: add --event NAME")]
+    PropNeedsEvent,
     #[error("{} is not a footfall file: {what}", path.display())]
     NotOurs { path: PathBuf, what: String },
     #[error("reading {}: {source}", path.display())]

@@ -21,13 +21,14 @@ use chrono::NaiveDate;
 use footfall_schemas::tables::Table;
 
 mod error;
+mod goals;
 mod merge;
 mod render;
 mod scan;
 mod sites;
 
 pub use error::Error;
-pub use merge::run;
+pub use goals::{Goal, PagePattern};
 pub use render::{Format, csv_field, render, render_sites};
 pub use sites::{SiteSpan, only_site, sites};
 
@@ -51,11 +52,18 @@ pub enum Dimension {
     Hour,
     /// A time series: one row per UTC day.
     Day,
+    /// Custom events by name (the `events` table).
+    Event,
+    /// One event's values of one allowed property ([`Query::event`],
+    /// [`Query::prop`]; the `event_props` table).
+    Prop,
+    /// Each of [`Query::goals`]: its conversions and conversion rate.
+    Goal,
 }
 
 impl Dimension {
     /// Every dimension, in the order `--help` lists them.
-    pub const ALL: [Dimension; 13] = [
+    pub const ALL: [Dimension; 16] = [
         Dimension::Page,
         Dimension::EntryPage,
         Dimension::ExitPage,
@@ -69,6 +77,9 @@ impl Dimension {
         Dimension::Country,
         Dimension::Hour,
         Dimension::Day,
+        Dimension::Event,
+        Dimension::Prop,
+        Dimension::Goal,
     ];
 
     /// The name on the command line, also the key in CSV and JSON.
@@ -87,6 +98,9 @@ impl Dimension {
             Dimension::Country => "country",
             Dimension::Hour => "hour",
             Dimension::Day => "day",
+            Dimension::Event => "event",
+            Dimension::Prop => "prop",
+            Dimension::Goal => "goal",
         }
     }
 
@@ -108,6 +122,8 @@ impl Dimension {
             | Dimension::UtmCampaign => Table::Sources,
             Dimension::Browser | Dimension::Os | Dimension::Device => Table::Devices,
             Dimension::Country => Table::Countries,
+            Dimension::Event | Dimension::Goal => Table::Events,
+            Dimension::Prop => Table::EventProps,
         }
     }
 
@@ -116,6 +132,8 @@ impl Dimension {
         match self {
             Dimension::Day => "hour",
             Dimension::ExitPage => "page",
+            Dimension::Event => "name",
+            Dimension::Prop => "value",
             d => d.name(),
         }
     }
@@ -154,6 +172,8 @@ pub enum Metric {
     TimeOnPage,
     /// Mean of each (visit, page) pair's deepest scroll, in percent.
     ScrollDepth,
+    /// The row's visitors ÷ the site's visitors in the range, in percent.
+    ConversionRate,
 }
 
 impl Metric {
@@ -168,13 +188,14 @@ impl Metric {
             Metric::ExitRate => "exit_rate",
             Metric::TimeOnPage => "time_on_page",
             Metric::ScrollDepth => "scroll_depth",
+            Metric::ConversionRate => "conversion_rate",
         }
     }
 
     /// Decimals shown: rates one, views per visit two, the rest none.
     pub fn decimals(self) -> usize {
         match self {
-            Metric::BounceRate | Metric::ExitRate => 1,
+            Metric::BounceRate | Metric::ExitRate | Metric::ConversionRate => 1,
             Metric::ViewsPerVisit => 2,
             _ => 0,
         }
@@ -199,6 +220,7 @@ impl Metric {
             Some(Dimension::Browser | Dimension::Os | Dimension::Device | Dimension::Country) => {
                 &[]
             }
+            Some(Dimension::Event | Dimension::Prop | Dimension::Goal) => &[ConversionRate],
         }
     }
 }
@@ -218,6 +240,20 @@ pub struct Query {
     /// counts and sketches go into one `(other)` row, itself shown only if
     /// it reaches the threshold. 0 shows everything.
     pub min_visitors: u64,
+    /// The event whose property values `--by prop:KEY` lists.
+    pub event: Option<String>,
+    /// The property key of `--by prop:KEY`.
+    pub prop: Option<String>,
+    /// The goals `--by goal` lists, in order.
+    pub goals: Vec<Goal>,
+}
+
+/// Reads the range's files and merges them into the report `q` asks for.
+pub fn run(q: &Query) -> Result<Report, Error> {
+    match q.by {
+        Some(Dimension::Event | Dimension::Prop | Dimension::Goal) => goals::run(q),
+        _ => merge::run(q),
+    }
 }
 
 /// One output row.
@@ -239,8 +275,9 @@ pub struct Row {
 /// A finished report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// Name of the key column: the dimension, or `site` for totals.
-    pub key_name: &'static str,
+    /// Name of the key column: the dimension, `prop:KEY` for a property,
+    /// or `site` for totals.
+    pub key_name: String,
     /// Name of the count column: `views`, or `entries` for sources.
     pub count_name: &'static str,
     /// How a null key is shown in a table or CSV.
@@ -343,6 +380,9 @@ mod tests {
             by,
             limit: None,
             min_visitors: 0,
+            event: None,
+            prop: None,
+            goals: Vec::new(),
         }
     }
 
@@ -902,9 +942,12 @@ mod tests {
             "site,views,visitors,visits,views_per_visit,bounce_rate,visit_duration\na.com,0,0,,,,\n"
         );
 
+        // (A property's values need an event, goals a goal: below.)
+        q.event = Some("Signup".into());
+        q.prop = Some("plan".into());
         for by in Dimension::ALL
             .into_iter()
-            .filter(|d| *d != Dimension::Country)
+            .filter(|d| *d != Dimension::Country && *d != Dimension::Goal)
         {
             q.by = Some(by);
             let report = run(&q).unwrap();
@@ -914,10 +957,99 @@ mod tests {
             assert_eq!(csv.lines().count(), 1, "{by:?}: header only: {csv}");
             assert!(render(&report, Format::Table).contains("no views in this range"));
         }
+        // A goal is the owner's question: answered, with nothing.
+        q.by = Some(Dimension::Goal);
+        q.goals = vec![Goal::parse("Signup").unwrap()];
+        let goals = run(&q).unwrap();
+        assert_eq!(plain(&goals.rows), [row(Some("Signup"), 0, 0)]);
+        assert_eq!(goals.rows[0].metrics, [None], "no visitors: no rate");
         // A known site's breakdown of a day with data but none of its own.
         write(tmp.path(), 12, &[("b.org", DAY + 86_400 * 2, "/", 3)]);
         q.by = Some(Dimension::Page);
         assert!(run(&q).unwrap().rows.is_empty());
+    }
+
+    #[test]
+    fn events_props_and_goals_convert_against_the_sites_visitors() {
+        use footfall_schemas::CustomEvent;
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = Buckets::new(12).unwrap();
+        // Four visitors view pages over two days; 1 and 2 sign up (1 twice,
+        // on two days), 3 downloads.
+        for (who, t, page) in [
+            (1, DAY, "/"),
+            (2, DAY, "/blog/a"),
+            (3, DAY + 86_400, "/blog/b/c"),
+            (4, DAY + 86_400, "/pricing"),
+            (1, DAY + 86_400, "/pricing"),
+        ] {
+            b.fold(&Visit::landing("a.com", t, page, key(who)));
+        }
+        let pro: &[(&str, &str)] = &[("plan", "pro")];
+        for (who, t, name, props) in [
+            (1, DAY, "Signup", pro),
+            (1, DAY + 86_400, "Signup", pro),
+            (2, DAY, "Signup", &[("plan", "free")][..]),
+            (3, DAY + 86_400, "File Download", &[("url", "/f.pdf")][..]),
+        ] {
+            b.fold_event(&CustomEvent {
+                site: "a.com",
+                time: t + 10,
+                name,
+                page: "/",
+                props,
+                interactive: true,
+                visitor: key(who),
+            });
+        }
+        let flush_id = footfall_aggregator::writer::new_flush_id();
+        for (d, part) in b.split_by_date() {
+            for table in part.tables() {
+                let batch = part.to_record_batch(table).unwrap();
+                write_file(tmp.path(), table, d, 12, flush_id, &batch).unwrap();
+            }
+        }
+        let json = |q: &Query| -> serde_json::Value {
+            serde_json::from_str(&render(&run(q).unwrap(), Format::Json)).unwrap()
+        };
+        let mut q = query(tmp.path(), Some(Dimension::Event));
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"event": "Signup", "events": 3, "visitors": 2, "conversion_rate": 50.0},
+                {"event": "File Download", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+            ])
+        );
+        q.by = Some(Dimension::Prop);
+        q.prop = Some("plan".into());
+        q.event = Some("Signup".into());
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"prop:plan": "pro", "events": 2, "visitors": 1, "conversion_rate": 25.0},
+                {"prop:plan": "free", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+            ])
+        );
+        q.by = Some(Dimension::Goal);
+        q.goals = ["Signup", "page:/blog/*", "page:/blog/**", "page:/pricing"]
+            .map(|g| Goal::parse(g).unwrap())
+            .into();
+        assert_eq!(
+            json(&q),
+            serde_json::json!([
+                {"goal": "Signup", "events": 3, "visitors": 2, "conversion_rate": 50.0},
+                {"goal": "page:/blog/*", "events": 1, "visitors": 1, "conversion_rate": 25.0},
+                {"goal": "page:/blog/**", "events": 2, "visitors": 2, "conversion_rate": 50.0},
+                {"goal": "page:/pricing", "events": 2, "visitors": 2, "conversion_rate": 50.0},
+            ])
+        );
+        // One day: the rate's denominator is that day's visitors (1 and 2).
+        q.to = date(25);
+        let day = json(&q);
+        assert_eq!(day[0]["conversion_rate"], 100.0, "{day}");
+        q.by = Some(Dimension::Prop);
+        q.event = None;
+        assert!(matches!(run(&q), Err(Error::PropNeedsEvent)));
     }
 
     #[test]

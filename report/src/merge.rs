@@ -13,19 +13,20 @@ use chrono::DateTime;
 use datasketches::hll::{HllSketch, HllType, HllUnion};
 use footfall_schemas::tables::{Count, DEFAULT_LG_K, OVERFLOW, Table};
 
+use crate::goals::PagePattern;
 use crate::scan::{files_in_range, read};
 use crate::{Dimension, Error, Metric, Query, Report, Row, Stats};
 
 /// One group's summed counts (in its table's [`Table::counts`] order) and
 /// the union of its sketches.
-struct Acc {
-    counts: Vec<i64>,
-    union: HllUnion,
+pub(crate) struct Acc {
+    pub(crate) counts: Vec<i64>,
+    pub(crate) union: HllUnion,
 }
 
 impl Acc {
     /// No counts and no visitors, for a row the table has nothing of.
-    fn empty(table: Table, lg_k: u8, data_dir: &Path) -> Result<Acc, Error> {
+    pub(crate) fn empty(table: Table, lg_k: u8, data_dir: &Path) -> Result<Acc, Error> {
         Ok(Acc {
             counts: vec![0; table.counts().len()],
             union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
@@ -35,7 +36,7 @@ impl Acc {
         })
     }
 
-    fn absorb(&mut self, other: Acc) {
+    pub(crate) fn absorb(&mut self, other: Acc) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             *mine += theirs;
         }
@@ -49,15 +50,38 @@ impl Acc {
 }
 
 /// A table's rows of the range, merged by the report's key.
-struct Merged {
-    table: Table,
-    groups: HashMap<Option<String>, Acc>,
-    lg_k: Option<(u8, PathBuf)>,
-    stats: Stats,
+pub(crate) struct Merged {
+    pub(crate) table: Table,
+    pub(crate) groups: HashMap<Option<String>, Acc>,
+    pub(crate) lg_k: Option<(u8, PathBuf)>,
+    pub(crate) stats: Stats,
 }
 
-/// Reads the range's files and merges them.
-pub fn run(q: &Query) -> Result<Report, Error> {
+/// A condition on one text column of a row: only rows that meet every
+/// filter of a merge are read.
+pub(crate) struct Filter<'a> {
+    pub column: &'static str,
+    pub test: Test<'a>,
+}
+
+pub(crate) enum Test<'a> {
+    /// The value is exactly this.
+    Is(&'a str),
+    /// The value matches this page pattern.
+    Page(&'a PagePattern),
+}
+
+impl Test<'_> {
+    fn passes(&self, value: &str) -> bool {
+        match self {
+            Test::Is(v) => *v == value,
+            Test::Page(p) => p.matches(value),
+        }
+    }
+}
+
+/// Checks what every report checks before reading a file.
+pub(crate) fn check_range(q: &Query) -> Result<(), Error> {
     if !q.data_dir.is_dir() {
         return Err(Error::DataDirMissing(q.data_dir.clone()));
     }
@@ -67,8 +91,15 @@ pub fn run(q: &Query) -> Result<Report, Error> {
             to: q.to,
         });
     }
+    Ok(())
+}
+
+/// Reads the range's files and merges them (every report but those of
+/// events and goals, which are `goals::run`'s).
+pub(crate) fn run(q: &Query) -> Result<Report, Error> {
+    check_range(q)?;
     let table = q.by.map_or(Table::Pages, Dimension::table);
-    let main = merge_table(q, table)?;
+    let main = merge_table(q, table, &[])?;
     // No countries data in the range: say why if it was never written.
     if main.stats.files == 0 && table == Table::Countries && !q.data_dir.join(table.name()).exists()
     {
@@ -82,7 +113,7 @@ pub fn run(q: &Query) -> Result<Report, Error> {
     // no `visits` file in the range (sessions off, or files from before
     // visits were counted) every visit number is absent, not zero.
     let visits = if table == Table::Pages && metrics.contains(&Metric::Visits) {
-        Some(merge_table(q, Table::Visits)?)
+        Some(merge_table(q, Table::Visits, &[])?)
     } else {
         None
     };
@@ -202,7 +233,7 @@ pub fn run(q: &Query) -> Result<Report, Error> {
         rows.truncate(n);
     }
     Ok(Report {
-        key_name: q.by.map_or("site", Dimension::name),
+        key_name: q.by.map_or("site", Dimension::name).to_owned(),
         count_name,
         null_label: q.by.map_or("(none)", Dimension::null_label),
         shows_visitors: q.by != Some(Dimension::ExitPage),
@@ -245,6 +276,7 @@ fn metric(
         Metric::ExitRate => ratio(own(Count::Exits), own(Count::Views), 100.0),
         Metric::TimeOnPage => ratio(own(Count::EngagedMs), own(Count::Engagements), 0.001),
         Metric::ScrollDepth => ratio(own(Count::ScrollSum), own(Count::Scrolls), 1.0),
+        Metric::ConversionRate => unreachable!("goals::run computes conversion rates"),
     }?;
     let scale = 10f64.powi(m.decimals() as i32);
     Some((value * scale).round() / scale)
@@ -258,7 +290,10 @@ fn any_visits_file(q: &Query) -> Result<bool, Error> {
 }
 
 /// Keeps the first `lg_k` seen; another one is an error naming its file.
-fn check_lg_k(seen: &mut Option<(u8, PathBuf)>, found: Option<(u8, PathBuf)>) -> Result<(), Error> {
+pub(crate) fn check_lg_k(
+    seen: &mut Option<(u8, PathBuf)>,
+    found: Option<(u8, PathBuf)>,
+) -> Result<(), Error> {
     let Some((found_lg_k, path)) = found else {
         return Ok(());
     };
@@ -277,8 +312,12 @@ fn check_lg_k(seen: &mut Option<(u8, PathBuf)>, found: Option<(u8, PathBuf)>) ->
 }
 
 /// Reads one table's files of the range, split over the cores, and merges
-/// their rows of the site by the report's key.
-fn merge_table(q: &Query, table: Table) -> Result<Merged, Error> {
+/// their rows of the site that pass every filter by the report's key.
+pub(crate) fn merge_table(
+    q: &Query,
+    table: Table,
+    filters: &[Filter<'_>],
+) -> Result<Merged, Error> {
     // An hourly series needs the hours; everything else can use rollups.
     let use_rollups = q.by != Some(Dimension::Hour);
     let (files, rollups) = files_in_range(&q.data_dir, table, q.from, q.to, use_rollups)?;
@@ -292,7 +331,7 @@ fn merge_table(q: &Query, table: Table) -> Result<Merged, Error> {
     let parts: Vec<Result<Part, Error>> = std::thread::scope(|scope| {
         let workers: Vec<_> = files
             .chunks(chunk)
-            .map(|files| scope.spawn(move || read_part(q, table, files)))
+            .map(|files| scope.spawn(move || read_part(q, table, files, filters)))
             .collect();
         workers
             .into_iter()
@@ -343,7 +382,7 @@ fn merge_table(q: &Query, table: Table) -> Result<Merged, Error> {
 /// through a fresh union twice marks it out of order, as the aggregator's
 /// written sketches are: the number then depends on the visitors alone, not
 /// on how the files happen to slice them.
-fn settled_estimate(union: &HllUnion, lg_k: u8) -> f64 {
+pub(crate) fn settled_estimate(union: &HllUnion, lg_k: u8) -> f64 {
     let sketch = union.to_sketch(HllType::Hll8);
     match HllUnion::new(lg_k) {
         Ok(mut settled) => {
@@ -365,7 +404,12 @@ struct Part {
 
 /// Reads and merges some files, in order; every file must have the `lg_k`
 /// of the first.
-fn read_part(q: &Query, table: Table, files: &[PathBuf]) -> Result<Part, Error> {
+fn read_part(
+    q: &Query,
+    table: Table,
+    files: &[PathBuf],
+    filters: &[Filter<'_>],
+) -> Result<Part, Error> {
     let mut part = Part {
         lg_k: None,
         groups: HashMap::new(),
@@ -373,7 +417,8 @@ fn read_part(q: &Query, table: Table, files: &[PathBuf]) -> Result<Part, Error> 
     };
     for file in files {
         let expected = part.lg_k.as_ref().map(|(k, _)| *k);
-        let (file_lg_k, batches) = read(file, expected, q.by, table)?;
+        let filtered: Vec<&'static str> = filters.iter().map(|f| f.column).collect();
+        let (file_lg_k, batches) = read(file, expected, q.by, table, &filtered)?;
         part.lg_k.get_or_insert_with(|| (file_lg_k, file.clone()));
         for batch in batches {
             let mut folder = Folder {
@@ -382,6 +427,7 @@ fn read_part(q: &Query, table: Table, files: &[PathBuf]) -> Result<Part, Error> 
                 lg_k: file_lg_k,
                 groups: &mut part.groups,
                 file,
+                filters,
             };
             part.rows += folder.fold(&batch)?;
         }
@@ -396,6 +442,7 @@ struct Folder<'a> {
     lg_k: u8,
     groups: &'a mut HashMap<Option<String>, Acc>,
     file: &'a Path,
+    filters: &'a [Filter<'a>],
 }
 
 impl Folder<'_> {
@@ -453,10 +500,19 @@ impl Folder<'_> {
             }
             _ => None,
         };
+        let tested: Vec<(&StringArray, &Test<'_>)> = self
+            .filters
+            .iter()
+            .map(|f| Ok((self.column(batch, f.column, "a string")?, &f.test)))
+            .collect::<Result<_, Error>>()?;
         let mut folded = 0;
         for i in 0..batch.num_rows() {
             let site = sites.value(i);
-            if site != self.q.site {
+            if site != self.q.site
+                || !tested
+                    .iter()
+                    .all(|(column, test)| column.is_valid(i) && test.passes(column.value(i)))
+            {
                 continue;
             }
             folded += 1;

@@ -17,7 +17,7 @@ pub enum Format {
 
 /// Renders a report.
 pub fn render(report: &Report, format: Format) -> String {
-    let (key, count) = (report.key_name, report.count_name);
+    let (key, count) = (report.key_name.as_str(), report.count_name);
     let mut columns = vec![key, count];
     if report.shows_visitors {
         columns.push("visitors");

@@ -116,6 +116,7 @@ pub(crate) fn read(
     expected: Option<u8>,
     by: Option<Dimension>,
     table: Table,
+    filtered: &[&'static str],
 ) -> Result<(u8, Vec<RecordBatch>), Error> {
     let mut wanted = vec![
         "site",
@@ -129,6 +130,7 @@ pub(crate) fn read(
         },
     ];
     wanted.extend(table.counts().iter().map(|c| c.name()));
+    wanted.extend(filtered);
     read_columns(path, expected, &wanted)
 }
 

@@ -1,9 +1,10 @@
 //! The vocabulary every footfall crate shares.
 //!
 //! # Layout
-//! - [`Visit`] and [`VisitorKey`]: what the collector hands downstream. A visit
-//!   has no field for an IP address, a User-Agent string, a cookie or a query
-//!   string, so nothing after the collector can store them.
+//! - [`Visit`], [`Engagement`], [`CustomEvent`] and [`VisitorKey`]: what the
+//!   collector hands downstream. None has a field for an IP address, a
+//!   User-Agent string, a cookie or a query string, so nothing after the
+//!   collector can store them.
 //! - [`VisitSink`]: where visits go; the aggregator implements it, the
 //!   collector calls it, and neither crate depends on the other.
 //! - [`dims`]: the closed vocabularies of the dimension tables (browser,
@@ -119,6 +120,45 @@ impl fmt::Debug for Engagement<'_> {
     }
 }
 
+/// One anonymous custom event (`Signup`, `Outbound Link: Click`, ...): its
+/// name, the page it happened on and the properties the owner allowed,
+/// already reduced and checked by the collector. Never a view.
+///
+/// Borrowed like a [`Visit`], for one [`VisitSink::event`] call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CustomEvent<'a> {
+    /// The site, normalised as a visit's.
+    pub site: &'a str,
+    /// Arrival time, Unix seconds (server time).
+    pub time: i64,
+    /// The event's name as sent (at most 120 characters).
+    pub name: &'a str,
+    /// The page it was sent from, normalised as a visit's.
+    pub page: &'a str,
+    /// The allowed properties as (key, value): only keys on the owner's
+    /// allow-list, values trimmed, bounded and never e-mail-like.
+    pub props: &'a [(&'a str, &'a str)],
+    /// False when the sender marked it non-interactive (`i: false`): such
+    /// an event does not make its visit a non-bounce.
+    pub interactive: bool,
+    /// Keyed hash of (site, IP, User-Agent), as a visit's.
+    pub visitor: VisitorKey,
+}
+
+impl fmt::Debug for CustomEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomEvent")
+            .field("site", &self.site)
+            .field("time", &self.time)
+            .field("name", &self.name)
+            .field("page", &self.page)
+            .field("props", &self.props)
+            .field("interactive", &self.interactive)
+            .field("visitor", &self.visitor)
+            .finish()
+    }
+}
+
 /// The `utm_source`, `utm_medium` and `utm_campaign` values of a landing
 /// page's URL (trimmed, bounded in length; absent when empty).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,6 +234,10 @@ pub trait VisitSink: Send + Sync + 'static {
     fn engage(&self, _engagement: &Engagement<'_>) -> bool {
         false
     }
+
+    /// Counts one custom event (and, if it is interactive, makes the visit
+    /// its key has open a non-bounce). Its text is only lent.
+    fn event(&self, _event: &CustomEvent<'_>) {}
 
     /// Whether the sink can currently persist what it takes; the reason
     /// otherwise (answered on `/healthz` with a 503).

@@ -12,8 +12,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 /// Version of the file layout; readers refuse files from a newer one.
 ///
 /// 2 added the `visits` table and the visit columns of `pages` and
-/// `sources`; a reader of a version-1 file treats them as absent.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `sources`; a reader of a version-1 file treats them as absent. 3 added
+/// the `events` and `event_props` tables (custom events); no column of an
+/// older table changed.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Name of the folder under the data dir that holds state (salts, later
 /// checkpoints). Spark and Hive skip paths starting with `_`, and nothing in
@@ -77,6 +79,11 @@ pub enum Table {
     /// who started them. Written when a visit ends; absent when sessions
     /// are off.
     Visits,
+    /// Custom events and their visitors per (site, hour, event name, page).
+    Events,
+    /// Custom events and their visitors per (site, hour, event name,
+    /// property key, property value), for the keys the owner allowed only.
+    EventProps,
 }
 
 /// A count column.
@@ -108,6 +115,8 @@ pub enum Count {
     Pageviews,
     /// Summed visit durations (last activity minus start), in seconds.
     DurationS,
+    /// Custom events.
+    Events,
 }
 
 impl Count {
@@ -125,13 +134,14 @@ impl Count {
             Count::Bounces => "bounces",
             Count::Pageviews => "pageviews",
             Count::DurationS => "duration_s",
+            Count::Events => "events",
         }
     }
 
     /// True for the counts that a visit's end adds (absent in a file of
     /// schema version 1, and when sessions are off).
     pub fn of_visits(self) -> bool {
-        !matches!(self, Count::Views | Count::Entries)
+        !matches!(self, Count::Views | Count::Entries | Count::Events)
     }
 }
 
@@ -140,12 +150,14 @@ pub const MAX_COUNTS: usize = 7;
 
 impl Table {
     /// Every table, in the order they are written.
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::Pages,
         Table::Sources,
         Table::Devices,
         Table::Countries,
         Table::Visits,
+        Table::Events,
+        Table::EventProps,
     ];
 
     /// The folder and metadata name of the table.
@@ -156,6 +168,8 @@ impl Table {
             Table::Devices => "devices",
             Table::Countries => "countries",
             Table::Visits => "visits",
+            Table::Events => "events",
+            Table::EventProps => "event_props",
         }
     }
 
@@ -173,6 +187,8 @@ impl Table {
             Table::Devices => &[("browser", false), ("os", false), ("device", false)],
             Table::Countries => &[("country", true)],
             Table::Visits => &[("entry_page", false)],
+            Table::Events => &[("name", false), ("page", false)],
+            Table::EventProps => &[("name", false), ("key", false), ("value", false)],
         }
     }
 
@@ -202,6 +218,7 @@ impl Table {
                 Count::Pageviews,
                 Count::DurationS,
             ],
+            Table::Events | Table::EventProps => &[Count::Events],
         }
     }
 
@@ -296,7 +313,7 @@ mod tests {
         );
         assert_eq!(schema.metadata()[meta::HLL_LG_K], "12");
         assert_eq!(schema.metadata()[meta::HLL_TYPE], "HLL_4");
-        assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "2");
+        assert_eq!(schema.metadata()[meta::SCHEMA_VERSION], "3");
     }
 
     #[test]
@@ -347,6 +364,14 @@ mod tests {
         assert_eq!(
             columns(Table::Countries),
             ["site", "hour", "country?", "views", "visitors"]
+        );
+        assert_eq!(
+            columns(Table::Events),
+            ["site", "hour", "name", "page", "events", "visitors"]
+        );
+        assert_eq!(
+            columns(Table::EventProps),
+            ["site", "hour", "name", "key", "value", "events", "visitors"]
         );
         for t in Table::ALL {
             assert_eq!(t.schema(12).metadata()[meta::TABLE], t.name());

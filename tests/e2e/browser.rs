@@ -396,13 +396,21 @@ pub(crate) fn row_of<'a>(
 /// after load, stays `stay_ms`, moves by pushState to `/next`, stays a
 /// little, then leaves for about:blank, which hides it (the tracker's
 /// last engagement report).
+///
+/// It scrolls again just before it moves on: headless Chromium's viewport
+/// can still change size after `load` (CI once read 99 % for a page
+/// scrolled to its bottom at `load`), and the tracker measures the depth
+/// with the viewport of the moment it reports.
 fn two_page_spa(head: &str, scroll_to: f64, stay_ms: u32) -> String {
     format!(
         "<!doctype html><html><head><title>read</title>{head}</head>\
          <body style=\"margin:0\"><div style=\"height:4000px\">an article</div>\
-         <script>addEventListener('load', () => {{\
-           scrollTo(0, document.documentElement.scrollHeight * {scroll_to} - innerHeight);\
+         <script>\
+         const go = () => scrollTo(0, document.documentElement.scrollHeight * {scroll_to} - innerHeight);\
+         addEventListener('load', () => {{\
+           go();\
            setTimeout(() => {{\
+             go();\
              history.pushState({{}}, '', '/next');\
              setTimeout(() => {{ location.href = 'about:blank'; }}, 700);\
            }}, {stay_ms});\

@@ -81,9 +81,10 @@ fn answers_follow_the_beacon_api() {
             "POST",
             "/api/event",
             "text/plain",
+            // A custom event: counted as an event, never as a view.
             br#"{"n":"signup","u":"https://example.com/","d":"example.com"}"#.to_vec(),
             202,
-            Some("custom-event"),
+            None,
         ),
         (
             "POST",
@@ -297,7 +298,7 @@ fn answers_follow_the_beacon_api() {
 
     let metrics = server.metrics();
     for line in [
-        "footfall_beacons_dropped_total{reason=\"custom-event\"} 1",
+        "footfall_events_total 1",
         "footfall_beacons_dropped_total{reason=\"unknown-site\"} 1",
         "footfall_beacons_rejected_total{reason=\"body-too-large\"} 1",
         "footfall_beacons_rejected_total{reason=\"invalid-url\"} 2",

@@ -4,6 +4,7 @@
 mod analyst;
 mod browser;
 mod dimensions;
+mod events;
 mod events_browser;
 mod first_minutes;
 mod http;

@@ -409,7 +409,7 @@ pub fn read_table(data_dir: &Path, table: &str) -> Vec<Row> {
             assert_eq!(names[n - 1], "visitors", "{}", file.display());
             let counts_start = names
                 .iter()
-                .position(|c| matches!(*c, "views" | "entries" | "visits"))
+                .position(|c| matches!(*c, "views" | "entries" | "visits" | "events"))
                 .expect("a count column");
             let strings = |i: usize| {
                 batch

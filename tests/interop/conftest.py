@@ -46,6 +46,11 @@ SCHEMAS = {
     "countries": [("country", S, True), ("views", I64, False)],
     "visits": [("entry_page", S, False)] + VISIT_COUNTS,
 }
+# The custom events' tables (test_events.py runs a server that counts them).
+EVENT_SCHEMAS = {
+    "events": [("name", S, False), ("page", S, False), ("events", I64, False)],
+    "event_props": [("name", S, False), ("key", S, False), ("value", S, False), ("events", I64, False)],
+}
 
 
 def dims_and_count(table):
@@ -56,10 +61,10 @@ def dims_and_count(table):
     return dims, count
 
 
-def start_server(data_dir):
+def start_server(data_dir, *extra):
     proc = subprocess.Popen(
         [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0", "--data-dir", data_dir,
-         "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB],
+         "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB, *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     for line in proc.stderr:

@@ -59,7 +59,7 @@ def test_pyarrow_reads_the_documented_schema(run):
         table = pq.read_table(f)
         assert table.schema.remove_metadata() == expected
         meta = pq.read_metadata(f).metadata
-        assert meta[b"footfall.schema_version"] == b"2"
+        assert meta[b"footfall.schema_version"] == b"3"
         assert meta[b"footfall.hll.lg_k"] == b"12"
         assert meta[b"footfall.hll.type"] == b"HLL_4"
         assert meta[b"footfall.uniqueness_window"] == b"day"

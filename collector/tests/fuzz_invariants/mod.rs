@@ -188,6 +188,7 @@ fn check_beacon(beacon: &Beacon<'_>) {
         geo: None,
         honor_gpc: false,
         shields: &footfall_collector::shields::Shields::none(),
+        event_props: &footfall_collector::events::EventProps::none(),
     };
     // Visits lend their text for the call only: each is checked there and
     // kept as its `Debug` text (everything but the visitor key, which
