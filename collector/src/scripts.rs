@@ -33,9 +33,11 @@ const EXTENSIONS: [(&str, &str); 5] = [
     ("file-downloads", include_str!("tracker/file-downloads.js")),
 ];
 
+/// The manual extension, whose variant has no automatic views.
 const MANUAL: u8 = 1 << 1;
 /// The extensions that watch clicks, and so need `links.js`.
 const LINKS: u8 = 1 << 2 | 1 << 3 | 1 << 4;
+/// The core tracker, which is `/script.js` as it is.
 const CORE: &str = include_str!("tracker.js");
 
 /// The answer to `GET /script.js`: the core, which is also `/js/script.js`.
@@ -313,6 +315,8 @@ fn tokens(src: &str) -> Vec<(Tok<'_>, bool)> {
 }
 
 /// The names a script declares (`var`, `function`, parameters, `catch`).
+/// An arrow function's parameters are not among them, and keep their
+/// names: the tracker gives them a letter.
 fn declared<'a>(toks: &[(Tok<'a>, bool)]) -> Vec<&'a str> {
     let mut names = Vec::new();
     let mut i = 0;

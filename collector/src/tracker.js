@@ -7,9 +7,10 @@
 // This file is /script.js and the core of every variant at /js/script.*.js:
 // collector/src/scripts.rs puts a variant's fragments (collector/src/tracker/)
 // at the "@variants" line, leaves out what lies between "@auto" and
-// "@end auto" for the manual variant, and then minifies. The minifier knows
-// strings but not regular expressions: end every statement with ";", and
-// keep quotes, spaces and "//" out of regular expression literals.
+// "@end auto" for the manual variant, and then minifies. The minifier drops
+// every line break and renames declared names wherever they are names, so
+// here and in the fragments: end every statement with ";", write no
+// template literal and no shorthand property ({ url } for { url: url }).
 (function () {
   "use strict";
   var w = window, d = document, l = w.location, s = d.currentScript;
