@@ -22,6 +22,9 @@
 //! - [`shields`]: excluded addresses and pages, the cap on views a minute
 //!   per visitor key.
 //! - [`welcome`]: the page at `/` (pure: `Host` in, HTML out).
+//! - `scripts`: the tracker as served, `/script.js` and Plausible's script
+//!   variants at `/js/script.<ext>….js`, built from `tracker.js` and the
+//!   fragments in `tracker/`.
 //!
 //! The pure parts (`beacon`, `normalise`, `anonymise`) do no I/O; the shell
 //! only calls them.
@@ -37,6 +40,7 @@ pub mod normalise;
 pub mod notices;
 pub mod operator;
 pub mod salt;
+mod scripts;
 pub mod server;
 pub mod shields;
 pub mod welcome;

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -39,6 +38,7 @@ use crate::geo::GeoDb;
 use crate::metrics::Metrics;
 use crate::notices::DropNotices;
 use crate::salt::SaltStore;
+use crate::scripts::{script, variant};
 use crate::shields::Shields;
 use crate::welcome::{Welcome, plain_host};
 
@@ -605,6 +605,7 @@ async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/") => welcome(&c, req.headers()),
         (&Method::GET | &Method::HEAD, "/script.js") => script(req.headers()),
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/js/") => variant(p, req.headers()),
         // A load balancer's probe: up or not, and no reason, which may
         // name internal paths (the operator's listener has it).
         (&Method::GET | &Method::HEAD, "/healthz") => match c.health() {
@@ -735,111 +736,11 @@ fn welcome(c: &Collector, headers: &HeaderMap) -> Resp {
     r
 }
 
-/// The tracker as served: full-line comments and indentation dropped (the
-/// source keeps them for people), gzipped once for clients that take it.
-static SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    let plain: String = include_str!("tracker.js")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(plain.as_bytes()).expect("gzip into memory");
-    let gzipped = gz.finish().expect("gzip into memory");
-    // The tracker changes only with a release: its content names it.
-    let digest = {
-        use std::hash::Hasher as _;
-        let mut h = siphasher::sip::SipHasher13::new();
-        h.write(plain.as_bytes());
-        h.finish()
-    };
-    let tag = |suffix: &str| {
-        HeaderValue::from_str(&format!("\"{digest:016x}{suffix}\"")).expect("hex is a header value")
-    };
-    Script {
-        plain: Bytes::from(plain),
-        gzipped: Bytes::from(gzipped),
-        // Each encoding is its own representation, with its own tag.
-        plain_etag: tag(""),
-        gzipped_etag: tag("-gz"),
-    }
-});
-
-/// The tracker, both ways it is served.
-struct Script {
-    plain: Bytes,
-    gzipped: Bytes,
-    plain_etag: HeaderValue,
-    gzipped_etag: HeaderValue,
-}
-
-fn script(headers: &HeaderMap) -> Resp {
-    let gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(accepts_gzip);
-    let s = &*SCRIPT;
-    let (body, etag) = if gzip {
-        (&s.gzipped, &s.gzipped_etag)
-    } else {
-        (&s.plain, &s.plain_etag)
-    };
-    let fresh = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|t| t == "*" || t.trim_start_matches("W/").as_bytes() == etag.as_bytes());
-    let mut r = if fresh {
-        empty(StatusCode::NOT_MODIFIED)
-    } else {
-        Response::new(Full::new(body.clone()))
-    };
-    let h = r.headers_mut();
-    if !fresh {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        );
-        if gzip {
-            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-    }
-    // A day without asking, then a 304 for as long as the release lasts.
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    h.insert(header::ETAG, etag.clone());
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    r
-}
-
-/// True for an `Accept-Encoding` item that asks for gzip: `gzip` or
-/// `gzip;q=0.8`, but not `gzip;q=0`, which refuses it.
-fn accepts_gzip(item: &str) -> bool {
-    let mut parts = item.split(';').map(str::trim);
-    if !parts.next().is_some_and(|e| e.eq_ignore_ascii_case("gzip")) {
-        return false;
-    }
-    parts
-        .filter_map(|p| p.strip_prefix("q="))
-        .all(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
-}
-
 /// The smallest transparent 1×1 GIF.
 const PIXEL_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\
 \x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
 
-fn empty(status: StatusCode) -> Resp {
+pub(crate) fn empty(status: StatusCode) -> Resp {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = status;
     r
@@ -896,38 +797,6 @@ fn preflight() -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_tracker_is_revalidated_by_its_etag() {
-        let mut h = HeaderMap::new();
-        let first = script(&h);
-        assert_eq!(first.status(), StatusCode::OK);
-        let etag = first.headers()[header::ETAG].clone();
-        h.insert(header::IF_NONE_MATCH, etag.clone());
-        let again = script(&h);
-        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-        assert_eq!(again.headers()[header::ETAG], etag);
-        assert!(body_bytes(again).is_empty());
-        // The gzipped tracker is another representation.
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        let gz = script(&h);
-        assert_eq!(gz.status(), StatusCode::OK);
-        assert_ne!(gz.headers()[header::ETAG], etag);
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"other\", *"),
-        );
-        assert_eq!(script(&h).status(), StatusCode::NOT_MODIFIED);
-    }
-
-    #[test]
-    fn the_tracker_is_under_a_kilobyte_gzipped() {
-        let Script { plain, gzipped, .. } = &*SCRIPT;
-        assert!(gzipped.len() < 1024, "{} bytes gzipped", gzipped.len());
-        let text = std::str::from_utf8(plain).unwrap();
-        assert!(text.contains("sendBeacon") && text.contains("pushState"));
-        assert!(!text.contains("document.cookie"));
-    }
 
     struct NullSink;
     impl VisitSink for NullSink {
@@ -1008,15 +877,6 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
             assert_eq!(v["error"], e.to_string());
         }
-    }
-
-    #[test]
-    fn gzip_only_when_accepted() {
-        assert!(accepts_gzip("gzip"));
-        assert!(accepts_gzip(" GZIP;q=0.5"));
-        assert!(!accepts_gzip("gzip;q=0"));
-        assert!(!accepts_gzip("br"));
-        assert!(!accepts_gzip("x-gzip-ish"));
     }
 
     fn body_bytes(r: Resp) -> Bytes {

@@ -5,12 +5,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::{Server, read_pages, read_table, union_estimate};
 
 /// The site the test pages pretend to be; Chromium resolves it to loopback.
-const SITE: &str = "example.com";
+pub(crate) const SITE: &str = "example.com";
 
 /// The `<script>` line of the README, the one a site owner copies, with
 /// its `src` pointing at this test's collector instead of the README's
@@ -40,22 +41,37 @@ fn readme_tag(collector: SocketAddr) -> String {
 
 /// Serves fixed pages on a loopback port: the site that embeds the tracker.
 fn serve_pages(pages: Vec<(&'static str, String)>) -> SocketAddr {
+    serve_pages_seen(|_| pages).0
+}
+
+/// The request targets (path and query) a page server was asked for, in
+/// the order they came.
+pub(crate) type Seen = Arc<Mutex<Vec<String>>>;
+
+/// As [`serve_pages`], with pages that may name the server's own address,
+/// and what was asked for.
+pub(crate) fn serve_pages_seen(
+    pages: impl FnOnce(SocketAddr) -> Vec<(&'static str, String)>,
+) -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let pages = std::sync::Arc::new(pages);
+    let pages = Arc::new(pages(addr));
+    let seen = Seen::default();
+    let log = Arc::clone(&seen);
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             // A thread per connection: Chromium opens spare connections it
             // may never use, and one must not block the others.
-            let pages = std::sync::Arc::clone(&pages);
-            std::thread::spawn(move || serve_one(stream, &pages));
+            let pages = Arc::clone(&pages);
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || serve_one(stream, &pages, &log));
         }
     });
-    addr
+    (addr, seen)
 }
 
-fn serve_one(mut stream: std::net::TcpStream, pages: &[(&'static str, String)]) {
+fn serve_one(mut stream: std::net::TcpStream, pages: &[(&'static str, String)], seen: &Seen) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -68,8 +84,9 @@ fn serve_one(mut stream: std::net::TcpStream, pages: &[(&'static str, String)]) 
             break;
         }
     }
-    let path = line.split_whitespace().nth(1).unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
+    let target = line.split_whitespace().nth(1).unwrap_or("/");
+    seen.lock().unwrap().push(target.to_owned());
+    let path = target.split('?').next().unwrap_or(target);
     let (status, body) = match pages.iter().find(|(p, _)| *p == path) {
         Some((_, body)) => ("200 OK", body.clone()),
         None => ("404 Not Found", "not found".to_owned()),
@@ -82,7 +99,7 @@ fn serve_one(mut stream: std::net::TcpStream, pages: &[(&'static str, String)]) 
 }
 
 /// Headless Chromium showing `url`, until killed.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     /// A fresh profile each time: no opt-out flag or cache carries over.
     _profile: tempfile::TempDir,
@@ -100,7 +117,7 @@ impl Browser {
     /// Chromium as a person's browser: a desktop User-Agent, and not marked
     /// as driven by automation (the remote-debugging port that keeps it
     /// running would otherwise set `navigator.webdriver`).
-    fn open(url: &str) -> Browser {
+    pub(crate) fn open(url: &str) -> Browser {
         // A laptop's window: the tracker reports its width, which makes the
         // device class (headless Chromium's default 800 px is a tablet's).
         Browser::launch(
@@ -126,7 +143,9 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--remote-debugging-port=0",
-                &format!("--host-resolver-rules=MAP {SITE} 127.0.0.1"),
+                // Every host name is this machine: the test sites, and the
+                // places their links lead to.
+                "--host-resolver-rules=MAP * 127.0.0.1",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
@@ -334,7 +353,7 @@ fn the_front_page_counts_its_own_visit_as_localhost() {
 }
 
 /// `footfall report --site SITE --format json` with `args`, parsed.
-fn report_json(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
+pub(crate) fn report_json(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["report", "--site", SITE, "--format", "json"];
     all.extend(args);
     let (ok, out, err) = crate::support::footfall(&all, data);
@@ -361,7 +380,11 @@ fn read_the_spa(server: &mut Server, head: &str, scroll_to: f64, stay_ms: u32) {
     assert!(server.stop().success());
 }
 
-fn row_of<'a>(v: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_json::Value {
+pub(crate) fn row_of<'a>(
+    v: &'a serde_json::Value,
+    key: &str,
+    value: &str,
+) -> &'a serde_json::Value {
     v.as_array()
         .unwrap()
         .iter()
@@ -421,7 +444,7 @@ fn footfalls_tracker_reports_time_on_page_and_scroll_depth() {
 /// Plausible's own tracker, `@plausible-analytics/tracker` from npm
 /// (installed by scripts/test.sh from tests/e2e/plausible/), pointed at
 /// footfall by its `endpoint`: nothing else changed.
-fn plausible_tracker() -> String {
+pub(crate) fn plausible_tracker() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/e2e/plausible/node_modules/@plausible-analytics/tracker/plausible.js"

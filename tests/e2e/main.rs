@@ -5,6 +5,7 @@ mod analyst;
 mod browser;
 mod dimensions;
 mod events;
+mod events_browser;
 mod first_minutes;
 mod http;
 mod pipeline;

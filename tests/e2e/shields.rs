@@ -17,6 +17,8 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("HEAD", "/"),
     ("GET", "/script.js"),
+    ("GET", "/js/script.outbound-links.file-downloads.js"),
+    ("GET", "/js/script.no-such-extension.js"),
     ("GET", "/healthz"),
     ("HEAD", "/healthz"),
     ("GET", "/metrics"),
