@@ -554,6 +554,36 @@ mod tests {
     }
 
     #[test]
+    fn custom_events_and_their_props_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("_state");
+        let mut open = with_visits();
+        for who in 1..=3 {
+            open.fold_event(&footfall_schemas::CustomEvent {
+                site: "a.com",
+                time: T0 + 9,
+                name: "Signup",
+                page: "/a",
+                props: &[("plan", "pro")],
+                interactive: true,
+                visitor: footfall_schemas::VisitorKey::from_hash(who),
+            });
+        }
+        save(&state, 12, &[&open], None).unwrap();
+        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(full(&restored.buckets), full(&open));
+        let rows = full(&open);
+        for table in [Table::Events, Table::EventProps] {
+            assert!(
+                rows.iter().any(|r| r.0 == table && r.3[0] == 3),
+                "{table:?} in {rows:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_checkpoint_of_the_version_before_is_read_as_it_meant() {
         // Version 2 had `views` and `entries` where version 3 has `c0`..:
         // a source's landings were both, other tables' views both.
