@@ -226,11 +226,18 @@ fn parse_by(text: &str) -> Result<By, String> {
     }
 }
 
-/// `--by` takes the report's own dimension names, listed in `--help`.
+/// `publish --by` takes the report's own dimension names, listed in
+/// `--help`, but those that need more than a name (`prop:KEY` and its
+/// `--event`, `goal` and its `--goal`s, which `publish` does not take).
 fn dimension_parser() -> impl clap::builder::TypedValueParser<Value = footfall_report::Dimension> {
     use clap::builder::TypedValueParser as _;
     use footfall_report::Dimension;
-    clap::builder::PossibleValuesParser::new(Dimension::ALL.map(Dimension::name))
+    let names: Vec<&'static str> = Dimension::ALL
+        .into_iter()
+        .filter(|d| !matches!(d, Dimension::Prop | Dimension::Goal))
+        .map(Dimension::name)
+        .collect();
+    clap::builder::PossibleValuesParser::new(names)
         .map(|name: String| Dimension::from_name(&name).expect("one of the possible values"))
 }
 

@@ -515,9 +515,12 @@ impl SiteHour {
 
     /// One custom event: its (name, page) row and a row per allowed
     /// property. Past the hour's bound an event counts under name and page
-    /// `(other)`, its properties under value `(other)` of their own name
-    /// and key (and name `(other)` with the event's); the values of one
-    /// (name, key) are bounded alike. Returns whether a bound was hit.
+    /// `(other)` (its properties under name `(other)`). A property's new
+    /// value counts under value `(other)` once its (name, key) has the
+    /// bound's number of values, so a busy key cannot crowd out another,
+    /// or once the hour has [`PROP_ROWS`] times the bound's number of
+    /// property rows, so the rows of every name together stay bounded too.
+    /// Returns whether a bound was hit.
     fn fold_event(
         &mut self,
         e: &CustomEvent<'_>,
@@ -547,15 +550,27 @@ impl SiteHour {
             let row = match self.props.get_mut(&probe) {
                 Some(row) => row,
                 None => {
-                    let seen = self.prop_values.get(&pair).copied().unwrap_or(0);
-                    let probe = if seen < max {
-                        probe
-                    } else {
-                        overflow = true;
-                        TextsRef([name, key, OVERFLOW])
+                    let seen = self.prop_values.get(&pair).copied();
+                    let probe = match seen {
+                        // A new value, while its (name, key) and the hour
+                        // have room.
+                        Some(n) if n < max && self.props.len() < max * PROP_ROWS => probe,
+                        None if self.props.len() < max * PROP_ROWS => probe,
+                        // Past either bound: `(other)` of its own (name,
+                        // key) if that has rows, else of name `(other)`,
+                        // so the rows stay within twice the hour's bound
+                        // (plus one a key).
+                        Some(_) => {
+                            overflow = true;
+                            TextsRef([name, key, OVERFLOW])
+                        }
+                        None => {
+                            overflow = true;
+                            TextsRef([OVERFLOW, key, OVERFLOW])
+                        }
                     };
                     if !self.props.contains_key(&probe) {
-                        count_value(&mut self.prop_values, pair);
+                        count_value(&mut self.prop_values, TextsRef([probe.0[0], key]));
                         self.props.insert(probe.to_owned_key(), Bucket::empty());
                     }
                     self.props.get_mut(&probe).expect("inserted above")
@@ -717,6 +732,11 @@ fn count_value(counts: &mut hashbrown::HashMap<Texts<2>, usize, RandomSip>, pair
         }
     }
 }
+
+/// How many times `--max-pages` property rows a site-hour may hold, over
+/// every (event name, key): room for a few busy keys at their own bound
+/// (`url` of outbound links, say) beside the rest.
+pub const PROP_ROWS: usize = 4;
 
 /// The row `key` names, opened (with the key `make` builds) if the (site,
 /// hour) has fewer than `max` rows, else the `other` row, opened if need
@@ -1286,6 +1306,25 @@ mod tests {
                 ("Signup|size|xl".into(), 1, 1),
             ]
         );
+        // The hour's property rows are bounded over every (name, key) too,
+        // at PROP_ROWS times the bound: 5 rows so far, room for 3 more.
+        for props in [&[("a", "1")][..], &[("b", "1")], &[("c", "1")]] {
+            assert!(!b.fold_event(&ev("Signup", "/", props, 6)));
+        }
+        // Full: a new (name, key) counts under name `(other)`, a known one
+        // under its own `(other)`.
+        assert!(b.fold_event(&ev("Signup", "/", &[("d", "1")], 6)));
+        assert!(b.fold_event(&ev("Signup", "/", &[("a", "2")], 6)));
+        let props = event_rows(&b, Table::EventProps);
+        assert!(
+            props.contains(&("(other)|d|(other)".into(), 1, 1)),
+            "{props:?}"
+        );
+        assert!(
+            props.contains(&("Signup|a|(other)".into(), 1, 1)),
+            "{props:?}"
+        );
+        assert_eq!(props.len(), 10);
         // Rows restored from a checkpoint count towards the bounds again.
         let mut restored = Buckets::new(12).unwrap().with_limits(Limits {
             max_pages: 2,
@@ -1300,7 +1339,7 @@ mod tests {
         assert!(!restored.fold_event(&ev("Signup", "/", &[("plan", "free")], 5)));
         // Both tables are written in the files' shape.
         let batch = b.to_record_batch(Table::EventProps).unwrap();
-        assert_eq!(batch.num_rows(), 5);
+        assert_eq!(batch.num_rows(), 10);
         assert_eq!(batch.schema(), Table::EventProps.schema(12));
     }
 

@@ -15,7 +15,7 @@ use crate::error::{BeaconError, DropReason};
 use crate::events::{self, EventProps, PropDrop};
 use crate::geo::GeoDb;
 use crate::normalise::{
-    CampaignValues, campaign, is_ip_host, on_site, page_url, referrer_host, site_id,
+    CampaignValues, campaign, is_ip_host, misleading, on_site, page_url, referrer_host, site_id,
 };
 use crate::shields::Shields;
 
@@ -196,6 +196,18 @@ pub fn anonymise(
     mut dropped_for: impl FnMut(&str, DropReason),
 ) -> Result<Option<DropReason>, BeaconError> {
     let page = page_url(&beacon.url, beacon.hash_mode)?;
+    let kind = match &*beacon.name {
+        "pageview" => Kind::View,
+        "engagement" => Kind::Engagement,
+        _ => Kind::Custom,
+    };
+    // A custom event's name is stored as sent: never an address, nor a
+    // character that would rewrite a terminal's or a table's text.
+    if kind == Kind::Custom
+        && (events::looks_like_email(&beacon.name) || beacon.name.contains(misleading))
+    {
+        return Err(BeaconError::InvalidName);
+    }
     // Bound the work before doing any: a 64 KiB pixel query could otherwise
     // list thousands of sites, each needing an IDNA pass.
     if beacon.domain.len() > MAX_SITES_PER_BEACON * 256 {
@@ -225,11 +237,6 @@ pub fn anonymise(
     if cx.honor_gpc && client.gpc {
         return Ok(Some(DropReason::Gpc));
     }
-    let kind = match &*beacon.name {
-        "pageview" => Kind::View,
-        "engagement" => Kind::Engagement,
-        _ => Kind::Custom,
-    };
     if cx.shields.excludes_page(&page.page) {
         return Ok(Some(DropReason::Excluded));
     }
@@ -691,6 +698,16 @@ mod tests {
             )]
         );
         assert_eq!(sink.dropped, [PropDrop::NotAllowed, PropDrop::NotAllowed]);
+        // A name that is an address, or that holds a bidirectional
+        // override, is refused before anything is counted.
+        for name in ["Invite jane@example.com", "Sign\u{202E}up"] {
+            let body = format!(r#"{{"n":"{name}","u":"https://example.com/","d":"example.com"}}"#);
+            let beacon = decode_json(body.as_bytes()).unwrap();
+            let mut sink = Sink::default();
+            let r = anonymise(&beacon, c, &cx, &mut sink, |_, _| {});
+            assert_eq!(r, Err(BeaconError::InvalidName), "{name}");
+            assert!(sink.events.is_empty());
+        }
         // An excluded page or a bot counts nothing, props included.
         let bot = Client {
             user_agent: b"curl/8.0",

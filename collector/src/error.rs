@@ -22,7 +22,7 @@ pub enum BeaconError {
     InvalidUrl,
     #[error("`u` is longer than 4096 bytes")]
     UrlTooLong,
-    #[error("`n` (name) must be 1 to 120 characters")]
+    #[error("`n` (name) must be 1 to 120 characters, with no control character or e-mail address")]
     InvalidName,
     #[error("missing `d` (domain)")]
     MissingDomain,

@@ -13,10 +13,15 @@
 
 use std::borrow::Cow;
 
-use crate::normalise::{on_site, page_url};
+use crate::normalise::{is_ip_host, misleading, on_site, page_url};
 
 /// The longest property value kept, in characters once trimmed.
 pub const MAX_VALUE_CHARS: usize = 100;
+
+/// The longest link kept (a `url`, or any value that is a URL, once
+/// reduced to host and path), in characters: a download's path is often
+/// longer than a value, and is as bounded as a page.
+pub const MAX_LINK_CHARS: usize = 300;
 
 /// The most properties one event is read for (Plausible's bound); the
 /// rest are dropped as [`PropDrop::TooMany`].
@@ -76,12 +81,14 @@ impl EventProps {
 pub enum PropDrop {
     /// Its key is not on the owner's allow-list.
     NotAllowed,
-    /// Its value is longer than [`MAX_VALUE_CHARS`] once trimmed.
+    /// Its value is longer than [`MAX_VALUE_CHARS`] once trimmed (a link,
+    /// than [`MAX_LINK_CHARS`] once reduced).
     TooLong,
     /// Its value looks like an e-mail address.
     Email,
-    /// Its value is empty, null, an array or an object, its key repeats
-    /// one before it, or (an automatic event's `url`) it is not a URL.
+    /// Its value is empty, null, an array or an object, holds a control
+    /// or bidirectional-override character, its key repeats one before
+    /// it, or (a `url`) it is not an http(s) URL or names an IP address.
     Invalid,
     /// The event had more than [`MAX_PROPS`] properties.
     TooMany,
@@ -112,8 +119,11 @@ impl PropDrop {
 /// The properties of one event that may be kept for `site`, in the order
 /// sent, each dropped one told to `dropped`.
 ///
-/// `url` of an automatic event becomes its host and path (`OUTBOUND_LINK`)
-/// or, for a download on the site itself, its path (`FILE_DOWNLOAD`).
+/// A `url` (of an automatic event, or allowed) becomes its host and path,
+/// or for a link on the site itself its path; so does any allowed value
+/// that is an absolute http(s) URL, and a value that is a path (`/…`)
+/// loses its query and fragment: no query string is ever kept, whatever
+/// the key.
 pub fn keep<'p>(
     props: &'p [(Cow<'p, str>, Option<Cow<'p, str>>)],
     name: &str,
@@ -134,7 +144,7 @@ pub fn keep<'p>(
             continue;
         }
         let value = match value.as_deref().map(str::trim) {
-            Some(v) if !v.is_empty() => v,
+            Some(v) if !v.is_empty() && !v.contains(misleading) => v,
             _ => {
                 dropped(PropDrop::Invalid);
                 continue;
@@ -144,20 +154,27 @@ pub fn keep<'p>(
             dropped(PropDrop::Invalid);
             continue;
         }
-        let value: Cow<'p, str> = if automatic {
-            match link_target(value, name, site) {
-                Some(v) => Cow::Owned(v),
-                None => {
-                    dropped(PropDrop::Invalid);
-                    continue;
-                }
-            }
-        } else if value.chars().nth(MAX_VALUE_CHARS).is_some() {
+        let absolute = value.starts_with("http://") || value.starts_with("https://");
+        let reduced: Option<(Cow<'p, str>, usize)> = if absolute {
+            link_target(value, site).map(|v| (Cow::Owned(v), MAX_LINK_CHARS))
+        } else if value.starts_with('/') {
+            // A path: never its query string or fragment.
+            let end = value.find(['?', '#']).unwrap_or(value.len());
+            Some((Cow::Borrowed(&value[..end]), MAX_LINK_CHARS))
+        } else if key == "url" {
+            // A `url` that is neither (`mailto:`, `javascript:`, junk).
+            None
+        } else {
+            Some((Cow::Borrowed(value), MAX_VALUE_CHARS))
+        };
+        let Some((value, limit)) = reduced else {
+            dropped(PropDrop::Invalid);
+            continue;
+        };
+        if value.chars().nth(limit).is_some() {
             dropped(PropDrop::TooLong);
             continue;
-        } else {
-            Cow::Borrowed(value)
-        };
+        }
         if looks_like_email(&value) {
             dropped(PropDrop::Email);
             continue;
@@ -167,24 +184,34 @@ pub fn keep<'p>(
     kept
 }
 
-/// An automatic event's link as kept: host and path of an outbound link;
-/// the path of a download from the site itself, else its host and path.
-/// Never a query string, a fragment or a port. `None` for anything but an
-/// absolute http(s) URL.
-fn link_target(href: &str, name: &str, site: &str) -> Option<String> {
+/// A link as kept: the path of one on the site itself (a download from
+/// it), else its host and path. Never a query string, a fragment or a
+/// port. `None` for anything but an absolute http(s) URL with a host name:
+/// an IP address may be someone's own machine, as for a referrer.
+fn link_target(href: &str, site: &str) -> Option<String> {
     let url = page_url(href, false).ok()?;
-    Some(if name == FILE_DOWNLOAD && on_site(&url.host, site) {
+    if is_ip_host(&url.host) {
+        return None;
+    }
+    Some(if on_site(&url.host, site) {
         url.page.into_owned()
     } else {
         format!("{}{}", url.host, url.page)
     })
 }
 
-/// Whether some word of `text` has the shape of an e-mail address: a
-/// local part, `@`, and a domain with a dot and at least two letters after
-/// its last dot. Shape only: the point is to refuse what a person could
-/// be reached by, not to validate.
+/// Whether some word of `text`, as it stands or percent-decoded (an
+/// address passed through `encodeURIComponent`), has the shape of an
+/// e-mail address: a local part, `@`, and a domain with a dot and at least
+/// two letters after its last dot. Shape only: the point is to refuse what
+/// a person could be reached by, not to validate.
 pub fn looks_like_email(text: &str) -> bool {
+    email_shaped(text)
+        || (text.contains('%')
+            && email_shaped(&percent_encoding::percent_decode_str(text).decode_utf8_lossy()))
+}
+
+fn email_shaped(text: &str) -> bool {
     let is_word = |c: char| c.is_alphanumeric() || "._%+-'".contains(c);
     let is_domain = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
     text.match_indices('@').any(|(at, _)| {
@@ -273,6 +300,44 @@ mod tests {
     }
 
     #[test]
+    fn no_allowed_value_keeps_a_query_string_or_a_hidden_address() {
+        let (kept, drops) = run(
+            "Signup",
+            &[
+                // A URL on an allowed key: host and path, as a link.
+                ("plan", Some("https://x.example/reset?token=abc#f")),
+                // A path: no query, no fragment.
+                ("size", Some("/reset?token=abc#f")),
+            ],
+        );
+        assert_eq!(
+            kept,
+            pairs(&[("plan", "x.example/reset"), ("size", "/reset")])
+        );
+        assert!(drops.is_empty());
+        let (kept, drops) = run(
+            "Signup",
+            &[
+                // encodeURIComponent of an address.
+                ("plan", Some("jane.doe%40mail.example")),
+                // A control or bidirectional-override character.
+                ("size", Some("pro\u{202E}")),
+            ],
+        );
+        assert!(kept.is_empty(), "{kept:?}");
+        assert_eq!(drops, [PropDrop::Email, PropDrop::Invalid]);
+        // An allowed `url` of any event is a link, and not a `mailto:`.
+        let allowed = EventProps::only(["url"]).unwrap();
+        let sent = props(&[("url", Some("https://a.com/r?t=1"))]);
+        let kept = keep(&sent, "Signup", "a.com", &allowed, |_| {});
+        assert_eq!(kept, [("url", Cow::Borrowed("/r"))]);
+        let sent = props(&[("url", Some("mailto:x@y.io"))]);
+        let mut why = Vec::new();
+        assert!(keep(&sent, "Signup", "a.com", &allowed, |d| why.push(d)).is_empty());
+        assert_eq!(why, [PropDrop::Invalid]);
+    }
+
+    #[test]
     fn more_than_thirty_properties_are_dropped_past_the_thirtieth() {
         let many: Vec<(&'static str, Option<&'static str>)> =
             (0..MAX_PROPS + 2).map(|_| ("other", Some("v"))).collect();
@@ -309,6 +374,20 @@ mod tests {
             out(OUTBOUND_LINK, "mailto:jane@example.com").1,
             [PropDrop::Invalid]
         );
+        // An address is not kept as a link's host, as for a referrer.
+        assert_eq!(
+            out(OUTBOUND_LINK, "http://192.0.2.7/admin").1,
+            [PropDrop::Invalid]
+        );
+        // A link may be longer than a value, to a bound.
+        let path: &'static str =
+            Box::leak(format!("https://cdn.example/{}", "d/".repeat(140)).into_boxed_str());
+        assert_eq!(
+            out(FILE_DOWNLOAD, path).0[0].1.len(),
+            "cdn.example/".len() + 280
+        );
+        let longer: &'static str = Box::leak(format!("{path}{}", "x".repeat(20)).into_boxed_str());
+        assert_eq!(out(FILE_DOWNLOAD, longer).1, [PropDrop::TooLong]);
         assert_eq!(
             out(
                 OUTBOUND_LINK,
@@ -331,6 +410,7 @@ mod tests {
             "Jane.Doe+news@mail.example.co.uk",
             "mailto:x@y.io",
             "contact: o'brien@example.ie.",
+            "jane%40example.com",
         ] {
             assert!(looks_like_email(yes), "{yes}");
         }

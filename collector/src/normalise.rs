@@ -553,7 +553,7 @@ fn readable_path(encoded: &str) -> Cow<'_, str> {
     }
 }
 
-fn misleading(c: char) -> bool {
+pub(crate) fn misleading(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

@@ -108,10 +108,9 @@
   // @variants
 
   // Calls made before the script loaded wait in window.plausible.q (the
-  // snippet Plausible documents); they are sent first, in order.
+  // snippet Plausible documents).
   var q = (w.plausible && w.plausible.q) || [];
   w.plausible = track;
-  q.forEach((a) => track(...a));
 
   // @auto: automatic views, which the manual variant leaves to the page.
   var push = w.history.pushState;
@@ -126,4 +125,7 @@
   // A prerendered page counts only once someone actually looks at it.
   d.prerendering ? d.addEventListener("prerenderingchange", view) : view();
   // @end auto
+  // The waiting calls go in order after the first view, so that an event
+  // finds the visit the view opened (an interactive one ends its bounce).
+  q.forEach((a) => track(...a));
 })();

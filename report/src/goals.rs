@@ -179,8 +179,11 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     let lg_k = lg_k_of(&lg_k);
     let estimate = |acc: &Acc| settled_estimate(&acc.union, lg_k);
     let site_visitors = site.groups.values().next().map_or(0.0, estimate);
+    // At most 100: a visitor-day can send an event without a view, and
+    // both numbers are estimates.
     let rate = |visitors: f64| {
-        (site_visitors > 0.0).then(|| (visitors * 1000.0 / site_visitors).round() / 10.0)
+        (site_visitors > 0.0)
+            .then(|| ((visitors * 1000.0 / site_visitors).round() / 10.0).min(100.0))
     };
     let min = q.min_visitors;
     let mut rows = Vec::with_capacity(groups.len());
@@ -189,9 +192,13 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     for (key, acc) in groups {
         let visitors = estimate(&acc);
         let overflow = key.as_deref() == Some(OVERFLOW);
-        // A goal is the owner's own question: shown even when zero.
         if min > 0 && (overflow || (visitors.round() as u64) < min) {
             suppressed += usize::from(!overflow);
+            // Goals count different things (events, views): a hidden one
+            // is left out, never summed with another into `(other)`.
+            if by == Dimension::Goal {
+                continue;
+            }
             match &mut hidden {
                 None => hidden = Some(acc),
                 Some(h) => h.absorb(acc),
@@ -269,9 +276,13 @@ mod tests {
     fn goals_read_as_events_pages_or_a_clear_error() {
         assert_eq!(Goal::parse("Signup").unwrap(), Goal::Event("Signup".into()));
         assert_eq!(Goal::parse("page:/blog/*").unwrap().name(), "page:/blog/*");
-        for bad in ["page:blog", "scroll:/a>=75", " "] {
+        for (bad, why) in [
+            ("page:blog", "starts with /"),
+            ("scroll:/a>=75", "not supported"),
+            (" ", "name an event"),
+        ] {
             let e = Goal::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(bad.trim()), "{e}");
+            assert!(e.contains(&format!("{bad:?}")) && e.contains(why), "{e}");
         }
     }
 }

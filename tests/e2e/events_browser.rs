@@ -215,6 +215,10 @@ fn footfalls_script_variant_sends_links_downloads_tagged_and_queued_events() {
         ],
     );
     assert_prop(&server.data_dir, "Newsletter Signup", "plan", "pro");
+    // One page, but interactive events: a visit, and no bounce.
+    let totals = &report_json(&server.data_dir, &[])[0];
+    assert_eq!(totals["visits"], 1, "{totals}");
+    assert_eq!(totals["bounce_rate"], 0.0, "{totals}");
 }
 
 #[test]
