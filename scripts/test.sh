@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every footfall test on a fresh machine: installs what the tests need
 # (Debian's Chromium for the tracker's browser test, Plausible's npm tracker
-# for the browser test that points it at footfall, a Python virtual
+# for the browser test that points it at footfall, terser for the test that
+# the built tracker is up to date, a Python virtual
 # environment for the interop suite), checks formatting and lints, runs the
 # Rust tests (unit, property, end-to-end, browser), then the interop suite
 # against pyarrow, DuckDB, Apache DataSketches for Python, Polars and Spark
@@ -43,19 +44,24 @@ fi
 step "installing the interop suite's Python packages (pinned)"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 
-# Plausible's official npm tracker (@plausible-analytics/tracker), pinned by
-# tests/e2e/plausible/package-lock.json, for the browser test that points it
-# at footfall. Reinstalled only when the lock file changes.
-plausible=tests/e2e/plausible
-if ! cmp -s "$plausible/package-lock.json" "$plausible/node_modules/.installed-lock.json"; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "scripts/test.sh: npm not found; it installs $plausible's tracker (Node.js with npm is needed)" >&2
-    exit 1
+# npm packages, each pinned by its folder's package-lock.json and
+# reinstalled only when that lock file changes: Plausible's official
+# tracker (@plausible-analytics/tracker) for the browser test that points it
+# at footfall, and terser, with which a test checks that
+# collector/src/tracker/dist/ is what scripts/build-tracker.mjs builds.
+npm_ci() { # folder, what it is for
+  if ! cmp -s "$1/package-lock.json" "$1/node_modules/.installed-lock.json"; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "scripts/test.sh: npm not found; it installs $1 (Node.js with npm is needed)" >&2
+      exit 1
+    fi
+    step "installing $2 (npm ci, pinned)"
+    npm ci --prefix "$1" --ignore-scripts --no-audit --no-fund --loglevel=error
+    cp "$1/package-lock.json" "$1/node_modules/.installed-lock.json"
   fi
-  step "installing Plausible's tracker for the browser test (npm ci, pinned)"
-  npm ci --prefix "$plausible" --ignore-scripts --no-audit --no-fund --loglevel=error
-  cp "$plausible/package-lock.json" "$plausible/node_modules/.installed-lock.json"
-fi
+}
+npm_ci tests/e2e/plausible "Plausible's tracker for the browser test"
+npm_ci scripts/tracker-build "terser, which builds the tracker"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -4,9 +4,11 @@
 //!
 //! A variant is the core (`tracker.js`) with the fragments of its
 //! extensions (`tracker/*.js`) put at the core's `@variants` line; the
-//! manual variant leaves out the core's automatic views. Each is minified
-//! (comments and spaces dropped, declared names shortened) and gzipped once,
-//! when first asked for, and kept: there are 32 at most.
+//! manual variant leaves out the core's automatic views. All 32 are
+//! composed and minified by terser at development time,
+//! `node scripts/build-tracker.mjs`, into `tracker/dist/`, which is
+//! committed and embedded here: nothing is built at run time. Each is
+//! gzipped and given its ETag once, when first asked for, and kept.
 
 use std::io::Write as _;
 use std::sync::OnceLock;
@@ -19,26 +21,24 @@ use http_body_util::Full;
 use crate::server::{Resp, empty, text};
 
 /// The extensions a variant's path may name, each at most once and in any
-/// order, with their fragments. A variant's fragments are put in this
-/// order, whatever the path's: `hash` before anything reads it, and the
+/// order; a variant's bit for each is its place here. (Plausible's
+/// `pageview-props` is not among them: with the others it would not fit in
+/// 1.5 KB.) `scripts/build-tracker.mjs` has the same list, which also
+/// orders the fragments: `hash` before anything reads it, and the
 /// tagged-events rule for a link before the outbound and download rules it
-/// overrides. (Plausible's `pageview-props` is not among them: with the
-/// others it would not fit in 1.5 KB.)
-const EXTENSIONS: [(&str, &str); 5] = [
-    ("hash", include_str!("tracker/hash.js")),
-    // Nothing to add: it takes the automatic views away.
-    ("manual", ""),
-    ("tagged-events", include_str!("tracker/tagged-events.js")),
-    ("outbound-links", include_str!("tracker/outbound-links.js")),
-    ("file-downloads", include_str!("tracker/file-downloads.js")),
+/// overrides.
+const EXTENSIONS: [&str; 5] = [
+    "hash",
+    "manual",
+    "tagged-events",
+    "outbound-links",
+    "file-downloads",
 ];
 
-/// The manual extension, whose variant has no automatic views.
-const MANUAL: u8 = 1 << 1;
-/// The extensions that watch clicks, and so need `links.js`.
-const LINKS: u8 = 1 << 2 | 1 << 3 | 1 << 4;
-/// The core tracker, which is `/script.js` as it is.
-const CORE: &str = include_str!("tracker.js");
+/// Every variant as `scripts/build-tracker.mjs` wrote it, indexed by its
+/// extensions' bits: its file name (the extensions in [`EXTENSIONS`]
+/// order) and its minified text. `/script.js` is the first, with none.
+const VARIANTS: [(&str, &str); 1 << EXTENSIONS.len()] = include!("tracker/dist/variants.rs");
 
 /// The answer to `GET /script.js`: the core, which is also `/js/script.js`.
 pub(crate) fn script(headers: &HeaderMap) -> Resp {
@@ -56,7 +56,7 @@ pub(crate) fn variant(path: &str, headers: &HeaderMap) -> Resp {
             format!(
                 "no such script: footfall serves /js/script.js and /js/script.<ext>.js with \
                  any of the extensions {}, each at most once, joined by dots in any order\n",
-                EXTENSIONS.map(|(name, _)| name).join(", ")
+                EXTENSIONS.join(", ")
             ),
         ),
     }
@@ -72,7 +72,7 @@ fn extensions(file: &str) -> Option<u8> {
     }
     let mut mask = 0u8;
     for name in names.strip_prefix('.')?.split('.') {
-        let bit = 1 << EXTENSIONS.iter().position(|(n, _)| *n == name)?;
+        let bit = 1 << EXTENSIONS.iter().position(|n| *n == name)?;
         if mask & bit != 0 {
             return None;
         }
@@ -81,41 +81,11 @@ fn extensions(file: &str) -> Option<u8> {
     Some(mask)
 }
 
-/// A variant, built the first time it is asked for.
+/// A variant, gzipped the first time it is asked for.
 fn built(mask: u8) -> &'static Script {
     static BUILT: [OnceLock<Script>; 1 << EXTENSIONS.len()] =
         [const { OnceLock::new() }; 1 << EXTENSIONS.len()];
-    BUILT[usize::from(mask)].get_or_init(|| Script::new(minify(&compose(mask))))
-}
-
-/// The source of a variant: the core with the fragments at its `@variants`
-/// line, and without its automatic views (from `@auto` to `@end auto`) if
-/// manual.
-fn compose(mask: u8) -> String {
-    let mut out = String::new();
-    let mut auto = false;
-    for line in CORE.lines() {
-        match line.trim() {
-            "// @variants" => {
-                if mask & LINKS != 0 {
-                    out.push_str(include_str!("tracker/links.js"));
-                }
-                for (i, (_, fragment)) in EXTENSIONS.iter().enumerate() {
-                    if mask & (1 << i) != 0 {
-                        out.push_str(fragment);
-                    }
-                }
-            }
-            l if l.starts_with("// @auto") => auto = true,
-            "// @end auto" => auto = false,
-            _ if auto && mask & MANUAL != 0 => {}
-            _ => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    out
+    BUILT[usize::from(mask)].get_or_init(|| Script::new(VARIANTS[usize::from(mask)].1))
 }
 
 /// One variant, both ways it is served.
@@ -128,7 +98,7 @@ struct Script {
 }
 
 impl Script {
-    fn new(plain: String) -> Script {
+    fn new(plain: &'static str) -> Script {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(plain.as_bytes()).expect("gzip into memory");
         let gzipped = gz.finish().expect("gzip into memory");
@@ -144,7 +114,7 @@ impl Script {
                 .expect("hex is a header value")
         };
         Script {
-            plain: Bytes::from(plain),
+            plain: Bytes::from_static(plain.as_bytes()),
             gzipped: Bytes::from(gzipped),
             // Each encoding is its own representation, with its own tag.
             plain_etag: tag(""),
@@ -213,232 +183,6 @@ fn accepts_gzip(item: &str) -> bool {
         .all(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
 }
 
-/// One token of the tracker's JavaScript.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok<'a> {
-    /// An identifier or a keyword.
-    Word(&'a str),
-    Num(&'a str),
-    /// A string or a regular expression literal, quotes or slashes and
-    /// flags included: copied as it is.
-    Literal(&'a str),
-    Punct(u8),
-}
-
-/// The tracker's source as tokens, each with whether space came before
-/// it. It knows what the tracker's sources use, and panics on anything
-/// else (every variant is built by the unit tests): strings in single or
-/// double quotes, `//` and `/* */` comments, and a regular expression
-/// wherever a value may start (after anything but a name, a number or a
-/// closing bracket).
-fn tokens(src: &str) -> Vec<(Tok<'_>, bool)> {
-    let b = src.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
-    let mut out: Vec<(Tok<'_>, bool)> = Vec::new();
-    let (mut i, mut space) = (0, false);
-    while i < b.len() {
-        let c = b[i];
-        let start = i;
-        let tok = match c {
-            _ if c.is_ascii_whitespace() => {
-                space = true;
-                i += 1;
-                continue;
-            }
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                i = src[i..].find('\n').map_or(b.len(), |n| i + n);
-                space = true;
-                continue;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = src[i..].find("*/").expect("a closed comment") + i + 2;
-                space = true;
-                continue;
-            }
-            b'"' | b'\'' => {
-                i += 1;
-                while b[i] != c {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-                Tok::Literal(&src[start..i])
-            }
-            b'/' if !matches!(
-                out.last(),
-                Some((Tok::Word(w), _)) if !matches!(*w, "return" | "typeof")
-            ) && !matches!(
-                out.last(),
-                Some((Tok::Num(_) | Tok::Punct(b')' | b']'), _))
-            ) =>
-            {
-                let mut class = false;
-                i += 1;
-                while class || b[i] != b'/' {
-                    match b[i] {
-                        b'\\' => i += 1,
-                        b'[' => class = true,
-                        b']' => class = false,
-                        _ => {}
-                    }
-                    i += 1;
-                }
-                i += 1;
-                while i < b.len() && b[i].is_ascii_alphabetic() {
-                    i += 1;
-                }
-                Tok::Literal(&src[start..i])
-            }
-            _ if c.is_ascii_digit() => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
-                    i += 1;
-                }
-                Tok::Num(&src[start..i])
-            }
-            _ if word(c) => {
-                while i < b.len() && word(b[i]) {
-                    i += 1;
-                }
-                Tok::Word(&src[start..i])
-            }
-            _ if c.is_ascii_punctuation() => {
-                i += 1;
-                Tok::Punct(c)
-            }
-            _ => panic!(
-                "the tracker's sources are ASCII outside strings: {:?}",
-                &src[i..]
-            ),
-        };
-        out.push((tok, std::mem::take(&mut space)));
-    }
-    out
-}
-
-/// The names a script declares (`var`, `function`, parameters, `catch`).
-/// An arrow function's parameters are not among them, and keep their
-/// names: the tracker gives them a letter.
-fn declared<'a>(toks: &[(Tok<'a>, bool)]) -> Vec<&'a str> {
-    let mut names = Vec::new();
-    let mut i = 0;
-    while i < toks.len() {
-        match toks[i].0 {
-            // A function's name, if any, and its parameters.
-            Tok::Word("function" | "catch") => {
-                while !matches!(toks[i].0, Tok::Punct(b')')) {
-                    if let Tok::Word(w) = toks[i + 1].0 {
-                        names.push(w);
-                    }
-                    i += 1;
-                }
-            }
-            // Each name after `var` or a comma outside brackets, up to the
-            // `;` that ends the declaration.
-            Tok::Word("var") => {
-                let (mut depth, mut expect) = (0, true);
-                i += 1;
-                while depth > 0 || toks[i].0 != Tok::Punct(b';') {
-                    match toks[i].0 {
-                        Tok::Word(w) if expect => names.push(w),
-                        Tok::Punct(b'(' | b'[' | b'{') => depth += 1,
-                        Tok::Punct(b')' | b']' | b'}') => depth -= 1,
-                        _ => {}
-                    }
-                    expect = depth == 0 && toks[i].0 == Tok::Punct(b',');
-                    i += 1;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-/// True if the word at `i` is a name, not a property: not after `.` (but
-/// after `...`), nor an object literal's key (after `{` or `,` and before
-/// `:`).
-fn is_name(toks: &[(Tok<'_>, bool)], i: usize) -> bool {
-    let before = i.checked_sub(1).map(|j| toks[j].0);
-    let after = toks.get(i + 1).map(|t| t.0);
-    let spread = i >= 3 && toks[i - 3..i].iter().all(|t| t.0 == Tok::Punct(b'.'));
-    (spread || before != Some(Tok::Punct(b'.')))
-        && !(matches!(before, Some(Tok::Punct(b'{' | b','))) && after == Some(Tok::Punct(b':')))
-}
-
-/// The tracker as served: comments and spaces dropped, and every declared
-/// name longer than a letter or two renamed, the most used first, to a
-/// short name the script uses nowhere else. A name is renamed everywhere
-/// it is a name (not a property or a key), in every scope alike, so what
-/// refers to what does not change.
-fn minify(src: &str) -> String {
-    let toks = tokens(src);
-    let used: std::collections::HashSet<&str> = (0..toks.len())
-        .filter_map(|i| match toks[i].0 {
-            Tok::Word(w) if is_name(&toks, i) => Some(w),
-            _ => None,
-        })
-        .collect();
-    let mut names: Vec<(usize, &str)> = declared(&toks)
-        .into_iter()
-        .map(|n| {
-            let uses = (0..toks.len())
-                .filter(|&i| toks[i].0 == Tok::Word(n) && is_name(&toks, i))
-                .count();
-            (uses, n)
-        })
-        .collect();
-    names.sort_unstable_by(|a, b| b.cmp(a));
-    let letters = ('a'..='z').chain('A'..='Z');
-    let mut short = letters
-        .clone()
-        .map(String::from)
-        .chain(
-            letters
-                .clone()
-                .flat_map(|a| letters.clone().map(move |b| format!("{a}{b}"))),
-        )
-        .filter(|s| !used.contains(s.as_str()) && !matches!(s.as_str(), "do" | "if" | "in"));
-    let mut renamed = std::collections::HashMap::new();
-    for (_, name) in names {
-        let new = short.next().expect("enough short names");
-        if new.len() < name.len() {
-            renamed.insert(name, new);
-        }
-    }
-
-    let mut out = String::with_capacity(src.len());
-    let mut prev: Option<Tok<'_>> = None;
-    for (i, &(tok, space)) in toks.iter().enumerate() {
-        let text = match tok {
-            Tok::Word(w) if is_name(&toks, i) => renamed.get(w).map_or(w, String::as_str),
-            Tok::Word(w) | Tok::Num(w) | Tok::Literal(w) => w,
-            // A `;` before `}` ends nothing that `}` does not.
-            Tok::Punct(b';') if toks.get(i + 1).map(|t| t.0) == Some(Tok::Punct(b'}')) => {
-                continue;
-            }
-            Tok::Punct(_) => "",
-        };
-        let wordy = |t: Option<Tok<'_>>| matches!(t, Some(Tok::Word(_) | Tok::Num(_)));
-        // A space stays only where two names or numbers would run into
-        // one, or `a - -b` into `a--b`.
-        let keep = match (prev, tok) {
-            (Some(Tok::Punct(p)), Tok::Punct(c)) => space && p == c && matches!(c, b'+' | b'-'),
-            _ => wordy(prev) && wordy(Some(tok)),
-        };
-        if keep {
-            out.push(' ');
-        }
-        match tok {
-            Tok::Punct(c) => out.push(char::from(c)),
-            _ => out.push_str(text),
-        }
-        prev = Some(tok);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,17 +228,31 @@ mod tests {
         assert!(!text.contains("document.cookie"));
     }
 
-    /// Every variant's file name, each extension set in its canonical
-    /// order.
+    /// Every variant's extension bits.
     fn every_mask() -> impl Iterator<Item = u8> {
         0..1 << EXTENSIONS.len()
     }
 
+    /// An extension's bit.
+    fn bit(name: &str) -> u8 {
+        1 << EXTENSIONS.iter().position(|n| *n == name).unwrap()
+    }
+
+    /// A variant's file name, its extensions in their canonical order.
+    fn names(mask: u8) -> String {
+        let mut file = String::from("script");
+        for (i, name) in EXTENSIONS.iter().enumerate() {
+            if mask & (1 << i) != 0 {
+                file = format!("{file}.{name}");
+            }
+        }
+        file + ".js"
+    }
+
     #[test]
     fn a_variant_is_named_by_its_extensions_in_any_order() {
-        let bit = |name: &str| 1 << EXTENSIONS.iter().position(|(n, _)| *n == name).unwrap();
         assert_eq!(extensions("script.js"), Some(0));
-        for (name, _) in EXTENSIONS {
+        for name in EXTENSIONS {
             assert_eq!(extensions(&format!("script.{name}.js")), Some(bit(name)));
         }
         let all = bit("outbound-links") | bit("file-downloads") | bit("tagged-events");
@@ -509,6 +267,17 @@ mod tests {
             extensions("script.hash.manual.tagged-events.outbound-links.file-downloads.js"),
             Some((1 << EXTENSIONS.len()) - 1)
         );
+    }
+
+    /// The build script numbers the extensions as [`EXTENSIONS`] does: the
+    /// variant at a path's bits is the file of that path's extensions.
+    #[test]
+    fn each_built_variant_is_at_its_extensions_bits() {
+        for mask in every_mask() {
+            let (file, _) = VARIANTS[usize::from(mask)];
+            assert_eq!(file, names(mask));
+            assert_eq!(extensions(file), Some(mask), "{file}");
+        }
     }
 
     #[test]
@@ -551,7 +320,7 @@ mod tests {
                     .starts_with("text/plain")
             );
             let body = String::from_utf8(body_bytes(r).to_vec()).unwrap();
-            for (name, _) in EXTENSIONS {
+            for name in EXTENSIONS {
                 assert!(body.contains(name), "{body}");
             }
         }
@@ -600,24 +369,13 @@ mod tests {
         }
     }
 
-    fn names(mask: u8) -> String {
-        let mut file = String::from("script");
-        for (i, (name, _)) in EXTENSIONS.iter().enumerate() {
-            if mask & (1 << i) != 0 {
-                file = format!("{file}.{name}");
-            }
-        }
-        file + ".js"
-    }
-
     /// Each variant has exactly the code of its extensions: the manual one
-    /// no automatic view, the others theirs.
+    /// no automatic view, the others their events' names (strings, which
+    /// minifying keeps as they are).
     #[test]
     fn a_variant_has_the_code_of_its_extensions_and_no_other() {
-        let text = |mask: u8| String::from_utf8(built(mask).plain.to_vec()).unwrap();
-        let bit = |name: &str| 1 << EXTENSIONS.iter().position(|(n, _)| *n == name).unwrap();
         for mask in every_mask() {
-            let t = text(mask);
+            let t = VARIANTS[usize::from(mask)].1;
             let has = |name: &str| mask & bit(name) != 0;
             assert_eq!(t.contains("pushState"), !has("manual"), "{}", names(mask));
             assert_eq!(t.contains("prerenderingchange"), !has("manual"));
@@ -642,89 +400,158 @@ mod tests {
                 assert!(t.contains(kept), "{}: {kept}", names(mask));
             }
         }
-        // The hash variant sets what data-hash sets.
-        let hash = compose(bit("hash"));
-        assert!(hash.lines().any(|l| l.trim() == "hash = 1;"), "{hash}");
     }
 
-    /// Node.js (which scripts/test.sh needs for Plausible's tracker) parses
-    /// every variant: the minifier broke none.
+    /// Runs Node.js (which scripts/test.sh needs for Plausible's tracker and
+    /// for terser) with these arguments.
+    fn node(args: &[&std::ffi::OsStr]) -> std::process::Output {
+        std::process::Command::new("node")
+            .args(args)
+            .output()
+            .expect("node (Node.js), which scripts/test.sh needs too")
+    }
+
+    /// Every variant in a folder of its own, each in a file named as it is
+    /// served.
+    fn written() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = every_mask()
+            .map(|mask| {
+                let path = dir.path().join(names(mask));
+                std::fs::write(&path, VARIANTS[usize::from(mask)].1).unwrap();
+                path
+            })
+            .collect();
+        (dir, paths)
+    }
+
+    /// Node.js parses every variant.
     #[test]
     fn every_variant_parses() {
-        let dir = tempfile::tempdir().unwrap();
-        for mask in every_mask() {
-            let path = dir.path().join(names(mask));
-            std::fs::write(&path, &built(mask).plain).unwrap();
-            let out = std::process::Command::new("node")
-                .arg("--check")
-                .arg(&path)
-                .output()
-                .expect("node (Node.js), which scripts/test.sh needs too");
+        let (_dir, paths) = written();
+        for path in paths {
+            let out = node(&["--check".as_ref(), path.as_ref()]);
             assert!(
                 out.status.success(),
                 "{}: {}",
-                names(mask),
+                path.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
     }
 
+    /// Runs each variant named on its command line in a page of stubs, as
+    /// a browser would load it with a call queued: then calls
+    /// `plausible("Signup")`, clicks a link to another host's PDF and a
+    /// tagged element inside a link on the site. Prints, a line per
+    /// variant, the beacons sent (name and `h`) and the events listened to.
+    const PAGE: &str = r##"
+        const vm = require("vm"), fs = require("fs");
+        for (const file of process.argv.slice(1)) {
+          const sent = [], on = {};
+          const listen = (target) => (type, f) => { on[target + " " + type] = f; };
+          const location = { href: "http://site.test/a#/b", pathname: "/a", hash: "#/b",
+            hostname: "site.test", host: "site.test" };
+          const document = {
+            currentScript: { src: "http://collector.test/js/x.js",
+              getAttribute: () => null, hasAttribute: () => false },
+            referrer: "", visibilityState: "visible", hasFocus: () => true,
+            documentElement: { scrollHeight: 100, offsetHeight: 100 },
+            addEventListener: listen("document") };
+          const navigator = { sendBeacon: (url, body) => sent.push(JSON.parse(body)) > 0 };
+          const w = vm.createContext({ document, location, navigator, URL, scrollY: 0,
+            innerHeight: 100, innerWidth: 1280, localStorage: {},
+            history: { pushState() {} }, addEventListener: listen("window") });
+          w.window = w;
+          w.plausible = { q: [["Queued"]] };
+          vm.runInContext(fs.readFileSync(file, "utf8"), w);
+          w.plausible("Signup");
+          const click = (target) => on["document click"] && on["document click"]({ type: "click", button: 0, target });
+          click({ localName: "a", host: "other.test", href: "http://other.test/report.pdf" });
+          click({ localName: "span", classList: "plausible-event-name=Tagged",
+            parentNode: { localName: "a", host: "site.test", href: "http://site.test/next" } });
+          console.log(JSON.stringify({ sent: sent.map((b) => b.n + " " + b.h), on: Object.keys(on).sort() }));
+        }
+    "##;
+
+    /// What each variant does, run: the hash variants send `h` 1 and
+    /// follow `hashchange`, the manual ones send no view of their own, the
+    /// others each send their events; all send the queued call first.
     #[test]
-    fn the_minifier_keeps_literals_properties_and_keys() {
-        let src = r#"
-            // a comment
-            var counter = 1, label = "a // b  c", re = /x\/ "y"/g; /* block */
-            function bump(amount, obj) {
-              counter = counter + amount - -1;
-              obj.counter = { counter: counter, label: label };
-              return typeof label == "string" ? label : 'it\'s';
+    fn a_variant_does_what_its_extensions_do() {
+        let (_dir, paths) = written();
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-e".as_ref(), PAGE.as_ref()];
+        args.extend(paths.iter().map(|p| p.as_os_str()));
+        let out = node(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1 << EXTENSIONS.len(), "{stdout}");
+        for (mask, line) in every_mask().zip(lines) {
+            let has = |name: &str| mask & bit(name) != 0;
+            let h = u8::from(has("hash"));
+            let mut sent = vec![format!("Queued {h}")];
+            if !has("manual") {
+                sent.push(format!("pageview {h}"));
             }
-            var list = [counter], spread = [...list];
-        "#;
-        let out = minify(src);
-        // Strings and the regular expression exactly as written.
-        assert!(out.contains(r#""a // b  c""#), "{out}");
-        assert!(out.contains(r#"/x\/ "y"/g"#), "{out}");
-        assert!(out.contains(r#"'it\'s'"#), "{out}");
-        // Declared names shortened; properties and keys not.
-        assert!(
-            !out.contains("var counter") && !out.contains("amount"),
-            "{out}"
-        );
-        assert!(!out.contains("list"), "a spread name is a name too: {out}");
-        assert!(
-            out.contains(".counter=") && out.contains("{counter:"),
-            "{out}"
-        );
-        // A space only where words would join, and `- -1` not `--1`.
-        assert!(out.contains("return typeof"), "{out}");
-        assert!(out.contains("- -1"), "{out}");
-        assert!(!out.contains("comment") && !out.contains("block"), "{out}");
-        assert!(!out.contains(";}"), "{out}");
+            sent.push(format!("Signup {h}"));
+            if has("outbound-links") {
+                sent.push(format!("Outbound Link: Click {h}"));
+            } else if has("file-downloads") {
+                sent.push(format!("File Download {h}"));
+            }
+            if has("tagged-events") {
+                sent.push(format!("Tagged {h}"));
+            }
+            let mut on = vec![
+                "document visibilitychange",
+                "window blur",
+                "window focus",
+                "window scroll",
+            ];
+            if mask & (bit("tagged-events") | bit("outbound-links") | bit("file-downloads")) != 0 {
+                on.extend(["document auxclick", "document click"]);
+            }
+            if has("tagged-events") {
+                on.push("document submit");
+            }
+            if !has("manual") {
+                on.push("window popstate");
+                if has("hash") {
+                    on.push("window hashchange");
+                }
+            }
+            on.sort_unstable();
+            let got: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                got,
+                serde_json::json!({ "sent": sent, "on": on }),
+                "{}",
+                names(mask)
+            );
+        }
     }
 
+    /// What is embedded is what the tracker's sources build: a change to
+    /// `tracker.js` or `tracker/*.js` without `node
+    /// scripts/build-tracker.mjs` fails here.
     #[test]
-    fn renamed_names_do_not_meet_names_in_use() {
-        // `b` is used by the script; `counter` and `total` must get other
-        // names, and different ones.
-        let out =
-            minify("var counter = 1, total = 2; function f(b) { return b + counter + total; }");
-        let toks = tokens(&out);
-        let words: Vec<&str> = toks
-            .iter()
-            .filter_map(|(t, _)| match t {
-                Tok::Word(w) => Some(*w),
-                _ => None,
-            })
-            .collect();
-        // var counter, total; function f(b) { return b + counter + total; }
-        let [_, counter, total, _, f, b, _, b2, counter2, total2] = words[..] else {
-            panic!("{out}");
-        };
-        assert_eq!((f, b, b2), ("f", "b", "b"), "{out}");
-        assert_eq!((counter, total), (counter2, total2), "{out}");
-        assert!(counter != total && counter != "b" && total != "b", "{out}");
-        assert!(counter.len() < "counter".len(), "{out}");
+    fn the_embedded_variants_are_built_from_the_sources() {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-tracker.mjs");
+        let out = node(&[script.as_ref(), "--check".as_ref()]);
+        assert!(
+            out.status.success(),
+            "{}{}\ncollector/src/tracker/dist/ is stale: run `node scripts/build-tracker.mjs` \
+             (terser first: `npm ci --prefix scripts/tracker-build --ignore-scripts`) and commit \
+             what it writes",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]

@@ -5,12 +5,13 @@
 // out with localStorage.footfall_ignore = "true".
 //
 // This file is /script.js and the core of every variant at /js/script.*.js:
-// collector/src/scripts.rs puts a variant's fragments (collector/src/tracker/)
-// at the "@variants" line, leaves out what lies between "@auto" and
-// "@end auto" for the manual variant, and then minifies. The minifier drops
-// every line break and renames declared names wherever they are names, so
-// here and in the fragments: end every statement with ";", write no
-// template literal and no shorthand property ({ url } for { url: url }).
+// scripts/build-tracker.mjs puts a variant's fragments
+// (collector/src/tracker/) at the "@variants" line, leaves out what lies
+// between "@auto" and "@end auto" for the manual variant, and minifies it
+// with terser into collector/src/tracker/dist/, which the binary embeds.
+// After changing this file or a fragment, run `node
+// scripts/build-tracker.mjs` and commit what it writes (a test fails
+// until then). The fragments share this function's scope.
 (function () {
   "use strict";
   var w = window, d = document, l = w.location, s = d.currentScript;
