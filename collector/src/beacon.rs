@@ -1063,6 +1063,18 @@ mod tests {
             assert_eq!(b.interactive, interactive, "{body}");
             assert_eq!(decode_json_parsed(body.as_bytes()), Ok(b), "{body}");
         }
+        // What trackers send takes the plain road, and reads as serde does.
+        for extra in [
+            r#""n":"Signup","p":{"plan":"pro","size":"xl"}"#,
+            r#""n":"Signup","p":{"plan":"pro"},"p":{"size":"xl"}"#,
+            r#""n":"Signup","p":{"plan":"pro"},"props":null"#,
+            r#""n":"Signup","p":{},"i":0"#,
+            r#""n":"Signup","meta":{ "plan" : "pro" },"interactive":false"#,
+        ] {
+            let body = format!("{{{base},{extra}}}");
+            let wire = plain_json(body.as_bytes()).unwrap_or_else(|| panic!("not plain: {body}"));
+            assert_eq!(finish(wire), decode_json_parsed(body.as_bytes()), "{body}");
+        }
         // A name of 120 characters is one; 121, or none, is an error.
         let named = |n: &str| {
             decode_json(format!(r#"{{{base},"n":"{n}"}}"#).as_bytes()).map(|b| b.name.len())

@@ -7,7 +7,9 @@
 
 use footfall_schemas::tables::{DEFAULT_LG_K, OVERFLOW, Table};
 
-use crate::merge::{Acc, Filter, Test, check_lg_k, check_range, merge_table, settled_estimate};
+use crate::merge::{
+    Acc, Filter, Test, check_known_site, check_lg_k, check_range, merge_table, settled_estimate,
+};
 use crate::{Dimension, Error, Metric, Query, Report, Row, Stats};
 
 /// What counts as a conversion.
@@ -93,17 +95,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     let mut lg_k = site.lg_k.clone();
     let mut stats = site.stats;
     if site.groups.is_empty() {
-        let known: Vec<String> = crate::sites(&q.data_dir)?
-            .into_iter()
-            .map(|s| s.site)
-            .collect();
-        if !known.contains(&q.site) {
-            return Err(Error::UnknownSite {
-                site: q.site.clone(),
-                dir: q.data_dir.clone(),
-                known,
-            });
-        }
+        check_known_site(q)?;
     }
     let add = |merged: &crate::merge::Merged,
                stats: &mut Stats,

@@ -80,6 +80,24 @@ impl Test<'_> {
     }
 }
 
+/// For a range without rows: a quiet range of a known site is an answer
+/// (zero, or no rows), so a script reading a day's numbers works on a day
+/// without any; a site with no data at all is more likely a typo.
+pub(crate) fn check_known_site(q: &Query) -> Result<(), Error> {
+    let known: Vec<String> = crate::sites(&q.data_dir)?
+        .into_iter()
+        .map(|s| s.site)
+        .collect();
+    if known.contains(&q.site) {
+        return Ok(());
+    }
+    Err(Error::UnknownSite {
+        site: q.site.clone(),
+        dir: q.data_dir.clone(),
+        known,
+    })
+}
+
 /// Checks what every report checks before reading a file.
 pub(crate) fn check_range(q: &Query) -> Result<(), Error> {
     if !q.data_dir.is_dir() {
@@ -129,20 +147,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
         check_lg_k(&mut lg_k, v.lg_k.clone())?;
     }
     if main.groups.is_empty() {
-        // A quiet range of a known site is an answer (zero, or no rows),
-        // so a script reading a day's numbers works on a day without any;
-        // a site with no data at all is more likely a typo.
-        let known: Vec<String> = crate::sites(&q.data_dir)?
-            .into_iter()
-            .map(|s| s.site)
-            .collect();
-        if !known.contains(&q.site) {
-            return Err(Error::UnknownSite {
-                site: q.site.clone(),
-                dir: q.data_dir.clone(),
-                known,
-            });
-        }
+        check_known_site(q)?;
     }
     let lg_k = lg_k.map_or(DEFAULT_LG_K, |(k, _)| k);
     let estimate = |acc: &Acc| settled_estimate(&acc.union, lg_k).round() as u64;

@@ -13,9 +13,10 @@ fn event(body: &str, ip: &str) -> Vec<u8> {
 
 /// What nothing at rest or in the log may hold: values of properties the
 /// owner did not allow, e-mail addresses, query strings and fragments.
-const SECRETS: [&str; 6] = [
+const SECRETS: [&str; 7] = [
     "tok_live_4242",
     "jane.doe@mail.example",
+    "jane.doe%40mail.example",
     "user-8812",
     "utm_secret",
     "frag-secret",
@@ -67,8 +68,8 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
         r#"{"n":"Signup","u":"https://example.com/pricing","d":"example.com","p":{"plan":"jane.doe@mail.example"}}"#,
         "198.51.100.1",
     ));
-    // Visitor 3 clicks out and downloads; its reading is marked
-    // non-interactive (it stays a bounce).
+    // Visitor 3 clicks out and downloads (the download marked
+    // non-interactive: the click still ends the bounce).
     send(event(
         r#"{"n":"Outbound Link: Click","u":"https://example.com/blog/hello","d":"example.com","p":{"url":"https://Other.example:8443/away?sessionid=9#x"}}"#,
         "198.51.100.3",
@@ -76,6 +77,17 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
     send(event(
         r#"{"n":"File Download","u":"https://example.com/blog/hello","d":"example.com","p":{"url":"https://example.com/files/report.pdf?sessionid=1"},"i":false}"#,
         "198.51.100.3",
+    ));
+    // An allowed key given a URL with a token in its query, and an address
+    // passed through encodeURIComponent: the first is kept as host and
+    // path, the second refused.
+    send(event(
+        r#"{"n":"Reset","u":"https://example.com/pricing","d":"example.com","p":{"plan":"https://x.example/reset?t=tok_live_4242#frag-secret"}}"#,
+        "198.51.100.1",
+    ));
+    send(event(
+        r#"{"n":"Reset","u":"https://example.com/pricing","d":"example.com","p":{"plan":"jane.doe%40mail.example"}}"#,
+        "198.51.100.1",
     ));
     // Plausible's 404 snippet names its event with a number.
     send(event(
@@ -97,9 +109,9 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
 
     let metrics = server.metrics();
     for line in [
-        "footfall_events_total 6",
+        "footfall_events_total 8",
         "footfall_event_props_dropped_total{reason=\"not-allowed\"} 5",
-        "footfall_event_props_dropped_total{reason=\"email\"} 1",
+        "footfall_event_props_dropped_total{reason=\"email\"} 2",
         "footfall_views_total 4",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
@@ -117,6 +129,7 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
         json(&["--by", "event"]),
         serde_json::json!([
             {"event": "Signup", "events": 3, "visitors": 2, "conversion_rate": 50.0},
+            {"event": "Reset", "events": 2, "visitors": 1, "conversion_rate": 25.0},
             {"event": "404", "events": 1, "visitors": 1, "conversion_rate": 25.0},
             {"event": "File Download", "events": 1, "visitors": 1, "conversion_rate": 25.0},
             {"event": "Outbound Link: Click", "events": 1, "visitors": 1, "conversion_rate": 25.0},
@@ -136,6 +149,10 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
     assert_eq!(
         json(&["--by", "prop:url", "--event", "File Download"])[0]["prop:url"],
         "/files/report.pdf"
+    );
+    assert_eq!(
+        json(&["--by", "prop:plan", "--event", "Reset"]),
+        serde_json::json!([{"prop:plan": "x.example/reset", "events": 1, "visitors": 1, "conversion_rate": 25.0}])
     );
     assert_eq!(
         json(&[
@@ -198,8 +215,8 @@ fn events_and_allowed_props_reach_the_report_and_nothing_else_is_kept() {
     }
     // The events tables hold rows per (hour, name, page) and value, not
     // per visitor.
-    assert_eq!(read_table(tmp.path(), "events").len(), 4);
-    assert_eq!(read_table(tmp.path(), "event_props").len(), 4);
+    assert_eq!(read_table(tmp.path(), "events").len(), 5);
+    assert_eq!(read_table(tmp.path(), "event_props").len(), 5);
 }
 
 #[test]
