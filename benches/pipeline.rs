@@ -20,6 +20,9 @@
 //!   measured in the same run so that the two can be quoted as a ratio.
 //! - `sketch_serialise`: the HLL image of small, medium and large sketches.
 //! - `parquet_flush`: 10,000 buckets to a record batch and a Parquet file.
+//! - `scale`: the aggregator's `record` (buckets and visits) from one
+//!   thread and from two at once; with one shard per thread the two
+//!   threads' throughput is about twice one's.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -363,6 +366,92 @@ fn parquet_flush(c: &mut Criterion) {
     group.finish();
 }
 
+/// The aggregator's `record` (the sink every counted beacon reaches, with
+/// its visits) from one thread and from two at once, each folding the same
+/// number of views: the time of one iteration is the same for both when
+/// the threads do not wait on each other, so the throughput doubles.
+fn scale(c: &mut Criterion) {
+    use footfall_aggregator::service::{Aggregator, AggregatorConfig};
+    use footfall_schemas::VisitSink;
+    const PER_THREAD: u64 = 20_000;
+    let open = |shards: usize| {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let aggregator = Aggregator::open(AggregatorConfig {
+            data_dir: dir.path().to_owned(),
+            lg_k: DEFAULT_LG_K,
+            tick: Duration::from_secs(1),
+            flush_interval: None,
+            checkpoint_interval: Duration::from_secs(10),
+            limits: Default::default(),
+            countries: false,
+            sessions: Some(Default::default()),
+            shards,
+        })
+        .expect("a data dir");
+        (dir, aggregator)
+    };
+    let pages: Vec<String> = (0..1000).map(|i| format!("/docs/page-{i}")).collect();
+    let mut group = c.benchmark_group("scale");
+    // Two threads on one shard is the one lock every beacon took before.
+    for (threads, shards) in [(1u64, 1), (2, 1), (2, 2)] {
+        let (_dir, aggregator) = open(shards);
+        group.throughput(Throughput::Elements(threads * PER_THREAD));
+        let id = format!("{threads}_threads_{shards}_shards");
+        group.bench_function(BenchmarkId::new("record", id), |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let (aggregator, pages) = (&aggregator, &pages);
+                        scope.spawn(move || {
+                            for i in 0..PER_THREAD {
+                                let n = i + t * PER_THREAD;
+                                let visit = Visit::landing(
+                                    "example.com",
+                                    HOUR + (n % 3600) as i64,
+                                    &pages[(n % 1000) as usize],
+                                    visitor(n % 4096),
+                                );
+                                aggregator.record(black_box(&visit));
+                            }
+                        });
+                    }
+                });
+            })
+        });
+    }
+    // The machine's own ceiling: each thread folding into Buckets of its
+    // own, sharing nothing (no locks, no visits).
+    for threads in [1u64, 2] {
+        group.throughput(Throughput::Elements(threads * PER_THREAD));
+        let id = format!("{threads}_threads_private_buckets");
+        group.bench_function(BenchmarkId::new("fold", id), |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for t in 0..threads {
+                        let pages = &pages;
+                        scope.spawn(move || {
+                            let mut buckets =
+                                Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
+                            for i in 0..PER_THREAD {
+                                let n = i + t * PER_THREAD;
+                                let visit = Visit::landing(
+                                    "example.com",
+                                    HOUR + (n % 3600) as i64,
+                                    &pages[(n % 1000) as usize],
+                                    visitor(n % 4096),
+                                );
+                                buckets.fold(black_box(&visit));
+                            }
+                            black_box(buckets.len())
+                        });
+                    }
+                });
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = pipeline;
     // Short windows keep the whole run to about a minute on two cores.
@@ -374,6 +463,6 @@ criterion_group! {
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = decode, anonymise_beacon, classify_user_agent, fold, beacon_end_to_end, sketch_serialise, parquet_flush
+    targets = decode, anonymise_beacon, classify_user_agent, fold, beacon_end_to_end, sketch_serialise, parquet_flush, scale
 }
 criterion_main!(pipeline);

@@ -884,6 +884,10 @@ async fn start(args: ServeArgs) -> Result<Started> {
             }),
             Switch::Off => None,
         },
+        // One shard per worker thread, as many as tokio starts.
+        shards: args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
     })
     .with_context(|| format!("opening data dir {}", args.data_dir.display()));
     let aggregator = match aggregator {

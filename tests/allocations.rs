@@ -57,6 +57,7 @@ fn aggregator(dir: &std::path::Path) -> Aggregator {
         },
         countries: false,
         sessions: Some(Default::default()),
+        shards: 2,
     })
     .expect("a fresh data dir opens")
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use footfall_schemas::{CustomEvent, Engagement, Visit, VisitSink};
 use crate::buckets::{Buckets, Folded, Limits};
 use crate::checkpoint;
 use crate::error::Error;
-use crate::sessions::{SessionSettings, Sessions};
+use crate::sessions::{SessionSettings, Sessions, Tally};
 use crate::writer::{new_flush_id, write_file};
 
 /// How long after a UTC day ends its rollup waits: the last hour closes at
@@ -53,20 +53,29 @@ pub struct AggregatorConfig {
     /// How visits are cut; `None` keeps no visits at all (no per-visitor
     /// state outlives a request, and no visit counts are written).
     pub sessions: Option<SessionSettings>,
+    /// How many shards the open buckets and visits are split into, so that
+    /// threads folding beacons at once rarely wait on each other: one per
+    /// worker thread is right (at least 1).
+    pub shards: usize,
 }
 
-/// Open buckets behind one mutex, and the machinery to write them.
+/// Open buckets in shards, and the machinery to write them.
 ///
-/// One mutex, held for a fold (a hash lookup and a sketch update) or for the
-/// split that takes closed hours out; encoding and writing happen after it
-/// is released, on a blocking thread.
+/// Each worker thread folds into a shard of its own, under that shard's
+/// mutex (held for a hash lookup and a sketch update), so threads do not
+/// wait on one lock; a flush or a checkpoint takes every shard's rows, one
+/// shard at a time, and merges them: the same sum and union the
+/// checkpoint and every reader already rely on. Encoding and writing
+/// happen after the locks are released, on a blocking thread.
 #[derive(Debug)]
 pub struct Aggregator {
     config: AggregatorConfig,
-    open: Mutex<Buckets>,
-    /// The open visits, if sessions are on. Locked before `open` whenever
+    open: Shards,
+    /// The open visits, if sessions are on, sharded by visitor key (a
+    /// visitor's beacons must meet in one visit, whichever thread takes
+    /// them). A visits shard is locked before a buckets shard whenever
     /// both are held, never after.
-    sessions: Option<Mutex<Sessions>>,
+    sessions: Option<Box<[Padded<Mutex<Sessions>>]>>,
     /// Buckets whose write failed, with the reason: kept in memory and
     /// retried on every tick, so a full or read-only disk loses nothing
     /// while memory lasts.
@@ -75,8 +84,10 @@ pub struct Aggregator {
     /// never write the same buckets twice and a checkpoint never misses
     /// buckets that a flush has taken out but not yet written.
     flushing: Mutex<()>,
-    /// Visits folded since the last checkpoint: nothing to save when zero.
-    dirty: AtomicU64,
+    /// Whether anything was folded since the last checkpoint: nothing to
+    /// save when not. Set only when clear (see [`Aggregator::touch`]), so
+    /// that threads folding at once do not fight over its cache line.
+    dirty: AtomicBool,
     /// Days that got a new hourly file: their rollups are (re)built once
     /// the day and [`ROLLUP_GRACE`] are over.
     rollup_due: Mutex<BTreeSet<NaiveDate>>,
@@ -103,6 +114,91 @@ struct Metrics {
     source_overflow: AtomicU64,
     site_overflow: AtomicU64,
     event_overflow: AtomicU64,
+}
+
+/// The open buckets, split so that worker threads fold at once.
+///
+/// Each thread folds into one shard, chosen once per thread (round robin
+/// over the threads as they first fold): tokio's worker threads live as
+/// long as the runtime, so each keeps its shard and its mutex is not
+/// contended. Anything that reads or takes rows visits every shard, one at a
+/// time, and merges what it got; a row is in exactly one shard's map until
+/// it is taken, so it is neither missed nor counted twice.
+///
+/// The bounds on buckets ([`Limits`]) hold per shard: with N shards an
+/// hour's flood keeps up to N times `max_pages` rows in memory.
+#[derive(Debug)]
+struct Shards {
+    shards: Box<[Padded<Mutex<Buckets>>]>,
+}
+
+/// A value alone on its cache lines (two, for the prefetcher's pairs), so
+/// that locking one shard does not take a line another core is using for
+/// its own shard.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Visits shards for each buckets shard (each worker thread).
+const VISIT_SHARDS_PER_THREAD: usize = 16;
+
+/// The next thread's place among the shards.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's place among the shards, taken on its first fold.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed);
+}
+
+impl Shards {
+    /// `first` (restored from a checkpoint, say) in shard 0, and `n - 1`
+    /// empty shards with its settings.
+    fn new(first: Buckets, n: usize) -> Self {
+        let mut empty = first.clone();
+        empty.take_all();
+        let shards = std::iter::once(first)
+            .chain((1..n).map(|_| empty.clone()))
+            .map(|b| Padded(Mutex::new(b)))
+            .collect();
+        Self { shards }
+    }
+
+    /// The calling thread's shard, locked.
+    fn mine(&self) -> MutexGuard<'_, Buckets> {
+        let i = SHARD.with(|i| *i) % self.shards.len();
+        lock(&self.shards[i])
+    }
+
+    /// What `f` takes out of every shard, merged.
+    fn take(&self, f: impl Fn(&mut Buckets) -> Buckets) -> Buckets {
+        let mut all = f(&mut lock(&self.shards[0]));
+        for shard in &self.shards[1..] {
+            let part = f(&mut lock(shard));
+            all.merge(part);
+        }
+        all
+    }
+
+    /// A copy of every shard's rows, merged.
+    fn snapshot(&self) -> Buckets {
+        self.take(|b| b.clone())
+    }
+
+    /// Open rows, over every shard (a row open in two shards counts twice).
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    fn has_closed(&self, now: i64) -> bool {
+        self.shards.iter().any(|s| lock(s).has_closed(now))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,14 +248,27 @@ impl Aggregator {
         let today = chrono::Utc::now().date_naive();
         let recent =
             (1..=ROLLUP_LOOKBACK_DAYS).filter_map(|n| today.checked_sub_days(chrono::Days::new(n)));
-        let sessions = config.sessions.map(|s| Mutex::new(Sessions::new(s)));
+        let shards = config.shards.max(1);
+        // Visits are sharded by key, not by thread, so threads share their
+        // shards: many of them make two threads rarely want the same one.
+        // The bound on open visits is the whole process's: split it.
+        let visit_shards = shards * VISIT_SHARDS_PER_THREAD;
+        let sessions = config.sessions.map(|s| {
+            let per_shard = SessionSettings {
+                max_visits: s.max_visits.div_ceil(visit_shards),
+                ..s
+            };
+            (0..visit_shards)
+                .map(|_| Padded(Mutex::new(Sessions::new(per_shard))))
+                .collect()
+        });
         Ok(Self {
+            open: Shards::new(buckets, shards),
             config,
-            open: Mutex::new(buckets),
             sessions,
             failed: Mutex::new(None),
             flushing: Mutex::new(()),
-            dirty: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
             rollup_due: Mutex::new(recent.collect()),
             _lock: lock,
             metrics: Metrics::default(),
@@ -175,16 +284,16 @@ impl Aggregator {
     /// lock (a short pause for requests) and encoded after it is released.
     pub fn checkpoint(&self) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
-        if self.dirty.swap(0, Relaxed) == 0 {
+        if !self.dirty.swap(false, Relaxed) {
             return Ok(());
         }
-        let open = lock(&self.open).clone();
+        let open = self.open.snapshot();
         let failed = lock(&self.failed).as_ref().map(|(b, _)| b.clone());
         let mut unwritten = vec![&open];
         unwritten.extend(failed.as_ref());
         self.save_checkpoint(&unwritten, None).inspect_err(|_| {
             // Try again next time.
-            self.dirty.fetch_add(1, Relaxed);
+            self.touch();
         })
     }
 
@@ -226,13 +335,10 @@ impl Aggregator {
     pub fn flush(&self, now: Option<i64>) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
         let started = Instant::now();
-        let taken = {
-            let mut open = lock(&self.open);
-            match now {
-                Some(now) => open.take_closed(now),
-                None => open.take_all(),
-            }
-        };
+        let taken = self.open.take(|open| match now {
+            Some(now) => open.take_closed(now),
+            None => open.take_all(),
+        });
         let todo = match lock(&self.failed).take() {
             Some((mut earlier, _)) => {
                 earlier.merge(taken);
@@ -249,7 +355,7 @@ impl Aggregator {
         }
 
         let flush_id = new_flush_id();
-        let open_now = lock(&self.open).clone();
+        let open_now = self.open.snapshot();
         let pending = checkpoint::Pending {
             flush_id,
             buckets: &todo,
@@ -304,7 +410,7 @@ impl Aggregator {
 
         // The checkpoint without the rows just written. On a stop that wrote
         // everything there is nothing left to keep.
-        let open_now = lock(&self.open).clone();
+        let open_now = self.open.snapshot();
         let everything_written = first_error.is_none() && now.is_none() && open_now.is_empty();
         let saved = if everything_written {
             checkpoint::remove(&self.state_dir())
@@ -313,7 +419,7 @@ impl Aggregator {
         };
         if saved.is_err() {
             // The pending mark still tells a restart which rows were written.
-            self.dirty.fetch_add(1, Relaxed);
+            self.touch();
         }
         match first_error {
             None => Ok(()),
@@ -393,7 +499,7 @@ impl Aggregator {
                 .config
                 .flush_interval
                 .is_some_and(|every| last_flush.elapsed() >= every);
-            let closed = flushed_in_hour != Some(this_hour) && lock(&self.open).has_closed(now);
+            let closed = flushed_in_hour != Some(this_hour) && self.open.has_closed(now);
             let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
             let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
@@ -445,28 +551,44 @@ impl Aggregator {
     /// Ends the expired visits of the next part of the open ones (the whole
     /// set every 30 calls), counting each in the hour it started.
     pub fn sweep_visits(&self, now: i64) {
-        if let Some(sessions) = &self.sessions {
+        for sessions in self.sessions.iter().flatten() {
             let mut sessions = lock(sessions);
             let budget = sessions.len() / 30 + 1024;
             let mut ended = 0;
             sessions.sweep(now, budget, |visit| {
-                lock(&self.open).fold_ended(visit);
+                self.open.mine().fold_ended(visit);
                 ended += 1;
             });
             if ended > 0 {
-                self.dirty.fetch_add(ended, Relaxed);
+                self.touch();
             }
         }
     }
 
     /// Ends every open visit (a stop), counting each in its start hour.
     pub fn end_visits(&self) {
-        if let Some(sessions) = &self.sessions {
+        for sessions in self.sessions.iter().flatten() {
             let mut sessions = lock(sessions);
-            let mut open = lock(&self.open);
+            let mut open = self.open.mine();
             sessions.end_all(|visit| open.fold_ended(visit));
-            self.dirty.fetch_add(1, Relaxed);
+            self.touch();
         }
+    }
+
+    /// Marks the aggregates changed since the last checkpoint. A load
+    /// first: every fold calls this, and a store to a line that other
+    /// cores read would move it between them on every beacon.
+    fn touch(&self) {
+        if !self.dirty.load(Relaxed) {
+            self.dirty.store(true, Relaxed);
+        }
+    }
+
+    /// The visits shard of a visitor key.
+    fn visits_of(&self, visitor: footfall_schemas::VisitorKey) -> Option<&Mutex<Sessions>> {
+        let shards = self.sessions.as_deref()?;
+        // The key is a keyed hash already: its bits are uniform.
+        Some(&shards[(visitor.sketch_input() % shards.len() as u64) as usize])
     }
 
     /// Ends every open visit and writes every open bucket, retrying with
@@ -498,14 +620,14 @@ impl Aggregator {
 
 impl VisitSink for Aggregator {
     fn record(&self, visit: &Visit<'_>) {
-        let folded = lock(&self.open).fold(visit);
-        self.dirty.fetch_add(1, Relaxed);
-        if let Some(sessions) = &self.sessions {
+        let folded = self.open.mine().fold(visit);
+        self.touch();
+        if let Some(sessions) = self.visits_of(visit.visitor) {
             // A view counted under `(other)` is `(other)` in its visit too:
             // the visits hold no text the tables' bounds turned away, so a
             // flood of new pages costs them nothing.
             let visit = folded.as_counted(visit);
-            lock(sessions).pageview(&visit, |ended| lock(&self.open).fold_ended(ended));
+            lock(sessions).pageview(&visit, |ended| self.open.mine().fold_ended(ended));
         }
         if folded != Folded::default() {
             let m = &self.metrics;
@@ -522,24 +644,24 @@ impl VisitSink for Aggregator {
     }
 
     fn event(&self, event: &CustomEvent<'_>) {
-        if let Some(sessions) = &self.sessions {
+        if let Some(sessions) = self.visits_of(event.visitor) {
             lock(sessions).event(event.visitor, event.time, event.interactive);
         }
-        if lock(&self.open).fold_event(event) {
+        if self.open.mine().fold_event(event) {
             self.metrics.event_overflow.fetch_add(1, Relaxed);
         }
-        self.dirty.fetch_add(1, Relaxed);
+        self.touch();
     }
 
     fn engage(&self, engagement: &Engagement<'_>) -> bool {
-        let Some(sessions) = &self.sessions else {
+        let Some(sessions) = self.visits_of(engagement.visitor) else {
             return false;
         };
         let mut sessions = lock(sessions);
         match sessions.engage(engagement) {
             Some(engaged) => {
-                lock(&self.open).fold_engaged(&engaged);
-                self.dirty.fetch_add(1, Relaxed);
+                self.open.mine().fold_engaged(&engaged);
+                self.touch();
                 true
             }
             None => false,
@@ -554,7 +676,7 @@ impl VisitSink for Aggregator {
     }
 
     fn render_metrics(&self, out: &mut String) {
-        let open = lock(&self.open).len();
+        let open = self.open.len();
         let pending = lock(&self.failed).as_ref().map_or(0, |(b, _)| b.len());
         let m = &self.metrics;
         let load = |a: &AtomicU64| a.load(Relaxed);
@@ -659,10 +781,17 @@ impl VisitSink for Aggregator {
         ];
         let mut visits = Vec::new();
         if let Some(sessions) = &self.sessions {
-            let (open, tally) = {
-                let s = lock(sessions);
-                (s.len(), s.tally())
-            };
+            let (open, tally) = sessions.iter().fold((0, Tally::default()), |(n, t), s| {
+                let s = lock(s);
+                let u = s.tally();
+                let sum = Tally {
+                    started: t.started + u.started,
+                    ended: t.ended + u.ended,
+                    untracked: t.untracked + u.untracked,
+                    orphan_engagements: t.orphan_engagements + u.orphan_engagements,
+                };
+                (n + s.len(), sum)
+            });
             visits = vec![
                 (
                     "footfall_visits_open",
@@ -789,6 +918,7 @@ mod tests {
             limits: Limits::default(),
             countries: false,
             sessions: Some(Default::default()),
+            shards: 2,
         }
     }
 
@@ -810,6 +940,75 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A table's first count summed, and its visitors unioned, over every
+    /// file written.
+    fn count_and_visitors(dir: &Path, table: &str) -> (i64, f64) {
+        use arrow_array::{BinaryArray, Int64Array};
+        let mut union = datasketches::hll::HllUnion::new(12).unwrap();
+        let mut sum = 0;
+        for file in parquet_files(&dir.join(table)) {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                fs::File::open(file).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let first = Table::ALL
+                    .into_iter()
+                    .find(|t| t.name() == table)
+                    .unwrap()
+                    .counts()[0]
+                    .name();
+                let counts = crate::column::<Int64Array>(&batch, first).unwrap();
+                sum += counts.iter().flatten().sum::<i64>();
+                let sketches = crate::column::<BinaryArray>(&batch, "visitors").unwrap();
+                for blob in sketches.iter().flatten() {
+                    union.update(&datasketches::hll::HllSketch::deserialize(blob).unwrap());
+                }
+            }
+        }
+        (sum, union.estimate())
+    }
+
+    #[test]
+    fn beacons_folded_on_many_threads_count_once_and_each_visitor_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let agg = Aggregator::open(AggregatorConfig {
+            shards: 4,
+            ..config(tmp.path(), 12)
+        })
+        .unwrap();
+        let t0 = 1_764_079_200;
+        // Four threads, each folding into its own shard; every visitor's
+        // beacons arrive on every thread, each its own page.
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let agg = &agg;
+                scope.spawn(move || {
+                    for i in 0..1000 {
+                        let page = ["/a", "/b", "/c"][(i + thread) % 3];
+                        let who = VisitorKey::from_hash((i % 50) as u64 * 0x9E37_79B9);
+                        agg.record(&Visit::landing("a.com", t0 + 60, page, who));
+                    }
+                });
+            }
+        });
+        // (Which shards the threads took depends on every thread of the
+        // process that folded before them; the numbers must not.)
+        assert!(agg.open.shards.iter().any(|s| !lock(s).is_empty()));
+        agg.end_visits();
+        agg.flush(None).unwrap();
+        let (views, visitors) = count_and_visitors(tmp.path(), "pages");
+        assert_eq!(views, 4000);
+        assert_eq!(visitors.round(), 50.0);
+        // One visit a visitor, whichever threads took its beacons.
+        let (visits, visit_visitors) = count_and_visitors(tmp.path(), "visits");
+        assert_eq!(visits, 50);
+        assert_eq!(visit_visitors.round(), 50.0);
     }
 
     #[test]
@@ -898,7 +1097,7 @@ mod tests {
             }
         }
         assert_eq!(parquet_files(&tmp.path().join("pages")).len(), 1);
-        assert!(lock(&agg.open).is_empty());
+        assert_eq!(agg.open.len(), 0);
         stop_tx.send(()).unwrap();
         ticker.await.unwrap();
     }
