@@ -15,7 +15,7 @@ use crate::error::{BeaconError, DropReason};
 use crate::events::{self, EventProps, PropDrop};
 use crate::geo::GeoDb;
 use crate::normalise::{
-    CampaignValues, campaign, is_ip_host, misleading, on_site, page_url, referrer_host, site_id,
+    CampaignValues, campaign, is_ip_host, on_site, page_url, referrer_host, site_id,
 };
 use crate::shields::Shields;
 
@@ -204,7 +204,7 @@ pub fn anonymise(
     // A custom event's name is stored as sent: never an address, nor a
     // character that would rewrite a terminal's or a table's text.
     if kind == Kind::Custom
-        && (events::looks_like_email(&beacon.name) || beacon.name.contains(misleading))
+        && (events::looks_like_email(&beacon.name) || events::has_misleading(&beacon.name))
     {
         return Err(BeaconError::InvalidName);
     }
@@ -278,13 +278,18 @@ pub fn anonymise(
             let kept = events::keep(beacon.props(), &beacon.name, site, cx.event_props, |why| {
                 record.prop_dropped(why)
             });
-            let props: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, &**v)).collect();
+            // Lent as plain pairs from the stack: `keep` returns at most
+            // MAX_PROPS of them.
+            let mut pairs = [("", ""); events::MAX_PROPS];
+            for (slot, (k, v)) in pairs.iter_mut().zip(&kept) {
+                *slot = (k, v);
+            }
             record.event(&CustomEvent {
                 site,
                 time: cx.now,
                 name: &beacon.name,
                 page: &page.page,
-                props: &props,
+                props: &pairs[..kept.len()],
                 interactive: beacon.interactive,
                 visitor,
             });
