@@ -391,6 +391,15 @@ fn scale(c: &mut Criterion) {
         (dir, aggregator)
     };
     let pages: Vec<String> = (0..1000).map(|i| format!("/docs/page-{i}")).collect();
+    // The n-th view: one of 1,000 pages and 4,096 visitors, over an hour.
+    fn nth(pages: &[String], n: u64) -> Visit<'_> {
+        Visit::landing(
+            "example.com",
+            HOUR + (n % 3600) as i64,
+            &pages[(n % 1000) as usize],
+            visitor(n % 4096),
+        )
+    }
     let mut group = c.benchmark_group("scale");
     // Two threads on one shard is the one lock every beacon took before.
     for (threads, shards) in [(1u64, 1), (2, 1), (2, 2)] {
@@ -404,13 +413,7 @@ fn scale(c: &mut Criterion) {
                         let (aggregator, pages) = (&aggregator, &pages);
                         scope.spawn(move || {
                             for i in 0..PER_THREAD {
-                                let n = i + t * PER_THREAD;
-                                let visit = Visit::landing(
-                                    "example.com",
-                                    HOUR + (n % 3600) as i64,
-                                    &pages[(n % 1000) as usize],
-                                    visitor(n % 4096),
-                                );
+                                let visit = nth(pages, i + t * PER_THREAD);
                                 aggregator.record(black_box(&visit));
                             }
                         });
@@ -433,14 +436,7 @@ fn scale(c: &mut Criterion) {
                             let mut buckets =
                                 Buckets::new(DEFAULT_LG_K).expect("the default lg_k is valid");
                             for i in 0..PER_THREAD {
-                                let n = i + t * PER_THREAD;
-                                let visit = Visit::landing(
-                                    "example.com",
-                                    HOUR + (n % 3600) as i64,
-                                    &pages[(n % 1000) as usize],
-                                    visitor(n % 4096),
-                                );
-                                buckets.fold(black_box(&visit));
+                                buckets.fold(black_box(&nth(pages, i + t * PER_THREAD)));
                             }
                             black_box(buckets.len())
                         });
