@@ -897,7 +897,7 @@ impl Buckets {
     }
 
     /// An empty set with the same settings.
-    fn empty_like(&self) -> Buckets {
+    pub fn empty_like(&self) -> Buckets {
         Buckets {
             settings: self.settings,
             hours: BTreeMap::new(),

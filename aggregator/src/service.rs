@@ -161,8 +161,7 @@ impl Shards {
     /// `first` (restored from a checkpoint, say) in shard 0, and `n - 1`
     /// empty shards with its settings.
     fn new(first: Buckets, n: usize) -> Self {
-        let mut empty = first.clone();
-        empty.take_all();
+        let empty = first.empty_like();
         let shards = std::iter::once(first)
             .chain((1..n).map(|_| empty.clone()))
             .map(|b| Padded(Mutex::new(b)))
@@ -254,12 +253,18 @@ impl Aggregator {
         // The bound on open visits is the whole process's: split it.
         let visit_shards = shards * VISIT_SHARDS_PER_THREAD;
         let sessions = config.sessions.map(|s| {
-            let per_shard = SessionSettings {
-                max_visits: s.max_visits.div_ceil(visit_shards),
-                ..s
-            };
             (0..visit_shards)
-                .map(|_| Padded(Mutex::new(Sessions::new(per_shard))))
+                .map(|i| {
+                    // An even share, the remainder to the first shards, so
+                    // the shards together hold at most `max_visits`.
+                    let share =
+                        s.max_visits / visit_shards + usize::from(i < s.max_visits % visit_shards);
+                    let per_shard = SessionSettings {
+                        max_visits: share,
+                        ..s
+                    };
+                    Padded(Mutex::new(Sessions::new(per_shard)))
+                })
                 .collect()
         });
         Ok(Self {
@@ -551,9 +556,14 @@ impl Aggregator {
     /// Ends the expired visits of the next part of the open ones (the whole
     /// set every 30 calls), counting each in the hour it started.
     pub fn sweep_visits(&self, now: i64) {
-        for sessions in self.sessions.iter().flatten() {
+        let Some(shards) = self.sessions.as_deref() else {
+            return;
+        };
+        for sessions in shards {
             let mut sessions = lock(sessions);
-            let budget = sessions.len() / 30 + 1024;
+            // The whole set every 30 calls, and at least 1,024 slots a call
+            // over all the shards, as before they were split.
+            let budget = sessions.len() / 30 + (1024 / shards.len()).max(64);
             let mut ended = 0;
             sessions.sweep(now, budget, |visit| {
                 self.open.mine().fold_ended(visit);
@@ -587,8 +597,12 @@ impl Aggregator {
     /// The visits shard of a visitor key.
     fn visits_of(&self, visitor: footfall_schemas::VisitorKey) -> Option<&Mutex<Sessions>> {
         let shards = self.sessions.as_deref()?;
-        // The key is a keyed hash already: its bits are uniform.
-        Some(&shards[(visitor.sketch_input() % shards.len() as u64) as usize])
+        // The key is a keyed hash already: its bits are uniform. Not its
+        // low bits, which pick a key's first slot in the shard's index
+        // (all of a shard's keys would share them, and probe long), nor
+        // its top 7, which the index keeps as a tag: bits 32 to 55.
+        let bits = (visitor.sketch_input() >> 32) & 0xFF_FFFF;
+        Some(&shards[(bits % shards.len() as u64) as usize])
     }
 
     /// Ends every open visit and writes every open bucket, retrying with
@@ -621,7 +635,6 @@ impl Aggregator {
 impl VisitSink for Aggregator {
     fn record(&self, visit: &Visit<'_>) {
         let folded = self.open.mine().fold(visit);
-        self.touch();
         if let Some(sessions) = self.visits_of(visit.visitor) {
             // A view counted under `(other)` is `(other)` in its visit too:
             // the visits hold no text the tables' bounds turned away, so a
@@ -629,6 +642,10 @@ impl VisitSink for Aggregator {
             let visit = folded.as_counted(visit);
             lock(sessions).pageview(&visit, |ended| self.open.mine().fold_ended(ended));
         }
+        // After the visit that the view may have ended was folded too, so
+        // a checkpoint that cleared the flag meanwhile is followed by one
+        // that holds it.
+        self.touch();
         if folded != Folded::default() {
             let m = &self.metrics;
             for (hit, counter) in [
@@ -1009,6 +1026,35 @@ mod tests {
         let (visits, visit_visitors) = count_and_visitors(tmp.path(), "visits");
         assert_eq!(visits, 50);
         assert_eq!(visit_visitors.round(), 50.0);
+    }
+
+    #[test]
+    fn the_bound_on_open_visits_holds_over_every_shard() {
+        let tmp = tempfile::tempdir().unwrap();
+        let agg = Aggregator::open(AggregatorConfig {
+            sessions: Some(SessionSettings {
+                max_visits: 10,
+                ..SessionSettings::default()
+            }),
+            ..config(tmp.path(), 12)
+        })
+        .unwrap();
+        let t0 = 1_764_079_200;
+        for i in 0..500u64 {
+            let who = VisitorKey::from_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            agg.record(&Visit::landing("a.com", t0, "/", who));
+        }
+        let mut out = String::new();
+        agg.render_metrics(&mut out);
+        let value = |name: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {out}"))
+        };
+        // 32 shards share 10 places: at most 10 open, whatever the keys.
+        let open = value("footfall_visits_open");
+        assert!((1..=10).contains(&open), "{open} open");
+        assert_eq!(open + value("footfall_visits_untracked_total"), 500);
     }
 
     #[test]
