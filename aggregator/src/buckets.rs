@@ -434,49 +434,34 @@ impl<const N: usize> hashbrown::Equivalent<Texts<N>> for TextsRef<'_, N> {
     }
 }
 
-/// The first `N` dimension values, all present, and nothing after them.
-fn texts_from<const N: usize>(text: DimText<'_>) -> Option<Texts<N>> {
-    if text[N..].iter().any(Option::is_some) {
-        return None;
+/// The table whose keys are `n` texts: `events` (name, page) or
+/// `event_props` (name, key, value). Any other `n` does not compile.
+const fn texts_table(n: usize) -> Table {
+    match n {
+        2 => Table::Events,
+        3 => Table::EventProps,
+        _ => panic!("no table has that many text dimensions"),
     }
-    let mut parts: [Option<Box<str>>; N] = std::array::from_fn(|i| text[i].map(Into::into));
-    if parts.iter().any(Option::is_none) {
-        return None;
-    }
-    Some(Texts(std::array::from_fn(|i| {
-        parts[i].take().expect("checked above")
-    })))
 }
 
-fn texts_text<const N: usize>(key: &Texts<N>) -> DimText<'_> {
-    let mut out: DimText<'_> = [None; MAX_DIMS];
-    for (slot, part) in out.iter_mut().zip(&key.0) {
-        *slot = Some(part);
-    }
-    out
-}
-
-/// `events`: the event's name and page.
-impl Dims for Texts<2> {
-    const TABLE: Table = Table::Events;
+impl<const N: usize> Dims for Texts<N> {
+    const TABLE: Table = texts_table(N);
     type Hasher = RandomSip;
     fn text(&self) -> DimText<'_> {
-        texts_text(self)
+        let mut out: DimText<'_> = [None; MAX_DIMS];
+        for (slot, part) in out.iter_mut().zip(&self.0) {
+            *slot = Some(part);
+        }
+        out
     }
+    /// The first `N` values, all present, and nothing after them.
     fn from_text(text: DimText<'_>) -> Option<Self> {
-        texts_from(text)
-    }
-}
-
-/// `event_props`: the event's name, an allowed property key, its value.
-impl Dims for Texts<3> {
-    const TABLE: Table = Table::EventProps;
-    type Hasher = RandomSip;
-    fn text(&self) -> DimText<'_> {
-        texts_text(self)
-    }
-    fn from_text(text: DimText<'_>) -> Option<Self> {
-        texts_from(text)
+        if text[..N].iter().any(Option::is_none) || text[N..].iter().any(Option::is_some) {
+            return None;
+        }
+        Some(Texts(std::array::from_fn(|i| {
+            text[i].expect("checked above").into()
+        })))
     }
 }
 
@@ -535,13 +520,22 @@ impl SiteHour {
         } else {
             TextsRef([e.name, e.page])
         };
-        let row = row_in(&mut self.events, &probe, &other2, max, |k| k.to_owned_key());
-        row.add_one(coupon, lg_k);
-        // The row of its own name is open unless the bound turned it away.
-        let name = if self.events.contains_key(&probe) {
-            probe.0[0]
-        } else {
-            OVERFLOW
+        // An open row is found by one lookup, as a view's page is; only a
+        // new one asks whether the bound turned its name away.
+        let name = match self.events.get_mut(&probe) {
+            Some(row) => {
+                row.add_one(coupon, lg_k);
+                probe.0[0]
+            }
+            None => {
+                let row = row_in(&mut self.events, &probe, &other2, max, |k| k.to_owned_key());
+                row.add_one(coupon, lg_k);
+                if self.events.contains_key(&probe) {
+                    probe.0[0]
+                } else {
+                    OVERFLOW
+                }
+            }
         };
         let mut overflow = name == OVERFLOW && e.name != OVERFLOW;
         for &(key, value) in e.props {

@@ -800,14 +800,7 @@ impl VisitSink for Aggregator {
         if let Some(sessions) = &self.sessions {
             let (open, tally) = sessions.iter().fold((0, Tally::default()), |(n, t), s| {
                 let s = lock(s);
-                let u = s.tally();
-                let sum = Tally {
-                    started: t.started + u.started,
-                    ended: t.ended + u.ended,
-                    untracked: t.untracked + u.untracked,
-                    orphan_engagements: t.orphan_engagements + u.orphan_engagements,
-                };
-                (n + s.len(), sum)
+                (n + s.len(), t + s.tally())
             });
             visits = vec![
                 (

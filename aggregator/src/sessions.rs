@@ -105,6 +105,19 @@ pub struct Tally {
     pub orphan_engagements: u64,
 }
 
+/// The tallies of several shards, as one.
+impl std::ops::Add for Tally {
+    type Output = Tally;
+    fn add(self, other: Tally) -> Tally {
+        Tally {
+            started: self.started + other.started,
+            ended: self.ended + other.ended,
+            untracked: self.untracked + other.untracked,
+            orphan_engagements: self.orphan_engagements + other.orphan_engagements,
+        }
+    }
+}
+
 /// Every open visit.
 pub struct Sessions {
     settings: SessionSettings,

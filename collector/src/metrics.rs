@@ -60,69 +60,78 @@ impl Metrics {
 
     /// Appends the counters in the Prometheus text exposition format.
     pub fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP footfall_beacons_counted_total Beacons answered 202 that counted as at least one view.\n\
-             # TYPE footfall_beacons_counted_total counter\n",
-        );
-        let _ = writeln!(
+        let load = |n: &AtomicU64| n.load(Relaxed);
+        counter(
             out,
-            "footfall_beacons_counted_total {}",
-            self.counted.load(Relaxed)
+            "footfall_beacons_counted_total",
+            "Beacons answered 202 that counted as at least one view.",
+            load(&self.counted),
         );
-        out.push_str(
-            "# HELP footfall_views_total Views recorded (a beacon for several sites is one view per site).\n\
-             # TYPE footfall_views_total counter\n",
-        );
-        let _ = writeln!(out, "footfall_views_total {}", self.visits.load(Relaxed));
-        out.push_str(
-            "# HELP footfall_engagements_total Engagement reports counted for an open visit (one per site).\n\
-             # TYPE footfall_engagements_total counter\n",
-        );
-        let _ = writeln!(
+        counter(
             out,
-            "footfall_engagements_total {}",
-            self.engagements.load(Relaxed)
+            "footfall_views_total",
+            "Views recorded (a beacon for several sites is one view per site).",
+            load(&self.visits),
         );
-        out.push_str(
-            "# HELP footfall_events_total Custom events counted (one per site).\n\
-             # TYPE footfall_events_total counter\n",
+        counter(
+            out,
+            "footfall_engagements_total",
+            "Engagement reports counted for an open visit (one per site).",
+            load(&self.engagements),
         );
-        let _ = writeln!(out, "footfall_events_total {}", self.events.load(Relaxed));
-        out.push_str(
-            "# HELP footfall_event_props_dropped_total Properties of counted custom events not stored, by reason (not-allowed: key not on --event-prop).\n\
-             # TYPE footfall_event_props_dropped_total counter\n",
+        counter(
+            out,
+            "footfall_events_total",
+            "Custom events counted (one per site).",
+            load(&self.events),
         );
-        for (reason, n) in PropDrop::ALL.iter().zip(&self.props_dropped) {
-            let _ = writeln!(
-                out,
-                "footfall_event_props_dropped_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                n.load(Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP footfall_beacons_dropped_total Well-formed beacons answered 202 but not counted, by reason.\n\
-             # TYPE footfall_beacons_dropped_total counter\n",
+        by_reason(
+            out,
+            "footfall_event_props_dropped_total",
+            "Properties of counted custom events not stored, by reason (not-allowed: key not on --event-prop).",
+            PropDrop::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .zip(&self.props_dropped),
         );
-        for (reason, n) in DropReason::ALL.iter().zip(&self.dropped) {
-            let _ = writeln!(
-                out,
-                "footfall_beacons_dropped_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                n.load(Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP footfall_beacons_rejected_total Requests to /api/event refused with a 4xx, by reason.\n\
-             # TYPE footfall_beacons_rejected_total counter\n",
+        by_reason(
+            out,
+            "footfall_beacons_dropped_total",
+            "Well-formed beacons answered 202 but not counted, by reason.",
+            DropReason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .zip(&self.dropped),
         );
-        for (error, n) in BeaconError::ALL.iter().zip(&self.rejected) {
-            let _ = writeln!(
-                out,
-                "footfall_beacons_rejected_total{{reason=\"{}\"}} {}",
-                error.label(),
-                n.load(Relaxed)
-            );
-        }
+        by_reason(
+            out,
+            "footfall_beacons_rejected_total",
+            "Requests to /api/event refused with a 4xx, by reason.",
+            BeaconError::ALL
+                .iter()
+                .map(|e| e.label())
+                .zip(&self.rejected),
+        );
+    }
+}
+
+/// One counter: its help, its type and its value.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// A counter family labelled by reason, one line per (label, counter).
+fn by_reason<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    reasons: impl Iterator<Item = (&'static str, &'a AtomicU64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (reason, n) in reasons {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", n.load(Relaxed));
     }
 }

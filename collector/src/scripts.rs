@@ -22,8 +22,8 @@ use crate::server::{Resp, empty, text};
 
 /// The extensions a variant's path may name, each at most once and in any
 /// order; a variant's bit for each is its place here. (Plausible's
-/// `pageview-props` is not among them: with the others it would not fit in
-/// 1.5 KB.) `scripts/build-tracker.mjs` has the same list, which also
+/// `pageview-props` is not among them: footfall stores no properties of
+/// page views, so the script would send what is only dropped.) `scripts/build-tracker.mjs` has the same list, which also
 /// orders the fragments: `hash` before anything reads it, and the
 /// tagged-events rule for a link before the outbound and download rules it
 /// overrides.

@@ -13,7 +13,6 @@ import http.client
 import json
 import random
 import signal
-import subprocess
 from collections import defaultdict
 
 import datasketches
@@ -21,7 +20,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import EVENT_SCHEMAS, FOOTFALL, SITE, start_server
+from conftest import EVENT_SCHEMAS, SITE, report, start_server
 
 VISITORS = 300
 PLANS = ["free", "pro", "team"]
@@ -61,12 +60,9 @@ def events_run(tmp_path_factory):
     conn.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    report = json.loads(subprocess.run(
-        [FOOTFALL, "report", "--data-dir", data_dir, "--site", SITE, "--by", "event", "--format", "json"],
-        check=True, capture_output=True, text=True,
-    ).stdout)
-    return {"dir": data_dir, "sent": sent, "converted": converted, "plans": plans,
-            "report": {r["event"]: r for r in report}}
+    run = {"dir": data_dir, "sent": sent, "converted": converted, "plans": plans}
+    run["report"] = {r["event"]: r for r in report(run, "event")}
+    return run
 
 
 def test_pyarrow_reads_both_tables_in_their_documented_schema(events_run):
