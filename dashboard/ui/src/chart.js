@@ -12,6 +12,8 @@ for (let i = 3; i <= 9; i++) COUNT_INCRS.push(10 ** i, 2 * 10 ** i, 2.5 * 10 ** 
 // The x axis's steps: whole hours for a day, whole days beyond (uPlot
 // would otherwise label a daily graph at noon too).
 const HOUR_INCRS = [1, 2, 3, 4, 6, 12].map((n) => n * 3600);
+// A duration's axis steps in whole seconds, minutes and hours (not 50 s).
+const DURATION_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
 const DAY_INCRS = [1, 2, 3, 7, 14, 28, 56, 91, 182].map((n) => n * 86400);
 
 // The series of one range: the API answers only the buckets that have
@@ -154,7 +156,7 @@ function drawGraph(el, data) {
         grid: { stroke: c.grid, width: 1 },
         ticks: { show: false },
         size: 56,
-        incrs: counts ? COUNT_INCRS : undefined,
+        incrs: counts ? COUNT_INCRS : data.metric === "visit_duration" ? DURATION_INCRS : undefined,
         values: (u, splits) => splits.map((v) => fmtMetric(data.metric, v)),
       },
     ],
