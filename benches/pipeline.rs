@@ -32,7 +32,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use datasketches::hll::HllSketch;
 use footfall_aggregator::Buckets;
 use footfall_aggregator::buckets::{HLL_TYPE, date_of};
-use footfall_aggregator::writer::{new_flush_id, write_file};
+use footfall_aggregator::writer::{file_name, new_flush_id, write_file};
 use footfall_collector::agent;
 use footfall_collector::anonymise::Context;
 use footfall_collector::beacon::{QUERY_SCRATCH, decode_json_parsed, decode_query_parsed};
@@ -41,6 +41,7 @@ use footfall_collector::{
 };
 use footfall_schemas::tables::{DEFAULT_LG_K, Table};
 use footfall_schemas::{Browser, Os, Visit, VisitorKey};
+use footfall_storage::Store;
 
 /// A typical pageview as the Plausible-compatible tracker sends it: a page
 /// URL with a campaign parameter, a search-engine referrer and a viewport
@@ -328,6 +329,7 @@ fn parquet_flush(c: &mut Criterion) {
     }
     assert_eq!(buckets.rows_of(Table::Pages).count(), ROWS as usize);
     let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Store::local(dir.path()).expect("a data dir");
     let date = date_of(HOUR);
 
     let mut group = c.benchmark_group("parquet_flush");
@@ -345,20 +347,16 @@ fn parquet_flush(c: &mut Criterion) {
                 let batch = buckets
                     .to_record_batch(Table::Pages)
                     .expect("a valid batch");
-                let written = write_file(
-                    dir.path(),
-                    Table::Pages,
-                    date,
-                    DEFAULT_LG_K,
-                    new_flush_id(),
-                    &batch,
-                )
-                .expect("the temporary folder is writable");
+                let name = file_name(new_flush_id());
+                write_file(&store, Table::Pages, date, DEFAULT_LG_K, &name, &batch)
+                    .expect("the temporary folder is writable");
                 timed += start.elapsed();
                 // Each flush makes a new file. Deleting it outside the timed
                 // region keeps the folder small without charging the unlink
                 // to the flush.
-                std::fs::remove_file(&written.path).expect("the file just written exists");
+                store
+                    .delete(&format!("pages/date={date}/{name}"))
+                    .expect("the file just written exists");
             }
             timed
         })
@@ -377,7 +375,8 @@ fn scale(c: &mut Criterion) {
     let open = |shards: usize| {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let aggregator = Aggregator::open(AggregatorConfig {
-            data_dir: dir.path().to_owned(),
+            store: Store::local(dir.path()).expect("a data dir"),
+            state_dir: dir.path().join("_state"),
             lg_k: DEFAULT_LG_K,
             tick: Duration::from_secs(1),
             flush_interval: None,

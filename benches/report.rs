@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use footfall_aggregator::Buckets;
 use footfall_aggregator::rollup::rollup_date;
-use footfall_aggregator::writer::{new_flush_id, write_file};
+use footfall_aggregator::writer::{file_name, new_flush_id, write_file};
+use footfall_report::Store;
 use footfall_report::{Dimension, Query, Report, run};
 use footfall_schemas::tables::DEFAULT_LG_K;
 use footfall_schemas::{Visit, VisitorKey};
@@ -59,7 +60,7 @@ fn date(day: i64) -> NaiveDate {
 
 fn report(dir: &std::path::Path, days: i64) -> (Report, Duration) {
     let q = Query {
-        data_dir: dir.to_owned(),
+        store: Store::local(dir).expect("a data dir"),
         site: "example.com".into(),
         from: date(0),
         to: date(days - 1),
@@ -103,11 +104,11 @@ fn main() {
                 .to_record_batch(footfall_schemas::tables::Table::Pages)
                 .expect("a batch");
             write_file(
-                dir,
+                &Store::local(dir).expect("a data dir"),
                 footfall_schemas::tables::Table::Pages,
                 date(day),
                 DEFAULT_LG_K,
-                new_flush_id(),
+                &file_name(new_flush_id()),
                 &batch,
             )
             .expect("writable");
@@ -133,7 +134,12 @@ fn main() {
 
     let started = Instant::now();
     for day in 0..days {
-        rollup_date(dir, date(day), Some(DEFAULT_LG_K)).expect("rollup");
+        rollup_date(
+            &Store::local(dir).expect("a data dir"),
+            date(day),
+            Some(DEFAULT_LG_K),
+        )
+        .expect("rollup");
     }
     let rollup_time = started.elapsed();
 

@@ -22,6 +22,7 @@ use footfall_collector::shields::Shields;
 use footfall_collector::{Collector, CollectorConfig, SaltStore, SiteFilter};
 use footfall_schemas::VisitSink;
 use footfall_schemas::tables::{DEFAULT_LG_K, STATE_DIR};
+use footfall_storage::Store;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -65,9 +66,11 @@ enum Command {
 /// Which files and which site a report or a release reads.
 #[derive(Debug, clap::Args)]
 struct RangeArgs {
-    /// Folder that `serve` writes to.
+    /// Where `serve` writes: a folder, or an object-store URL
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`; credentials from the
+    /// environment, as `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`…).
     #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
-    data_dir: PathBuf,
+    data_dir: String,
 
     /// The site [default: the one site with data, when only one has any].
     #[arg(long)]
@@ -86,6 +89,11 @@ struct RangeArgs {
 struct PublishArgs {
     #[command(flatten)]
     range: RangeArgs,
+
+    /// Local folder of the privacy-budget ledger [default:
+    /// `<data-dir>/_state`; required when the data dir is a URL].
+    #[arg(long, env = "FOOTFALL_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 
     /// The dimension whose counts are released (as `report --by`).
     #[arg(long, value_parser = dimension_parser())]
@@ -128,9 +136,11 @@ enum NoticeFormat {
 
 #[derive(Debug, clap::Args)]
 struct SitesArgs {
-    /// Folder that `serve` writes to.
+    /// Where `serve` writes: a folder, or an object-store URL
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`; credentials from the
+    /// environment, as `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`…).
     #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
-    data_dir: PathBuf,
+    data_dir: String,
 
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -139,9 +149,11 @@ struct SitesArgs {
 
 #[derive(Debug, clap::Args)]
 struct RollupArgs {
-    /// Folder that `serve` writes to.
+    /// Where `serve` writes: a folder, or an object-store URL
+    /// (`s3://bucket/prefix`, `gs://…`, `az://…`; credentials from the
+    /// environment, as `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`…).
     #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
-    data_dir: PathBuf,
+    data_dir: String,
 
     /// The UTC day to roll up (YYYY-MM-DD) [default: every day before
     /// today that has hourly files].
@@ -265,9 +277,27 @@ struct ServeArgs {
     #[arg(long, env = "FOOTFALL_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     listen: SocketAddr,
 
-    /// Folder for the Parquet output and the `_state` folder.
+    /// Where the Parquet output goes: a folder (created if missing), or an
+    /// object-store URL (`s3://bucket/prefix`, `gs://…`, `az://…`), with
+    /// credentials from the environment as that ecosystem expects
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`).
     #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
-    data_dir: PathBuf,
+    data_dir: String,
+
+    /// Local folder for this collector's lock, checkpoint and (without
+    /// `--salt-store`) salt [default: `<data-dir>/_state`; required when
+    /// the data dir is a URL]. Each collector needs its own.
+    #[arg(long, env = "FOOTFALL_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// A private location (`s3://other-bucket/prefix`, or a folder) where
+    /// collectors counting the same sites share each day's salt, so a
+    /// visitor whose beacons reach two of them is counted once. Never
+    /// inside the data dir: whoever reads a salt can test whether someone
+    /// is in that day's numbers. Salts are kept in memory only.
+    #[arg(long, env = "FOOTFALL_SALT_STORE")]
+    salt_store: Option<String>,
 
     /// Count only these sites (repeatable, or comma-separated in the
     /// variable). None: accept any site.
@@ -560,12 +590,12 @@ fn date_range(
 }
 
 /// `--site`, normalised as serve names sites, or the one site with data.
-fn site_or_only(site: Option<&str>, data_dir: &std::path::Path) -> Result<String> {
+fn site_or_only(site: Option<&str>, store: &footfall_report::Store) -> Result<String> {
     Ok(match site {
         Some(site) => footfall_collector::normalise::site_id(site)
             .map_err(|_| anyhow::anyhow!("--site {site:?} is not a domain name like example.com"))?
             .into_owned(),
-        None => footfall_report::only_site(data_dir)?,
+        None => footfall_report::only_site(store)?,
     })
 }
 
@@ -579,9 +609,10 @@ impl RangeArgs {
         min_visitors: u64,
     ) -> Result<footfall_report::Query> {
         let (from, to) = date_range(self.from, self.to)?;
-        let site = site_or_only(self.site.as_deref(), &self.data_dir)?;
+        let store = footfall_report::open(&self.data_dir)?;
+        let site = site_or_only(self.site.as_deref(), &store)?;
         Ok(footfall_report::Query {
-            data_dir: self.data_dir,
+            store,
             site,
             from,
             to,
@@ -645,17 +676,23 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
 
 fn publish(args: PublishArgs) -> Result<()> {
     // Every row: the threshold, not a limit, decides what is released.
+    let state_dir = match (
+        &args.state_dir,
+        footfall_storage::is_url(&args.range.data_dir),
+    ) {
+        (Some(dir), _) => dir.clone(),
+        (None, false) => PathBuf::from(&args.range.data_dir).join(STATE_DIR),
+        (None, true) => anyhow::bail!(
+            "--data-dir {} is not on this machine: pass --state-dir, the local folder \
+             that keeps this data's privacy-budget ledger",
+            args.range.data_dir
+        ),
+    };
     let query = args.range.query(Some(args.by), None, 0)?;
     let report = footfall_report::run(&query)?;
-    let footfall_report::Query {
-        data_dir,
-        site,
-        from,
-        to,
-        ..
-    } = query;
+    let footfall_report::Query { site, from, to, .. } = query;
     let counts = publish::counts_of(&report.rows);
-    let mut ledger = publish::Ledger::open(&data_dir)?;
+    let mut ledger = publish::Ledger::open(&state_dir)?;
     ledger.check(&site, from, to, args.epsilon, args.epsilon_budget)?;
     let release = publish::release(&counts, args.epsilon, args.delta)?;
     // Spent once drawn, whether or not the file is written.
@@ -684,7 +721,7 @@ fn publish(args: PublishArgs) -> Result<()> {
 }
 
 fn sites(args: SitesArgs) -> Result<()> {
-    let sites = footfall_report::sites(&args.data_dir)?;
+    let sites = footfall_report::sites(&footfall_report::open(&args.data_dir)?)?;
     print!(
         "{}",
         footfall_report::render_sites(&sites, args.format.into())
@@ -694,36 +731,29 @@ fn sites(args: SitesArgs) -> Result<()> {
 
 fn rollup(args: RollupArgs) -> Result<()> {
     use footfall_aggregator::rollup::{Outcome, rollup_date};
-    anyhow::ensure!(
-        args.data_dir.is_dir(),
-        "data dir {} does not exist (serve writes it; pass --data-dir)",
-        args.data_dir.display()
-    );
+    let store = footfall_report::open(&args.data_dir)?;
     // The data dir's lg_k, as serve recorded it; else the first file's.
-    let lg_k = footfall_aggregator::service::recorded_lg_k(&args.data_dir);
+    let lg_k = footfall_aggregator::service::recorded_lg_k(&store);
     let today = chrono::Utc::now().date_naive();
     let dates = match args.date {
         Some(d) => vec![d],
-        None => footfall_aggregator::rollup::dates_with_partitions(&args.data_dir)
+        None => footfall_aggregator::rollup::dates_with_partitions(&store)?
             .into_iter()
             .filter(|d| *d < today)
             .collect(),
     };
     if dates.is_empty() {
-        println!(
-            "no closed day with hourly files in {}",
-            args.data_dir.display()
-        );
+        println!("no closed day with hourly files in {store}");
     }
     for date in dates {
         if date >= today {
             eprintln!(
-                "footfall: warning: {date} is not over yet; files written later make this \
-                 rollup stale (reports then read the hourly files) until it is rebuilt"
+                "footfall: warning: {date} is not over yet; a day's rollup is written once, \
+                 and files written after it are read beside it"
             );
         }
-        let outcomes = rollup_date(&args.data_dir, date, lg_k)
-            .with_context(|| format!("rolling up {date}"))?;
+        let outcomes =
+            rollup_date(&store, date, lg_k).with_context(|| format!("rolling up {date}"))?;
         if outcomes.iter().all(|(_, o)| matches!(o, Outcome::NoData)) {
             println!("{date}: no hourly files");
         }
@@ -732,11 +762,16 @@ fn rollup(args: RollupArgs) -> Result<()> {
                 Outcome::Written { written, covers } => println!(
                     "{date} {}: wrote {} ({} rows from {covers} hourly file{})",
                     table.name(),
-                    written.path.display(),
+                    written.at,
                     written.rows,
                     if covers == 1 { "" } else { "s" }
                 ),
-                Outcome::UpToDate => println!("{date} {}: up to date", table.name()),
+                Outcome::Exists { late: 0 } => println!("{date} {}: up to date", table.name()),
+                Outcome::Exists { late } => println!(
+                    "{date} {}: has its rollup; {late} hourly file{} written after it, read beside it",
+                    table.name(),
+                    if late == 1 { "" } else { "s" }
+                ),
                 Outcome::NoData => {}
             }
         }
@@ -800,12 +835,68 @@ fn create_data_dir(dir: &std::path::Path) -> Result<bool> {
     }
 }
 
+/// Where the data goes and where this collector's state stays: a local
+/// data dir (and `<data-dir>/_state` unless `--state-dir` says otherwise),
+/// or an object store, which needs `--state-dir`.
+fn locations(args: &ServeArgs) -> Result<(Option<PathBuf>, PathBuf)> {
+    if footfall_storage::is_url(&args.data_dir) {
+        let state = args.state_dir.clone().with_context(|| {
+            format!(
+                "--data-dir {} is not on this machine: pass --state-dir, a local folder for \
+                 this collector's lock and checkpoint (crash safety must not wait on a network)",
+                args.data_dir
+            )
+        })?;
+        // Checked now, before anything is created: a bad URL is a typo.
+        Store::open(&args.data_dir).with_context(|| format!("--data-dir {}", args.data_dir))?;
+        Ok((None, state))
+    } else {
+        let dir = PathBuf::from(&args.data_dir);
+        let state = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join(STATE_DIR));
+        Ok((Some(dir), state))
+    }
+}
+
+/// The shared salt store, checked: not inside the data location, and
+/// honouring create-only puts (probed with an object of its own).
+async fn shared_salts(spec: &str, data: &Store) -> Result<SaltStore> {
+    let salts = Store::open(spec).with_context(|| format!("--salt-store {spec}"))?;
+    anyhow::ensure!(
+        !data.contains(&salts),
+        "--salt-store {salts} is inside the data dir {data}: whoever can read the data \
+         could read the salts and test whether a known person is in a day's numbers. \
+         Give the salts a private location of their own"
+    );
+    let honoured = salts
+        .probe_create_only(footfall_collector::salt::SHARED_DIR)
+        .await
+        .with_context(|| format!("--salt-store {salts}: probing it"))?;
+    anyhow::ensure!(
+        honoured,
+        "--salt-store {salts} overwrites an object on a create-only put (If-None-Match is \
+         ignored): two collectors could each believe their salt won and count visitors twice. \
+         Use a store that honours conditional puts"
+    );
+    let store = SaltStore::shared(salts);
+    // Today's now, so the first beacons have it; a store that does not
+    // answer is said at once.
+    store
+        .refresh(unix_now())
+        .await
+        .map_err(|e| anyhow::anyhow!("--salt-store {spec}: {e}"))?;
+    Ok(store)
+}
+
 /// Everything that can refuse to start, in an order that touches the disk
 /// last: flags and files are checked and the ports are bound before the
 /// data dir is created or locked. A start that fails after that leaves
 /// nothing behind in a data dir it created: a typo in a flag must not leave
 /// a `_state` folder that looks like data.
 async fn start(args: ServeArgs) -> Result<Started> {
+    let (local_dir, state_dir) = locations(&args)?;
     let allow_list = !args.sites.is_empty();
     let geo = match &args.geoip_db {
         None => None,
@@ -860,9 +951,26 @@ async fn start(args: ServeArgs) -> Result<Started> {
         )),
     };
 
-    let created = create_data_dir(&args.data_dir)?;
+    let created = match &local_dir {
+        Some(dir) => create_data_dir(dir)?,
+        None => false,
+    };
+    // Only a local dir this start made is taken away again on a failure.
+    let ours = local_dir.clone().filter(|_| created);
+    let store =
+        Store::open(&args.data_dir).with_context(|| format!("--data-dir {}", args.data_dir));
+    let store = match store {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(dir) = &ours {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
+        }
+    };
     let aggregator = Aggregator::open(AggregatorConfig {
-        data_dir: args.data_dir.clone(),
+        store: store.clone(),
+        state_dir: state_dir.clone(),
         lg_k: args.lg_k,
         tick: Duration::from_secs(1),
         checkpoint_interval: args.checkpoint_interval,
@@ -889,23 +997,26 @@ async fn start(args: ServeArgs) -> Result<Started> {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
     })
-    .with_context(|| format!("opening data dir {}", args.data_dir.display()));
+    .with_context(|| format!("opening data dir {store}"));
     let aggregator = match aggregator {
         Ok(a) => Arc::new(a),
         Err(e) => {
             // Another process may have opened the dir meanwhile (this one
             // then failed on its lock): only a dir still empty goes, so
             // nothing of theirs does.
-            if created {
-                let _ = std::fs::remove_dir(&args.data_dir);
+            if let Some(dir) = &ours {
+                let _ = std::fs::remove_dir(dir.join(STATE_DIR));
+                let _ = std::fs::remove_dir(dir);
             }
             return Err(e);
         }
     };
     // From here the lock is ours: what this start wrote is all there is.
     let undo = |e: anyhow::Error| {
-        if created && let Err(rm) = std::fs::remove_dir_all(&args.data_dir) {
-            tracing::warn!(error = %rm, data_dir = %args.data_dir.display(),
+        if let Some(dir) = &ours
+            && let Err(rm) = std::fs::remove_dir_all(dir)
+        {
+            tracing::warn!(error = %rm, data_dir = %dir.display(),
                 "could not remove the data dir this failed start created");
         }
         e
@@ -917,8 +1028,10 @@ async fn start(args: ServeArgs) -> Result<Started> {
             "no --site given: counting beacons for any site; set --site to accept only yours"
         );
     }
-    let salts =
-        SaltStore::persistent(&args.data_dir.join(STATE_DIR)).map_err(|e| undo(e.into()))?;
+    let salts = match &args.salt_store {
+        Some(spec) => shared_salts(spec, &store).await.map_err(undo)?,
+        None => SaltStore::persistent(&state_dir).map_err(|e| undo(e.into()))?,
+    };
     // A salt left by a run on an earlier day dies now, not at the first beacon.
     salts.expire(unix_now());
     let collector = Arc::new(Collector::new(
@@ -943,7 +1056,8 @@ async fn start(args: ServeArgs) -> Result<Started> {
         .local_addr()
         .context("reading the bound address")
         .map_err(undo)?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), lg_k = args.lg_k, "listening");
+    tracing::info!(%addr, data_dir = %store, state_dir = %state_dir.display(), lg_k = args.lg_k,
+        salts = if args.salt_store.is_some() { "shared" } else { "local" }, "listening");
     // Only a browser on this machine can open it as localhost.
     if !allow_list && (addr.ip().is_loopback() || addr.ip().is_unspecified()) {
         tracing::info!(
@@ -985,6 +1099,7 @@ async fn run(started: Started) -> Result<()> {
         let _ = ticker_stop.changed().await;
     }));
     let sweeper = tokio::spawn(sweep(Arc::clone(&collector), stop_rx.clone()));
+    let salts = tokio::spawn(refresh_salts(Arc::clone(&collector), stop_rx.clone()));
     let operator = operator.map(|(listener, secret)| {
         let mut stop = stop_rx.clone();
         tokio::spawn(footfall_collector::operator::serve_operator(
@@ -1004,11 +1119,12 @@ async fn run(started: Started) -> Result<()> {
     let _ = stop_tx.send(());
     let _ = ticker.await;
     let _ = sweeper.await;
+    let _ = salts.await;
     if let Some(operator) = operator {
         let _ = operator.await;
     }
     aggregator.flush_all(5).await.context(
-        "writing the last aggregates failed; they are kept in _state/checkpoint \
+        "writing the last aggregates failed; they are kept in the state dir's checkpoint \
          and will be written at the next start",
     )?;
     tracing::info!("all aggregates written; bye");
@@ -1030,6 +1146,23 @@ async fn sweep(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
                 let now = unix_now();
                 collector.tick_shields(now);
                 collector.expire_salts(now);
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Every five seconds, apart from the sweeper (a store that does not
+/// answer must not hold up the rate cap's minutes): fetches shared salts
+/// as they are due. Nothing for local salts.
+async fn refresh_salts(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                // Failures are logged (once, until it answers again) and
+                // shown by /healthz.
+                let _ = collector.refresh_salts(unix_now()).await;
             }
             _ = stop.changed() => return,
         }

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
-use footfall_schemas::tables::STATE_DIR;
 use opendp::domains::{AtomDomain, MapDomain};
 use opendp::measurements::make_laplace_threshold;
 use opendp::metrics::{AbsoluteDistance, L01InfDistance};
@@ -127,9 +126,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// The ledger of `data_dir` (empty if none was kept yet).
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        let path = data_dir.join(STATE_DIR).join("privacy-budget");
+    /// The ledger in `state_dir` (empty if none was kept yet).
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        let path = state_dir.join("privacy-budget");
         let mut spent = HashMap::new();
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -412,7 +411,7 @@ mod tests {
         assert!(e.to_string().contains("a.com 2026-12-03"), "{e}");
         l.check("a.com", d(4), d(5), 1.0, 1.0).unwrap();
         l.check("b.org", d(1), d(3), 1.0, 1.0).unwrap();
-        let text = std::fs::read_to_string(tmp.path().join("_state/privacy-budget")).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("privacy-budget")).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
     }
 }

@@ -46,7 +46,8 @@ fn client(i: u32) -> Client<'static> {
 /// flood reaches `(other)` quickly. Nothing is written: no tick runs.
 fn aggregator(dir: &std::path::Path) -> Aggregator {
     Aggregator::open(AggregatorConfig {
-        data_dir: dir.to_owned(),
+        store: footfall_storage::Store::local(dir).expect("a data dir"),
+        state_dir: dir.join("_state"),
         lg_k: DEFAULT_LG_K,
         tick: Duration::from_secs(3600),
         flush_interval: None,

@@ -12,10 +12,13 @@
 //! A flush writes data files and then a new checkpoint without the rows it
 //! wrote. A crash between the two would leave those rows in the checkpoint
 //! as well as in a file. So before a flush writes anything, the checkpoint is
-//! saved with the rows it is about to write marked *pending*, under a random
-//! flush id that also goes into each data file's name. At restart, pending
-//! rows whose table's date partition holds a file with that id were written
-//! and are dropped; the others were not, and are restored.
+//! saved with the rows it is about to write marked *pending*, each with the
+//! name of the file it goes to (unique: a random flush id is in it). Rows
+//! whose write failed stay pending under that name. At restart, pending
+//! rows are put again under their names with a create-only put: a file
+//! that had landed is found there and nothing is written twice; one that
+//! had not is written now. No listing is needed, so a restart does not
+//! depend on the store answering.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -34,16 +37,20 @@ use parquet::file::properties::WriterProperties;
 
 use crate::buckets::{Bucket, Buckets, DimText, MAX_DIMS, Row, date_of};
 use crate::error::Error;
-use crate::writer::{flush_token, partition_dir};
+use crate::writer::partition_key;
+use chrono::NaiveDate;
 use footfall_schemas::tables::MAX_COUNTS;
 use footfall_schemas::tables::Table;
+use footfall_storage::Store;
 
 const FILE: &str = "checkpoint";
-/// 3: every count of a row (`c0`..`c6`, in its table's order). 2: rows of
+/// 4: a pending row names its file (`file`). 3: every count of a row
+/// (`c0`..`c6`, in its table's order); pending rows marked by `pending`
+/// under one flush id in the footer. 2: rows of
 /// every table (`table`, dimensions `d0`..`d3`) with `views` and
 /// `entries`. 1: `pages` rows only (`page`). The older ones are still read,
 /// so an upgrade after a crash loses nothing.
-const VERSION: &str = "3";
+const VERSION: &str = "4";
 const KEY_VERSION: &str = "footfall.checkpoint.version";
 const KEY_FLUSH: &str = "footfall.checkpoint.pending_flush";
 const KEY_LG_K: &str = "footfall.hll.lg_k";
@@ -53,20 +60,26 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(FILE)
 }
 
-/// A flush about to happen: its id and the buckets it will write.
-#[derive(Debug, Clone, Copy)]
-pub struct Pending<'a> {
-    pub flush_id: u64,
-    pub buckets: &'a Buckets,
+/// Rows of one table and date on their way to one file, not yet known to
+/// be in it.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The file's name in its partition (`part-….parquet`).
+    pub file: String,
+    pub table: Table,
+    pub date: NaiveDate,
+    /// Only rows of `table` on `date`.
+    pub buckets: Buckets,
 }
 
-/// Saves `unwritten` (and the rows of a flush about to run, marked pending)
-/// atomically: a temporary file, fsynced, renamed over the old checkpoint.
+/// Saves `unwritten` (open buckets) and `pending` (rows on their way to a
+/// file) atomically: a temporary file, fsynced, renamed over the old
+/// checkpoint.
 pub fn save(
     state_dir: &Path,
     lg_k: u8,
     unwritten: &[&Buckets],
-    pending: Option<Pending<'_>>,
+    pending: &[Pending],
 ) -> Result<u64, Error> {
     fs::create_dir_all(state_dir).map_err(Error::io("creating", state_dir))?;
     let target = path(state_dir);
@@ -80,15 +93,15 @@ pub fn save(
     fields.extend((0..MAX_COUNTS).map(|i| Field::new(format!("c{i}"), DataType::Int64, false)));
     fields.extend([
         Field::new("visitors", DataType::Binary, false),
-        Field::new("pending", DataType::Boolean, false),
+        Field::new("file", DataType::Utf8, true),
     ]);
     let schema = Arc::new(Schema::new(fields));
-    let mut rows: Vec<(Row<'_>, bool)> = Vec::new();
+    let mut rows: Vec<(Row<'_>, Option<&str>)> = Vec::new();
     for b in unwritten {
-        rows.extend(b.rows().map(|r| (r, false)));
+        rows.extend(b.rows().map(|r| (r, None)));
     }
-    if let Some(p) = &pending {
-        rows.extend(p.buckets.rows().map(|r| (r, true)));
+    for p in pending {
+        rows.extend(p.buckets.rows().map(|r| (r, Some(p.file.as_str()))));
     }
     // The sketch as it is, HIP state included: a restored bucket goes on
     // folding exactly as if there had been no crash.
@@ -119,16 +132,13 @@ pub fn save(
     }
     columns.extend([
         Arc::new(BinaryArray::from_iter_values(images.iter())) as ArrayRef,
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|(_, p)| Some(*p)))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|(_, f)| *f))),
     ]);
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(Error::Arrow)?;
-    let mut kv = vec![
+    let kv = vec![
         KeyValue::new(KEY_VERSION.into(), VERSION.to_string()),
         KeyValue::new(KEY_LG_K.into(), lg_k.to_string()),
     ];
-    if let Some(p) = &pending {
-        kv.push(KeyValue::new(KEY_FLUSH.into(), flush_token(p.flush_id)));
-    }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_key_value_metadata(Some(kv))
@@ -174,18 +184,23 @@ pub fn remove(state_dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// What a checkpoint held that is not yet in any data file.
+/// What a checkpoint held that is not yet known to be in any data file.
 #[derive(Debug)]
 pub struct Restored {
+    /// Rows no flush had taken.
     pub buckets: Buckets,
-    /// Rows of an interrupted flush that had already reached a data file.
+    /// Rows on their way to a file, by file: put them again under the same
+    /// names.
+    pub pending: Vec<Pending>,
+    /// Rows of an interrupted flush of an older version (3 and before)
+    /// found already in a data file.
     pub already_written: usize,
 }
 
 /// Reads the checkpoint, if any, into `into` (empty buckets with the data
-/// dir's `lg_k` and limits), resolving an interrupted flush against the data
-/// files present.
-pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<Restored>, Error> {
+/// dir's `lg_k` and limits). An older version's interrupted flush is
+/// resolved against the files in `store`.
+pub fn load(state_dir: &Path, store: &Store, into: Buckets) -> Result<Option<Restored>, Error> {
     let target = path(state_dir);
     let file = match File::open(&target) {
         Ok(f) => f,
@@ -215,7 +230,7 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
         what,
     };
     let version = get(KEY_VERSION);
-    if !matches!(version.as_deref(), Some("1" | "2" | "3")) {
+    if !matches!(version.as_deref(), Some("1" | "2" | "3" | "4")) {
         return Err(corrupt(format!("unknown version {version:?}")));
     }
     let lg_k = get(KEY_LG_K).and_then(|v| v.parse::<u8>().ok());
@@ -227,7 +242,10 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
     }
     let pending_flush = get(KEY_FLUSH);
 
+    let empty = into.clone();
     let mut buckets = into;
+    let mut pending_parts: std::collections::BTreeMap<(String, Table, NaiveDate), Buckets> =
+        std::collections::BTreeMap::new();
     let mut already_written = 0;
     // (table, date) partitions checked for a file of the interrupted flush,
     // and whether they hold one.
@@ -258,7 +276,13 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
             None => Some((ints("views")?, ints("entries")?)),
         };
         let sketches = column::<BinaryArray>(&batch, "visitors").ok_or_else(|| bad("visitors"))?;
-        let pending = column::<BooleanArray>(&batch, "pending").ok_or_else(|| bad("pending"))?;
+        // Version 4 names a pending row's file; before, `pending` marked
+        // the rows of the one flush named in the footer.
+        let files = column::<StringArray>(&batch, "file");
+        let pending = match files {
+            Some(_) => None,
+            None => Some(column::<BooleanArray>(&batch, "pending").ok_or_else(|| bad("pending"))?),
+        };
         for i in 0..batch.num_rows() {
             let table = match tables {
                 None => Table::Pages,
@@ -268,37 +292,57 @@ pub fn load(state_dir: &Path, data_dir: &Path, into: Buckets) -> Result<Option<R
                     .ok_or_else(|| corrupt(format!("row {i}: unknown table {:?}", t.value(i))))?,
             };
             let hour = hours.value(i);
-            if pending.value(i) {
+            if pending.is_some_and(|p| p.value(i)) {
                 let date = date_of(hour);
-                let was_written = *written.entry((table, date)).or_insert_with(|| {
-                    pending_flush
-                        .as_deref()
-                        .is_some_and(|token| partition_has(data_dir, table, date, token))
-                });
+                let was_written = match written.get(&(table, date)) {
+                    Some(&was) => was,
+                    None => {
+                        let was = match pending_flush.as_deref() {
+                            Some(token) => partition_has(store, table, date, token)?,
+                            None => false,
+                        };
+                        written.insert((table, date), was);
+                        was
+                    }
+                };
                 if was_written {
                     already_written += 1;
                     continue;
                 }
             }
+            let into = match files.filter(|f| f.is_valid(i)) {
+                Some(f) => pending_parts
+                    .entry((f.value(i).to_owned(), table, date_of(hour)))
+                    .or_insert_with(|| empty.clone()),
+                None => &mut buckets,
+            };
             let sketch = HllSketch::deserialize(sketches.value(i))
                 .map_err(|e| corrupt(format!("row {i}: not an HLL sketch: {e}")))?;
             let mut text: DimText<'_> = [None; MAX_DIMS];
             for (slot, column) in text.iter_mut().zip(&dims) {
                 *slot = column.is_valid(i).then(|| column.value(i));
             }
-            buckets
-                .insert(
-                    table,
-                    sites.value(i),
-                    hour,
-                    text,
-                    Bucket::from_parts(row_counts(table, counts.as_deref(), legacy, i), sketch),
-                )
-                .ok_or_else(|| corrupt(format!("row {i}: invalid {} dimensions", table.name())))?;
+            into.insert(
+                table,
+                sites.value(i),
+                hour,
+                text,
+                Bucket::from_parts(row_counts(table, counts.as_deref(), legacy, i), sketch),
+            )
+            .ok_or_else(|| corrupt(format!("row {i}: invalid {} dimensions", table.name())))?;
         }
     }
     Ok(Some(Restored {
         buckets,
+        pending: pending_parts
+            .into_iter()
+            .map(|((file, table, date), buckets)| Pending {
+                file,
+                table,
+                date,
+                buckets,
+            })
+            .collect(),
         already_written,
     }))
 }
@@ -328,21 +372,18 @@ fn row_counts(
     out
 }
 
-fn partition_has(data_dir: &Path, table: Table, date: chrono::NaiveDate, token: &str) -> bool {
-    let dir = partition_dir(data_dir, table, date);
-    fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            !name.starts_with('.') && name.ends_with(".parquet") && name.contains(token)
-        })
-    })
+/// Whether a table's partition holds a file of the flush `token` (how a
+/// checkpoint of version 3 or before is resolved).
+fn partition_has(store: &Store, table: Table, date: NaiveDate, token: &str) -> Result<bool, Error> {
+    Ok(store
+        .parquet_files(&partition_key(table, date))?
+        .iter()
+        .any(|name| name.contains(token)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::writer::write_file;
     use footfall_schemas::{Country, Visit, VisitorKey};
 
     const T0: i64 = 1_764_079_200; // 2025-11-25T14:00:00Z
@@ -376,12 +417,16 @@ mod tests {
         let open = buckets(&[("/a", T0, 1), ("/a", T0 + 1, 2), ("/b", T0 + 3600, 3)]);
         let failed = buckets(&[("/old", T0 - 7200, 4)]);
         // Pages, sources, devices, countries: a row each per (hour, page).
-        assert_eq!(save(&state, 12, &[&open, &failed], None).unwrap(), 3 * 4);
+        assert_eq!(save(&state, 12, &[&open, &failed], &[]).unwrap(), 3 * 4);
         assert!(!path(&state).to_string_lossy().ends_with(".parquet"));
 
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
-            .unwrap()
-            .unwrap();
+        let restored = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(12).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(restored.already_written, 0);
         assert_eq!(
             views(&restored.buckets),
@@ -425,70 +470,129 @@ mod tests {
 
         remove(&state).unwrap();
         assert!(
-            load(&state, tmp.path(), Buckets::new(12).unwrap())
-                .unwrap()
-                .is_none()
+            load(
+                &state,
+                &Store::local(tmp.path()).unwrap(),
+                Buckets::new(12).unwrap()
+            )
+            .unwrap()
+            .is_none()
         );
     }
 
     #[test]
-    fn a_flush_interrupted_after_its_file_is_not_restored_twice() {
+    fn rows_on_their_way_to_a_file_come_back_with_its_name() {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("_state");
         let open = buckets(&[("/now", T0 + 3600, 1)]);
         let closing = buckets(&[("/done", T0, 2), ("/done", T0 + 5, 3)]);
-        let flush_id = 0xfeed_beef;
-        save(
-            &state,
-            12,
-            &[&open],
-            Some(Pending {
-                flush_id,
-                buckets: &closing,
-            }),
-        )
-        .unwrap();
+        let date = date_of(T0);
+        let file = crate::writer::file_name(0xfeed_beef);
+        let pending: Vec<Pending> = [Table::Pages, Table::Sources]
+            .into_iter()
+            .map(|table| Pending {
+                file: file.clone(),
+                table,
+                date,
+                buckets: closing.clone().only(&[table]),
+            })
+            .collect();
+        save(&state, 12, &[&open], &pending).unwrap();
 
-        // Crash before the data file appeared: the pending rows come back.
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+        let restored = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(12).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
+        let back: Vec<_> = restored
+            .pending
+            .iter()
+            .map(|p| (p.file.as_str(), p.table, p.date, full(&p.buckets)))
+            .collect();
+        let sent: Vec<_> = pending
+            .iter()
+            .map(|p| (p.file.as_str(), p.table, p.date, full(&p.buckets)))
+            .collect();
+        assert_eq!(back, sent);
+    }
+
+    #[test]
+    fn a_version_3_flush_interrupted_after_its_file_is_not_restored_twice() {
+        // Version 3 marked the rows of one flush pending, its id in the
+        // footer; a restart looks for that id among the files present.
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("_state");
+        let store = Store::local(tmp.path()).unwrap();
+        let open = buckets(&[("/now", T0 + 3600, 1)]);
+        let closing = buckets(&[("/done", T0, 2), ("/done", T0 + 5, 3)]);
+        let flush_id = 0xfeed_beef;
+        save(&state, 12, &[&open, &closing], &[]).unwrap();
+        rewrite_as_version_3(&state, &closing, flush_id);
+
+        let restored = load(&state, &store, Buckets::new(12).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(restored.already_written, 0);
         assert_eq!(views(&restored.buckets).len(), 2);
 
-        // Crash after the pages file appeared but before the others: only
-        // the pages rows were written. The pending mark is per (table, date).
-        let write = |table: Table| {
-            for (date, part) in closing.clone().split_by_date() {
-                let batch = part.to_record_batch(table).unwrap();
-                write_file(tmp.path(), table, date, 12, flush_id, &batch).unwrap();
-            }
-        };
-        write(Table::Pages);
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+        // The pages file of that flush is there: its rows are not restored.
+        let name = crate::writer::file_name(flush_id);
+        let batch = closing.to_record_batch(Table::Pages).unwrap();
+        crate::writer::write_file(&store, Table::Pages, date_of(T0), 12, &name, &batch).unwrap();
+        let restored = load(&state, &store, Buckets::new(12).unwrap())
             .unwrap()
             .unwrap();
         assert_eq!(restored.already_written, 1);
         assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
-        let pending_tables: Vec<Table> = restored
-            .buckets
-            .rows()
-            .filter(|r| r.hour == T0)
-            .map(|r| r.table)
-            .collect();
-        assert_eq!(pending_tables.len(), 3, "{pending_tables:?}");
-        assert!(!pending_tables.contains(&Table::Pages));
+        assert!(restored.pending.is_empty());
+        let others = restored.buckets.rows().filter(|r| r.hour == T0).count();
+        assert_eq!(others, 3, "sources, devices and countries of the flush");
+    }
 
-        // Crash after every file appeared: all of the flush is dropped.
-        for table in [Table::Sources, Table::Devices, Table::Countries] {
-            write(table);
-        }
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
+    /// Rewrites a version 4 checkpoint as version 3 wrote it: `pending`
+    /// for the rows of `closing`, the flush id in the footer.
+    fn rewrite_as_version_3(state: &Path, closing: &Buckets, flush_id: u64) {
+        let file = File::open(path(state)).unwrap();
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(restored.already_written, 4);
-        assert_eq!(restored.buckets.rows().filter(|r| r.hour == T0).count(), 0);
-        assert_eq!(views(&restored.buckets), [("/now".into(), T0 + 3600, 1)]);
+        let closing_hours: Vec<i64> = closing.rows().map(|r| r.hour).collect();
+        let batch = &batches[0];
+        let hours = crate::column::<Int64Array>(batch, "hour").unwrap();
+        let pending = BooleanArray::from_iter(
+            hours
+                .iter()
+                .map(|h| Some(closing_hours.contains(&h.unwrap()))),
+        );
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        fields.pop();
+        columns.pop();
+        fields.push(Field::new("pending", DataType::Boolean, false));
+        columns.push(Arc::new(pending));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(KEY_VERSION.into(), "3".to_string()),
+                KeyValue::new(KEY_LG_K.into(), "12".to_string()),
+                KeyValue::new(KEY_FLUSH.into(), crate::writer::flush_token(flush_id)),
+            ]))
+            .build();
+        let out = File::create(path(state)).unwrap();
+        let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
     }
 
     /// Every row's table, hour, dims and counts, sorted.
@@ -541,10 +645,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("_state");
         let open = with_visits();
-        save(&state, 12, &[&open], None).unwrap();
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
-            .unwrap()
-            .unwrap();
+        save(&state, 12, &[&open], &[]).unwrap();
+        let restored = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(12).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(full(&restored.buckets), full(&open));
         assert!(
             full(&open)
@@ -569,10 +677,14 @@ mod tests {
                 visitor: footfall_schemas::VisitorKey::from_hash(who),
             });
         }
-        save(&state, 12, &[&open], None).unwrap();
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
-            .unwrap()
-            .unwrap();
+        save(&state, 12, &[&open], &[]).unwrap();
+        let restored = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(12).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(full(&restored.buckets), full(&open));
         let rows = full(&open);
         for table in [Table::Events, Table::EventProps] {
@@ -590,7 +702,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("_state");
         let open = buckets(&[("/a", T0, 1), ("/a", T0 + 1, 2), ("/b", T0 + 3600, 3)]);
-        save(&state, 12, &[&open], None).unwrap();
+        save(&state, 12, &[&open], &[]).unwrap();
         let file = File::open(path(&state)).unwrap();
         let batch = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
@@ -639,9 +751,13 @@ mod tests {
         let mut w = ArrowWriter::try_new(out, old.schema(), Some(props)).unwrap();
         w.write(&old).unwrap();
         w.close().unwrap();
-        let restored = load(&state, tmp.path(), Buckets::new(12).unwrap())
-            .unwrap()
-            .unwrap();
+        let restored = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(12).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(full(&restored.buckets), full(&open));
     }
 
@@ -649,8 +765,13 @@ mod tests {
     fn a_checkpoint_of_another_lg_k_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("_state");
-        save(&state, 12, &[&buckets(&[("/a", T0, 1)])], None).unwrap();
-        let e = load(&state, tmp.path(), Buckets::new(10).unwrap()).unwrap_err();
+        save(&state, 12, &[&buckets(&[("/a", T0, 1)])], &[]).unwrap();
+        let e = load(
+            &state,
+            &Store::local(tmp.path()).unwrap(),
+            Buckets::new(10).unwrap(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("lg_k"), "{e}");
     }
 }

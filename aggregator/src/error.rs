@@ -31,10 +31,11 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
-    /// Another process holds the data dir.
+    /// Another process holds the state dir.
     #[error(
-        "another footfall process is using this data dir ({} is locked); \
-         two would count the same unwritten views twice. Give each its own --data-dir",
+        "another footfall process is using this state dir ({} is locked); \
+         two would count the same unwritten views twice. Give each its own --state-dir \
+         (or --data-dir)",
         path.display()
     )]
     Locked { path: PathBuf },
@@ -44,6 +45,9 @@ pub enum Error {
     /// An hourly file a rollup should read is not one it can merge.
     #[error("cannot roll up {}: {what}", path.display())]
     Rollup { path: PathBuf, what: String },
+    /// The data location could not be read or written.
+    #[error(transparent)]
+    Store(#[from] footfall_storage::Error),
     /// A file-system operation failed.
     #[error("{what} {}: {source}", path.display())]
     Io {

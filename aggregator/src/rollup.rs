@@ -3,38 +3,41 @@
 //!
 //! A long range then merges one sketch per key and day instead of one per
 //! key and hour. The hourly files stay the source of truth and are never
-//! touched: a rollup records in its footer ([`meta::ROLLUP_COVERS`]) the
-//! exact hourly files it was built from, readers use it only while those
-//! are still exactly the files present, and a late file (a retried write, a
-//! restart's checkpoint) makes the next rollup run build a new one, which
-//! replaces the old by a rename.
+//! touched. A day's rollup is written once, create-only, as
+//! `<table>_daily/date=…/rollup.parquet`, and records in its footer
+//! ([`meta::ROLLUP_COVERS`]) the exact hourly files it was built from: a
+//! glob reader sees at most one rollup a day, and a file that arrives
+//! after it (a collector's checkpoint restored after a crash) is read
+//! beside it by `footfall report`, never folded into a second rollup. When
+//! several collectors race to roll up one day, the first put wins and the
+//! others find it there.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
     Array, ArrayRef, BinaryArray, Date32Array, Int64Array, RecordBatch, StringArray,
 };
+use bytes::Bytes;
 use chrono::NaiveDate;
 use datasketches::hll::{HllSketch, HllUnion};
 use footfall_schemas::tables::{SCHEMA_VERSION, Table, meta};
+use footfall_storage::Store;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::metadata::KeyValue;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 
 use crate::buckets::canonical_image;
 use crate::error::Error;
-use crate::writer::{Written, date_dir, partition_dir, publish};
+use crate::writer::{Written, date_key, partition_key, publish};
 
 /// What a rollup run did for one table and day.
 #[derive(Debug)]
 pub enum Outcome {
     /// A new rollup, covering `covers` hourly files.
     Written { written: Written, covers: usize },
-    /// The existing rollup still covers exactly the hourly files present.
-    UpToDate,
+    /// The day has its rollup already; `late` hourly files arrived after
+    /// it (readers take them beside it).
+    Exists { late: usize },
     /// No hourly file for that day.
     NoData,
 }
@@ -42,9 +45,9 @@ pub enum Outcome {
 /// The one file of a day's rollup, in its folder.
 pub const ROLLUP_FILE: &str = "rollup.parquet";
 
-/// The folder of a table's daily rollup for `date`.
-pub fn daily_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
-    date_dir(data_dir, &table.daily_name(), date)
+/// The key of a table's daily rollup folder for `date`.
+pub fn daily_key(table: Table, date: NaiveDate) -> String {
+    date_key(&table.daily_name(), date)
 }
 
 /// Rolls up every table for `date`; see [`rollup`].
@@ -52,42 +55,43 @@ pub fn daily_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
 /// `lg_k`: the data dir's, when known (`serve`); `None` takes the first
 /// file's and requires every other to match.
 pub fn rollup_date(
-    data_dir: &Path,
+    store: &Store,
     date: NaiveDate,
     lg_k: Option<u8>,
 ) -> Result<Vec<(Table, Outcome)>, Error> {
     Table::ALL
         .into_iter()
-        .map(|table| rollup(data_dir, table, date, lg_k).map(|o| (table, o)))
+        .map(|table| rollup(store, table, date, lg_k).map(|o| (table, o)))
         .collect()
 }
 
-/// Builds the daily rollup of `table` for `date`, unless one already covers
-/// exactly the hourly files present. Superseded rollups are deleted once
-/// the new one is visible.
+/// Builds the daily rollup of `table` for `date`, unless the day has one.
 pub fn rollup(
-    data_dir: &Path,
+    store: &Store,
     table: Table,
     date: NaiveDate,
     lg_k: Option<u8>,
 ) -> Result<Outcome, Error> {
-    let hourly = partition_dir(data_dir, table, date);
-    let files = visible_parquet(&hourly)?;
+    let hourly = partition_key(table, date);
+    let files = store.parquet_files(&hourly)?;
     if files.is_empty() {
         return Ok(Outcome::NoData);
     }
-    let covers = files.join(",");
-    let daily = daily_dir(data_dir, table, date);
-    let existing = visible_parquet(&daily)?;
-    for name in &existing {
-        if covers_of(&daily.join(name))?.as_deref() == Some(covers.as_str()) {
-            return Ok(Outcome::UpToDate);
-        }
+    let daily = daily_key(table, date);
+    let existing = store.parquet_files(&daily)?;
+    if let Some(name) = existing.first() {
+        return existing_rollup(store, &format!("{daily}/{name}"), &files);
     }
 
+    let covers = files.join(",");
     let mut merged = Merged::new(table, lg_k);
     for name in &files {
-        merged.read(&hourly.join(name))?;
+        let key = format!("{hourly}/{name}");
+        let bytes = store.get(&key)?.ok_or_else(|| Error::Rollup {
+            path: store.show(&key).into(),
+            what: "listed, then gone".into(),
+        })?;
+        merged.read(&store.show(&key), bytes)?;
     }
     let batch = merged.into_batch(date, &covers)?;
     let kv = batch
@@ -96,16 +100,10 @@ pub fn rollup(
         .iter()
         .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
         .collect();
-    // One name a day, replaced by a rename: a reader (or a glob of
-    // `<table>_daily/`) sees the old rollup or the new one, never both and
-    // never neither, even with two runs at once.
-    let written = publish(&daily, ROLLUP_FILE, kv, &batch)?;
-    for other in existing.into_iter().filter(|n| n != ROLLUP_FILE) {
-        // Not ours to keep: a day's folder holds its one rollup.
-        let old = daily.join(other);
-        if let Err(e) = fs::remove_file(&old) {
-            tracing::warn!(error = %e, path = %old.display(), "could not remove a stray file beside a rollup");
-        }
+    let written = publish(store, &daily, ROLLUP_FILE, kv, &batch)?;
+    if !written.new {
+        // Another collector's rollup run got there first.
+        return existing_rollup(store, &format!("{daily}/{ROLLUP_FILE}"), &files);
     }
     Ok(Outcome::Written {
         written,
@@ -113,54 +111,48 @@ pub fn rollup(
     })
 }
 
-/// Every date that has a partition folder in some table, sorted.
-pub fn dates_with_partitions(data_dir: &Path) -> Vec<NaiveDate> {
-    let mut dates: Vec<NaiveDate> = Table::ALL
-        .into_iter()
-        .filter_map(|t| fs::read_dir(data_dir.join(t.name())).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let day = name.to_str()?.strip_prefix("date=")?;
-            NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
-        })
-        .collect();
-    dates.sort();
-    dates.dedup();
-    dates
+/// What a day's existing rollup at `key` means for its hourly `files`: how
+/// many of them it does not cover.
+fn existing_rollup(store: &Store, key: &str, files: &[String]) -> Result<Outcome, Error> {
+    let covers = covers_of(store, key)?.unwrap_or_default();
+    let covered: Vec<&str> = covers.split(',').collect();
+    let late = files
+        .iter()
+        .filter(|f| !covered.contains(&f.as_str()))
+        .count();
+    Ok(Outcome::Exists { late })
 }
 
-/// Sorted names of the visible `*.parquet` files in `dir` (none if absent).
-pub fn visible_parquet(dir: &Path) -> Result<Vec<String>, Error> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Io {
-                what: "listing",
-                path: dir.to_owned(),
-                source,
-            });
+/// Every date that has a partition folder in some table, sorted.
+pub fn dates_with_partitions(store: &Store) -> Result<Vec<NaiveDate>, Error> {
+    let mut dates = Vec::new();
+    for table in Table::ALL {
+        for dir in store.list(table.name())?.dirs {
+            if let Some(date) = dir
+                .strip_prefix("date=")
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            {
+                dates.push(date);
+            }
         }
-    };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".parquet") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    Ok(names)
+    }
+    dates.sort();
+    dates.dedup();
+    Ok(dates)
 }
 
 /// The hourly files a rollup says it covers, from its footer.
-pub fn covers_of(path: &Path) -> Result<Option<String>, Error> {
-    let file = File::open(path).map_err(Error::io("opening", path))?;
-    let reader = SerializedFileReader::new(file).map_err(|source| Error::Parquet {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(reader
-        .metadata()
+pub fn covers_of(store: &Store, key: &str) -> Result<Option<String>, Error> {
+    let Some(bytes) = store.get(key)? else {
+        return Ok(None);
+    };
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes)
+        .map_err(|source| Error::Parquet {
+            path: store.show(key).into(),
+            source,
+        })?;
+    Ok(meta
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|e| e.key == meta::ROLLUP_COVERS))
@@ -184,15 +176,14 @@ impl Merged {
         }
     }
 
-    fn read(&mut self, path: &Path) -> Result<(), Error> {
+    fn read(&mut self, path: &str, bytes: Bytes) -> Result<(), Error> {
         let bad = |what: String| Error::Rollup {
-            path: path.to_owned(),
+            path: path.into(),
             what,
         };
-        let file = File::open(path).map_err(Error::io("opening", path))?;
         let builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| Error::Parquet {
-                path: path.to_owned(),
+            ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|source| Error::Parquet {
+                path: path.into(),
                 source,
             })?;
         let kv = builder.metadata().file_metadata().key_value_metadata();
@@ -214,12 +205,12 @@ impl Merged {
             return Err(bad("written by a newer footfall".into()));
         }
         let reader = builder.build().map_err(|source| Error::Parquet {
-            path: path.to_owned(),
+            path: path.into(),
             source,
         })?;
         for batch in reader {
             let batch = batch.map_err(|e| Error::Parquet {
-                path: path.to_owned(),
+                path: path.into(),
                 source: e.into(),
             })?;
             self.fold(&batch).map_err(bad)?;
@@ -311,7 +302,7 @@ impl Merged {
 mod tests {
     use super::*;
     use crate::buckets::Buckets;
-    use crate::writer::{new_flush_id, write_file};
+    use crate::writer::{file_name, new_flush_id, write_file};
     use footfall_schemas::{Visit, VisitorKey};
 
     const DAY: i64 = 1_764_028_800; // 2025-11-25T00:00:00Z
@@ -321,7 +312,7 @@ mod tests {
     }
 
     /// One flush: the visits' rows of every table, one file each.
-    fn flush(dir: &Path, lg_k: u8, visits: &[(i64, &str, Option<&str>, u64)]) {
+    fn flush(store: &Store, lg_k: u8, visits: &[(i64, &str, Option<&str>, u64)]) {
         let mut b = Buckets::new(lg_k).unwrap();
         for &(time, page, referrer, visitor) in visits {
             let key = VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -330,21 +321,21 @@ mod tests {
                 ..Visit::landing("a.com", time, page, key)
             });
         }
-        write_all(dir, &b);
+        write_all(store, &b);
     }
 
     /// Every table of `b` in one flush, a file each.
-    fn write_all(dir: &Path, b: &Buckets) {
-        let id = new_flush_id();
+    fn write_all(store: &Store, b: &Buckets) {
+        let name = file_name(new_flush_id());
         for table in b.tables() {
             let batch = b.to_record_batch(table).unwrap();
-            write_file(dir, table, date(), b.lg_k(), id, &batch).unwrap();
+            write_file(store, table, date(), b.lg_k(), &name, &batch).unwrap();
         }
     }
 
     /// One flush of visits that ended: the `visits` table's rows and the
     /// visit counts of `pages` and `sources`.
-    fn flush_ended(dir: &Path, ended: &[(i64, &str, u32, i64, u64)]) {
+    fn flush_ended(store: &Store, ended: &[(i64, &str, u32, i64, u64)]) {
         let mut b = Buckets::new(12).unwrap();
         for &(start, entry, pageviews, duration_s, visitor) in ended {
             b.fold_ended(&crate::sessions::Ended {
@@ -360,28 +351,28 @@ mod tests {
                 visitor: VisitorKey::from_hash(visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             });
         }
-        write_all(dir, &b);
+        write_all(store, &b);
     }
 
     #[test]
     fn visits_roll_up_like_every_table() {
-        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::in_memory();
         flush_ended(
-            tmp.path(),
+            &store,
             &[(DAY + 10, "/", 1, 0, 1), (DAY + 4000, "/", 3, 120, 2)],
         );
         flush_ended(
-            tmp.path(),
+            &store,
             &[(DAY + 8000, "/", 2, 30, 1), (DAY + 9000, "/x", 1, 0, 3)],
         );
-        let outcomes = rollup_date(tmp.path(), date(), Some(12)).unwrap();
+        let outcomes = rollup_date(&store, date(), Some(12)).unwrap();
         assert!(
             outcomes.iter().any(
                 |(t, o)| *t == Table::Visits && matches!(o, Outcome::Written { covers: 2, .. })
             ),
             "{outcomes:?}"
         );
-        let (visits, _) = read_rollup(tmp.path(), Table::Visits);
+        let (visits, _) = read_rollup(&store, Table::Visits);
         let s = |v: &str| Some(v.to_owned());
         // (visits, bounces, pageviews, duration_s), summed over the day;
         // visitor 1's two visits are one visitor.
@@ -392,7 +383,7 @@ mod tests {
                 ("a.com".into(), vec![s("/x")], vec![1, 1, 1, 0], 1.0),
             ]
         );
-        let (pages, _) = read_rollup(tmp.path(), Table::Pages);
+        let (pages, _) = read_rollup(&store, Table::Pages);
         let exits: i64 = pages.iter().map(|p| p.2[2]).sum();
         assert_eq!(exits, 4);
     }
@@ -400,13 +391,13 @@ mod tests {
     /// (site, dims, counts, estimate) of a rollup file.
     type Rolled = Vec<(String, Vec<Option<String>>, Vec<i64>, f64)>;
 
-    fn read_rollup(dir: &Path, table: Table) -> (Rolled, String) {
-        let daily = daily_dir(dir, table, date());
-        let files = visible_parquet(&daily).unwrap();
-        assert_eq!(files.len(), 1, "one rollup per day: {files:?}");
-        let path = daily.join(&files[0]);
-        let covers = covers_of(&path).unwrap().unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+    fn read_rollup(store: &Store, table: Table) -> (Rolled, String) {
+        let daily = daily_key(table, date());
+        let files = store.parquet_files(&daily).unwrap();
+        assert_eq!(files, [ROLLUP_FILE], "one rollup per day");
+        let key = format!("{daily}/{ROLLUP_FILE}");
+        let covers = covers_of(store, &key).unwrap().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(store.get(&key).unwrap().unwrap())
             .unwrap()
             .build()
             .unwrap();
@@ -462,9 +453,9 @@ mod tests {
 
     #[test]
     fn a_day_rolls_up_once_and_again_after_a_late_file() {
-        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::in_memory();
         flush(
-            tmp.path(),
+            &store,
             12,
             &[
                 (DAY + 10, "/", None, 1),
@@ -472,12 +463,12 @@ mod tests {
             ],
         );
         flush(
-            tmp.path(),
+            &store,
             12,
             &[(DAY + 7200, "/", None, 1), (DAY + 7300, "/x", None, 3)],
         );
 
-        let outcomes = rollup_date(tmp.path(), date(), Some(12)).unwrap();
+        let outcomes = rollup_date(&store, date(), Some(12)).unwrap();
         let written: Vec<Table> = outcomes
             .iter()
             .filter(|(_, o)| matches!(o, Outcome::Written { covers: 2, .. }))
@@ -486,7 +477,7 @@ mod tests {
         assert_eq!(written, [Table::Pages, Table::Sources, Table::Devices]);
         assert!(matches!(outcomes[3], (Table::Countries, Outcome::NoData)));
 
-        let (pages, covers) = read_rollup(tmp.path(), Table::Pages);
+        let (pages, covers) = read_rollup(&store, Table::Pages);
         let s = |v: &str| Some(v.to_owned());
         assert_eq!(
             pages,
@@ -502,11 +493,12 @@ mod tests {
         );
         assert_eq!(
             covers,
-            visible_parquet(&partition_dir(tmp.path(), Table::Pages, date()))
+            store
+                .parquet_files(&partition_key(Table::Pages, date()))
                 .unwrap()
                 .join(",")
         );
-        let (sources, _) = read_rollup(tmp.path(), Table::Sources);
+        let (sources, _) = read_rollup(&store, Table::Sources);
         assert_eq!(
             sources,
             [
@@ -526,35 +518,33 @@ mod tests {
         );
 
         // Nothing new: nothing written.
-        let again = rollup(tmp.path(), Table::Pages, date(), Some(12)).unwrap();
-        assert!(matches!(again, Outcome::UpToDate), "{again:?}");
+        let again = rollup(&store, Table::Pages, date(), Some(12)).unwrap();
+        assert!(matches!(again, Outcome::Exists { late: 0 }), "{again:?}");
 
-        // A late file (a retried write): a new rollup replaces the old one.
-        flush(tmp.path(), 12, &[(DAY + 80_000, "/", None, 9)]);
-        let late = rollup(tmp.path(), Table::Pages, date(), Some(12)).unwrap();
-        assert!(
-            matches!(late, Outcome::Written { covers: 3, .. }),
-            "{late:?}"
-        );
-        let (pages, covers) = read_rollup(tmp.path(), Table::Pages);
-        assert_eq!(pages[0].2, vec![4, 4, 0, 0, 0, 0, 0]);
-        assert_eq!(pages[0].3, 3.0);
-        assert_eq!(covers.split(',').count(), 3);
+        // A late file (a checkpoint restored after the day was rolled
+        // up): the rollup stays as it was, and says one file is beside it.
+        flush(&store, 12, &[(DAY + 80_000, "/", None, 9)]);
+        let late = rollup(&store, Table::Pages, date(), Some(12)).unwrap();
+        assert!(matches!(late, Outcome::Exists { late: 1 }), "{late:?}");
+        let (pages_after, covers_after) = read_rollup(&store, Table::Pages);
+        assert_eq!((pages_after, covers_after.clone()), (pages, covers));
+        assert_eq!(covers_after.split(',').count(), 2);
     }
 
     #[test]
     fn files_of_another_lg_k_are_refused_by_name() {
-        let tmp = tempfile::tempdir().unwrap();
-        flush(tmp.path(), 12, &[(DAY, "/", None, 1)]);
-        flush(tmp.path(), 10, &[(DAY, "/", None, 2)]);
-        let e = rollup(tmp.path(), Table::Pages, date(), None).unwrap_err();
+        let store = Store::in_memory();
+        flush(&store, 12, &[(DAY, "/", None, 1)]);
+        flush(&store, 10, &[(DAY, "/", None, 2)]);
+        let e = rollup(&store, Table::Pages, date(), None).unwrap_err();
         assert!(matches!(e, Error::Rollup { .. }), "{e}");
         assert!(
             e.to_string().contains(".parquet") && e.to_string().contains("lg_k"),
             "{e}"
         );
         assert!(
-            visible_parquet(&daily_dir(tmp.path(), Table::Pages, date()))
+            store
+                .parquet_files(&daily_key(Table::Pages, date()))
                 .unwrap()
                 .is_empty()
         );

@@ -10,15 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::NaiveDate;
-use footfall_schemas::tables::{STATE_DIR, Table};
+use footfall_schemas::tables::Table;
 use footfall_schemas::{CustomEvent, Engagement, Visit, VisitSink};
+use footfall_storage::{Created, Store};
 
 use crate::buckets::{Buckets, Folded, Limits};
-use crate::checkpoint;
+use crate::checkpoint::{self, Pending};
 use crate::error::Error;
 use crate::sessions::{SessionSettings, Sessions, Tally};
-use crate::writer::{new_flush_id, write_file};
+use crate::writer::{file_name, new_flush_id, write_file};
 
 /// How long after a UTC day ends its rollup waits: the last hour closes at
 /// midnight and is written on the next tick; this leaves room for a slow
@@ -32,8 +34,12 @@ const ROLLUP_LOOKBACK_DAYS: u64 = 7;
 /// The aggregator's settings.
 #[derive(Debug, Clone)]
 pub struct AggregatorConfig {
-    /// Root of the output: `<data_dir>/<table>/date=…/*.parquet`.
-    pub data_dir: PathBuf,
+    /// Where the output goes: `<table>/date=…/*.parquet` under a local
+    /// folder or an object-store prefix.
+    pub store: Store,
+    /// Local state: the lock and the checkpoint (`<data-dir>/_state` for a
+    /// local data dir), so crash safety never waits on a network.
+    pub state_dir: PathBuf,
     /// `lg_k` of every sketch; one value per data dir.
     pub lg_k: u8,
     /// How often to look for closed hours (and retry failed writes).
@@ -76,10 +82,12 @@ pub struct Aggregator {
     /// them). A visits shard is locked before a buckets shard whenever
     /// both are held, never after.
     sessions: Option<Box<[Padded<Mutex<Sessions>>]>>,
-    /// Buckets whose write failed, with the reason: kept in memory and
-    /// retried on every tick, so a full or read-only disk loses nothing
-    /// while memory lasts.
-    failed: Mutex<Option<(Buckets, String)>>,
+    /// Rows taken by a flush and not yet known to be in their file, each
+    /// with the file's name, and why the last write failed: kept in memory
+    /// and the checkpoint and put again under the same names on every
+    /// retry, so a full disk or an unreachable store loses nothing while
+    /// memory lasts, and a put whose answer was lost is not written twice.
+    unwritten: Mutex<Unwritten>,
     /// Serialises flushes and checkpoints, so a tick and the final flush
     /// never write the same buckets twice and a checkpoint never misses
     /// buckets that a flush has taken out but not yet written.
@@ -91,11 +99,18 @@ pub struct Aggregator {
     /// Days that got a new hourly file: their rollups are (re)built once
     /// the day and [`ROLLUP_GRACE`] are over.
     rollup_due: Mutex<BTreeSet<NaiveDate>>,
-    /// An exclusive lock on `_state/lock`, held while this aggregator
-    /// lives: a second process on the same data dir would restore and write
+    /// An exclusive lock on `<state dir>/lock`, held while this aggregator
+    /// lives: a second process on the same state would restore and write
     /// the same checkpoint, counting its views twice.
     _lock: fs::File,
     metrics: Metrics,
+}
+
+/// See [`Aggregator::unwritten`].
+#[derive(Debug, Default)]
+struct Unwritten {
+    parts: Vec<Pending>,
+    error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -207,24 +222,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Aggregator {
-    /// Prepares the data dir and checks that it was not started with
-    /// another `lg_k`.
+    /// Takes the state dir's lock and checks that the data location was
+    /// not started with another `lg_k`.
     ///
-    /// Aggregates a crash left in `_state/checkpoint` are restored into the
-    /// open buckets: closed hours among them are written on the first tick.
+    /// Aggregates a crash left in the checkpoint are restored: open rows
+    /// into the open buckets (closed hours among them are written on the
+    /// first tick), rows on their way to a file as they were, to be put
+    /// again under the same names.
     pub fn open(config: AggregatorConfig) -> Result<Self, Error> {
         let empty = Buckets::new(config.lg_k)?
             .with_limits(config.limits)
             .with_countries(config.countries);
-        fs::create_dir_all(&config.data_dir)
-            .map_err(Error::io("creating data dir", &config.data_dir))?;
         // First, before touching anything another process may be using.
-        let lock = lock_data_dir(&config.data_dir.join(STATE_DIR))?;
-        check_lg_k(&config.data_dir, config.lg_k)?;
+        let lock = lock_state_dir(&config.state_dir)?;
+        check_lg_k(&config.store, config.lg_k)?;
         let stale: usize = Table::ALL
             .into_iter()
             .flat_map(|table| [table.name().to_owned(), table.daily_name()])
-            .map(|folder| crate::writer::remove_stale_temporaries(&config.data_dir, &folder))
+            .map(|folder| crate::writer::remove_stale_temporaries(&config.store, &folder))
             .sum();
         if stale > 0 {
             tracing::info!(
@@ -232,18 +247,19 @@ impl Aggregator {
                 "removed temporary files left by an interrupted write"
             );
         }
-        let state = config.data_dir.join(STATE_DIR);
-        let buckets = match checkpoint::load(&state, &config.data_dir, empty.clone())? {
-            Some(restored) => {
-                tracing::info!(
-                    buckets = restored.buckets.len(),
-                    already_written = restored.already_written,
-                    "restored unwritten aggregates from the checkpoint"
-                );
-                restored.buckets
-            }
-            None => empty,
-        };
+        let (buckets, pending) =
+            match checkpoint::load(&config.state_dir, &config.store, empty.clone())? {
+                Some(restored) => {
+                    tracing::info!(
+                        buckets = restored.buckets.len(),
+                        pending_files = restored.pending.len(),
+                        already_written = restored.already_written,
+                        "restored unwritten aggregates from the checkpoint"
+                    );
+                    (restored.buckets, restored.pending)
+                }
+                None => (empty, Vec::new()),
+            };
         let today = chrono::Utc::now().date_naive();
         let recent =
             (1..=ROLLUP_LOOKBACK_DAYS).filter_map(|n| today.checked_sub_days(chrono::Days::new(n)));
@@ -271,7 +287,10 @@ impl Aggregator {
             open: Shards::new(buckets, shards),
             config,
             sessions,
-            failed: Mutex::new(None),
+            unwritten: Mutex::new(Unwritten {
+                parts: pending,
+                error: None,
+            }),
             flushing: Mutex::new(()),
             dirty: AtomicBool::new(false),
             rollup_due: Mutex::new(recent.collect()),
@@ -280,8 +299,8 @@ impl Aggregator {
         })
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.config.data_dir.join(STATE_DIR)
+    fn state_dir(&self) -> &Path {
+        &self.config.state_dir
     }
 
     /// Saves every unwritten aggregate to `_state/checkpoint`, if anything
@@ -293,22 +312,16 @@ impl Aggregator {
             return Ok(());
         }
         let open = self.open.snapshot();
-        let failed = lock(&self.failed).as_ref().map(|(b, _)| b.clone());
-        let mut unwritten = vec![&open];
-        unwritten.extend(failed.as_ref());
-        self.save_checkpoint(&unwritten, None).inspect_err(|_| {
+        let pending = lock(&self.unwritten).parts.clone();
+        self.save_checkpoint(&[&open], &pending).inspect_err(|_| {
             // Try again next time.
             self.touch();
         })
     }
 
-    fn save_checkpoint(
-        &self,
-        unwritten: &[&Buckets],
-        pending: Option<checkpoint::Pending<'_>>,
-    ) -> Result<(), Error> {
+    fn save_checkpoint(&self, unwritten: &[&Buckets], pending: &[Pending]) -> Result<(), Error> {
         let started = Instant::now();
-        let result = checkpoint::save(&self.state_dir(), self.config.lg_k, unwritten, pending);
+        let result = checkpoint::save(self.state_dir(), self.config.lg_k, unwritten, pending);
         match &result {
             Ok(_) => {
                 self.metrics.checkpoints.fetch_add(1, Relaxed);
@@ -324,19 +337,19 @@ impl Aggregator {
         result.map(|_| ())
     }
 
-    /// The data dir files are written under.
-    pub fn data_dir(&self) -> &Path {
-        &self.config.data_dir
+    /// The store files are written to.
+    pub fn store(&self) -> &Store {
+        &self.config.store
     }
 
     /// Writes the buckets of every hour that ended by `now` (Unix seconds),
     /// or every bucket when `now` is `None`, plus whatever failed before.
-    /// On error the unwritten buckets stay in memory for the next try.
+    /// On error the unwritten rows stay in memory for the next try.
     ///
     /// Around the writes the checkpoint is saved twice: first with the rows
-    /// about to be written marked pending under this flush's id, then
-    /// without them. A crash at any point neither loses nor doubles a row
-    /// (see [`checkpoint`]).
+    /// about to be written marked pending under their files' names, then
+    /// with only those whose write failed. A crash at any point neither
+    /// loses nor doubles a row (see [`checkpoint`]).
     pub fn flush(&self, now: Option<i64>) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.flushing);
         let started = Instant::now();
@@ -344,69 +357,77 @@ impl Aggregator {
             Some(now) => open.take_closed(now),
             None => open.take_all(),
         });
-        let todo = match lock(&self.failed).take() {
-            Some((mut earlier, _)) => {
-                earlier.merge(taken);
-                earlier
+        // Earlier failures first, under their own names; then this
+        // flush's rows, one file per (date, table) under one new name.
+        let mut parts = std::mem::take(&mut lock(&self.unwritten).parts);
+        if !taken.is_empty() {
+            let name = file_name(new_flush_id());
+            for (date, part) in taken.split_by_date() {
+                for table in part.tables() {
+                    parts.push(Pending {
+                        file: name.clone(),
+                        table,
+                        date,
+                        buckets: part.clone().only(&[table]),
+                    });
+                }
             }
-            None => taken,
-        };
-        if todo.is_empty() {
+        }
+        if parts.is_empty() {
             if now.is_none() {
                 // A stop with nothing left to write: no checkpoint to keep.
-                checkpoint::remove(&self.state_dir())?;
+                checkpoint::remove(self.state_dir())?;
             }
             return Ok(());
         }
 
-        let flush_id = new_flush_id();
         let open_now = self.open.snapshot();
-        let pending = checkpoint::Pending {
-            flush_id,
-            buckets: &todo,
-        };
-        if self.save_checkpoint(&[&open_now], Some(pending)).is_err() {
+        if self.save_checkpoint(&[&open_now], &parts).is_err() {
             // Without a durable pending mark, a crash after a data file
             // appeared would restore its rows from the old checkpoint and
             // count them twice. Losing the old checkpoint is the lesser harm;
             // if even that fails, write nothing now and retry later.
-            if let Err(e) = checkpoint::remove(&self.state_dir()) {
-                *lock(&self.failed) = Some((todo, e.to_string()));
+            if let Err(e) = checkpoint::remove(self.state_dir()) {
+                *lock(&self.unwritten) = Unwritten {
+                    parts,
+                    error: Some(e.to_string()),
+                };
                 return Err(e);
             }
         }
 
-        let lg_k = todo.lg_k();
-        let mut unwritten = Buckets::new(lg_k)?
-            .with_limits(self.config.limits)
-            .with_countries(self.config.countries);
+        let mut failed = Vec::new();
         let mut first_error = None;
-        for (date, part) in todo.split_by_date() {
-            // One file per table with rows. A table whose write fails keeps
-            // only its own rows for the retry: the others are in files now,
-            // and the pending mark is per (table, date).
-            let mut failed_tables = Vec::new();
-            for table in part.tables() {
-                let written = part.to_record_batch(table).and_then(|batch| {
-                    write_file(&self.config.data_dir, table, date, lg_k, flush_id, &batch)
-                });
-                match written {
-                    Ok(w) => {
-                        lock(&self.rollup_due).insert(date);
+        for part in parts {
+            // A table whose write fails keeps only its own rows for the
+            // retry, under the same name: the others are in files now.
+            let written = part.buckets.to_record_batch(part.table).and_then(|batch| {
+                write_file(
+                    &self.config.store,
+                    part.table,
+                    part.date,
+                    self.config.lg_k,
+                    &part.file,
+                    &batch,
+                )
+            });
+            match written {
+                Ok(w) => {
+                    lock(&self.rollup_due).insert(part.date);
+                    if w.new {
                         self.metrics.files.fetch_add(1, Relaxed);
                         self.metrics.rows.fetch_add(w.rows as u64, Relaxed);
                         self.metrics.bytes.fetch_add(w.bytes, Relaxed);
-                        tracing::info!(path = %w.path.display(), rows = w.rows, bytes = w.bytes, "wrote file");
-                    }
-                    Err(e) => {
-                        self.metrics.write_errors.fetch_add(1, Relaxed);
-                        failed_tables.push(table);
-                        first_error.get_or_insert(e);
+                        tracing::info!(file = %w.at, rows = w.rows, bytes = w.bytes, "wrote file");
+                    } else {
+                        tracing::info!(file = %w.at, "found a file whose write had seemed to fail; not written again");
                     }
                 }
-            }
-            if !failed_tables.is_empty() {
-                unwritten.merge(part.only(&failed_tables));
+                Err(e) => {
+                    self.metrics.write_errors.fetch_add(1, Relaxed);
+                    failed.push(part);
+                    first_error.get_or_insert(e);
+                }
             }
         }
         self.metrics
@@ -416,22 +437,23 @@ impl Aggregator {
         // The checkpoint without the rows just written. On a stop that wrote
         // everything there is nothing left to keep.
         let open_now = self.open.snapshot();
-        let everything_written = first_error.is_none() && now.is_none() && open_now.is_empty();
+        let everything_written = failed.is_empty() && now.is_none() && open_now.is_empty();
         let saved = if everything_written {
-            checkpoint::remove(&self.state_dir())
+            checkpoint::remove(self.state_dir())
         } else {
-            self.save_checkpoint(&[&open_now, &unwritten], None)
+            self.save_checkpoint(&[&open_now], &failed)
         };
         if saved.is_err() {
-            // The pending mark still tells a restart which rows were written.
+            // The pending marks still tell a restart which files to put.
             self.touch();
         }
+        *lock(&self.unwritten) = Unwritten {
+            parts: failed,
+            error: first_error.as_ref().map(ToString::to_string),
+        };
         match first_error {
             None => Ok(()),
-            Some(e) => {
-                *lock(&self.failed) = Some((unwritten, e.to_string()));
-                Err(e)
-            }
+            Some(e) => Err(e),
         }
     }
 
@@ -452,12 +474,18 @@ impl Aggregator {
             ready
         };
         for date in ready {
-            match crate::rollup::rollup_date(&self.config.data_dir, date, Some(self.config.lg_k)) {
+            match crate::rollup::rollup_date(&self.config.store, date, Some(self.config.lg_k)) {
                 Ok(outcomes) => {
                     for (table, outcome) in outcomes {
-                        if let crate::rollup::Outcome::Written { written, covers } = outcome {
-                            self.metrics.rollups.fetch_add(1, Relaxed);
-                            tracing::info!(table = table.name(), %date, covers, rows = written.rows, path = %written.path.display(), "wrote daily rollup");
+                        match outcome {
+                            crate::rollup::Outcome::Written { written, covers } => {
+                                self.metrics.rollups.fetch_add(1, Relaxed);
+                                tracing::info!(table = table.name(), %date, covers, rows = written.rows, file = %written.at, "wrote daily rollup");
+                            }
+                            crate::rollup::Outcome::Exists { late } if late > 0 => {
+                                tracing::info!(table = table.name(), %date, late, "the day has its rollup; files written after it are read beside it");
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -505,7 +533,7 @@ impl Aggregator {
                 .flush_interval
                 .is_some_and(|every| last_flush.elapsed() >= every);
             let closed = flushed_in_hour != Some(this_hour) && self.open.has_closed(now);
-            let retry = lock(&self.failed).is_some() && Instant::now() >= retry_after;
+            let retry = !lock(&self.unwritten).parts.is_empty() && Instant::now() >= retry_after;
             let flush_due = periodic || retry || (closed && Instant::now() >= retry_after);
             let checkpoint_due = last_checkpoint.elapsed() >= self.config.checkpoint_interval;
             let rollup_due = lock(&self.rollup_due)
@@ -686,15 +714,19 @@ impl VisitSink for Aggregator {
     }
 
     fn health(&self) -> Result<(), String> {
-        match &*lock(&self.failed) {
+        match &lock(&self.unwritten).error {
             None => Ok(()),
-            Some((_, why)) => Err(format!("cannot write aggregates: {why}")),
+            Some(why) => Err(format!("cannot write aggregates: {why}")),
         }
     }
 
     fn render_metrics(&self, out: &mut String) {
         let open = self.open.len();
-        let pending = lock(&self.failed).as_ref().map_or(0, |(b, _)| b.len());
+        let pending: usize = lock(&self.unwritten)
+            .parts
+            .iter()
+            .map(|p| p.buckets.len())
+            .sum();
         let m = &self.metrics;
         let load = |a: &AtomicU64| a.load(Relaxed);
         let secs = |a: &AtomicU64| a.load(Relaxed) as f64 / 1e6;
@@ -853,9 +885,11 @@ fn rollup_ready(date: NaiveDate, now: i64) -> bool {
     day_end.saturating_add(ROLLUP_GRACE.as_secs() as i64) <= now
 }
 
-/// Takes the data dir's lock, or says who holds it. The OS releases it when
-/// the process ends, however it ends, so a crash leaves no stale lock.
-fn lock_data_dir(state: &Path) -> Result<fs::File, Error> {
+/// Takes the state dir's lock, or says who holds it. The OS releases it
+/// when the process ends, however it ends, so a crash leaves no stale lock.
+/// The state dir is created private (0700): the checkpoint holds
+/// aggregates only, but they are the owner's alone.
+fn lock_state_dir(state: &Path) -> Result<fs::File, Error> {
     fs::create_dir_all(state).map_err(Error::io("creating", state))?;
     let path = state.join("lock");
     let file = fs::OpenOptions::new()
@@ -875,41 +909,40 @@ fn lock_data_dir(state: &Path) -> Result<fs::File, Error> {
     }
 }
 
-/// Where a data dir records the `lg_k` its sketches use.
-fn lg_k_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(STATE_DIR).join("lg_k")
-}
+/// Where a data location records the `lg_k` its sketches use: one object,
+/// created once, shared by every collector writing there.
+const LG_K_KEY: &str = "_state/lg_k";
 
-/// The `lg_k` a data dir was first served with, if it was.
-pub fn recorded_lg_k(data_dir: &Path) -> Option<u8> {
-    fs::read_to_string(lg_k_path(data_dir))
+/// The `lg_k` a data location was first served with, if it was.
+pub fn recorded_lg_k(store: &Store) -> Option<u8> {
+    store
+        .get(LG_K_KEY)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .flatten()
+        .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse().ok())
 }
 
-/// Records the data dir's `lg_k` on first use and refuses another one later.
-fn check_lg_k(data_dir: &Path, lg_k: u8) -> Result<(), Error> {
-    let state = data_dir.join(STATE_DIR);
-    let path = lg_k_path(data_dir);
-    match fs::read_to_string(&path) {
-        Ok(s) => match s.trim().parse::<u8>() {
-            Ok(existing) if existing == lg_k => Ok(()),
-            Ok(existing) => Err(Error::LgKMismatch {
-                path,
-                existing,
-                requested: lg_k,
-            }),
-            Err(_) => fs::write(&path, format!("{lg_k}\n")).map_err(Error::io("writing", &path)),
+/// Records the location's `lg_k` on first use (create-only, so collectors
+/// starting at once agree on the first) and refuses another one later.
+fn check_lg_k(store: &Store, lg_k: u8) -> Result<(), Error> {
+    let mismatch = |existing| Error::LgKMismatch {
+        path: store.show(LG_K_KEY).into(),
+        existing,
+        requested: lg_k,
+    };
+    if let Some(existing) = recorded_lg_k(store) {
+        return if existing == lg_k {
+            Ok(())
+        } else {
+            Err(mismatch(existing))
+        };
+    }
+    match store.create(LG_K_KEY, Bytes::from(format!("{lg_k}\n")))? {
+        Created::New => Ok(()),
+        Created::Existed => match recorded_lg_k(store) {
+            Some(existing) if existing != lg_k => Err(mismatch(existing)),
+            _ => Ok(()),
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(&state).map_err(Error::io("creating", &state))?;
-            fs::write(&path, format!("{lg_k}\n")).map_err(Error::io("writing", &path))
-        }
-        Err(e) => Err(Error::Io {
-            what: "reading",
-            path,
-            source: e,
-        }),
     }
 }
 
@@ -920,7 +953,8 @@ mod tests {
 
     fn config(dir: &Path, lg_k: u8) -> AggregatorConfig {
         AggregatorConfig {
-            data_dir: dir.to_owned(),
+            store: Store::local(dir).unwrap(),
+            state_dir: dir.join("_state"),
             lg_k,
             tick: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(10),
@@ -1059,6 +1093,64 @@ mod tests {
         assert!(e.to_string().contains("another footfall"), "{e}");
         drop(first);
         Aggregator::open(config(tmp.path(), 12)).unwrap();
+    }
+
+    #[test]
+    fn rows_restored_on_their_way_to_a_file_that_landed_are_not_written_twice() {
+        // A put whose answer was lost: the file is in the store, and the
+        // checkpoint still has its rows pending under its name.
+        let tmp = tempfile::tempdir().unwrap();
+        let t0 = 1_764_079_200;
+        let mut b = Buckets::new(12).unwrap();
+        for i in 0..3 {
+            b.fold(&visit(t0 + i, "/landed"));
+        }
+        let date = crate::buckets::date_of(t0);
+        let file = file_name(new_flush_id());
+        let store = Store::local(tmp.path()).unwrap();
+        let landed = b.clone().only(&[Table::Pages]);
+        let batch = landed.to_record_batch(Table::Pages).unwrap();
+        write_file(&store, Table::Pages, date, 12, &file, &batch).unwrap();
+        let pending = [Table::Pages, Table::Sources].map(|table| Pending {
+            file: file.clone(),
+            table,
+            date,
+            buckets: b.clone().only(&[table]),
+        });
+        checkpoint::save(&tmp.path().join("_state"), 12, &[], &pending).unwrap();
+
+        let agg = Aggregator::open(config(tmp.path(), 12)).unwrap();
+        agg.flush(None).unwrap();
+        let counted = |table| {
+            let (count, visitors) = count_and_visitors(tmp.path(), table);
+            (count, visitors.round())
+        };
+        assert_eq!(counted("pages"), (3, 3.0), "once");
+        assert_eq!(counted("sources"), (3, 3.0), "written now");
+        assert_eq!(parquet_files(tmp.path()).len(), 2);
+        assert!(!checkpoint::path(&tmp.path().join("_state")).exists());
+    }
+
+    #[test]
+    fn a_remote_data_location_keeps_its_state_local() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::in_memory();
+        let agg = Aggregator::open(AggregatorConfig {
+            store: store.clone(),
+            ..config(tmp.path(), 12)
+        })
+        .unwrap();
+        agg.record(&visit(1_764_079_200, "/"));
+        agg.checkpoint().unwrap();
+        assert!(checkpoint::path(&tmp.path().join("_state")).exists());
+        agg.flush(None).unwrap();
+        assert_eq!(recorded_lg_k(&store), Some(12));
+        let pages = store.list("pages/date=2025-11-25").unwrap().files;
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        assert!(
+            parquet_files(tmp.path()).is_empty(),
+            "nothing of the data on the local disk"
+        );
     }
 
     #[test]

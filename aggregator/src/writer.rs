@@ -1,17 +1,17 @@
 //! Writing one table's rows for one UTC date as an immutable Parquet file.
 //!
-//! A file is written under a hidden temporary name (`.part-….parquet.tmp`,
-//! which no `*.parquet` glob and no Spark/Hive reader picks up), fsynced,
-//! renamed into place and the folder fsynced: readers see the whole file or
-//! nothing, and a file once visible is never rewritten.
+//! A file is encoded in memory and handed to the store with a create-only
+//! put under its unique name: readers see the whole file or nothing, a
+//! file once visible is never rewritten, and a retried put of a file whose
+//! first put did land (its answer lost) finds it there and writes nothing.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use footfall_schemas::tables::Table;
+use footfall_storage::{Created, Store};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -23,37 +23,39 @@ use crate::error::Error;
 /// What one write produced.
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// The visible file.
-    pub path: PathBuf,
+    /// Where the file is, as logs show it.
+    pub at: String,
     /// Rows in it.
     pub rows: usize,
-    /// Its size on disk.
+    /// Its size.
     pub bytes: u64,
+    /// Whether this put made it; `false` when an earlier put of the same
+    /// file had already landed.
+    pub new: bool,
 }
 
-/// The folder of a table's partition: `<data-dir>/<table>/date=YYYY-MM-DD`.
-pub fn partition_dir(data_dir: &Path, table: Table, date: NaiveDate) -> PathBuf {
-    date_dir(data_dir, table.name(), date)
+/// The key of a table's partition: `<table>/date=YYYY-MM-DD`.
+pub fn partition_key(table: Table, date: NaiveDate) -> String {
+    date_key(table.name(), date)
 }
 
-/// `<data-dir>/<folder>/date=YYYY-MM-DD`, the Hive-style partition every
-/// table and rollup uses.
-pub fn date_dir(data_dir: &Path, folder: &str, date: NaiveDate) -> PathBuf {
-    data_dir
-        .join(folder)
-        .join(format!("date={}", date.format("%Y-%m-%d")))
+/// `<folder>/date=YYYY-MM-DD`, the Hive-style partition every table and
+/// rollup uses.
+pub fn date_key(folder: &str, date: NaiveDate) -> String {
+    format!("{folder}/date={}", date.format("%Y-%m-%d"))
 }
 
-/// Writes `batch` as a new file in the table's partition for `date`.
+/// Writes `batch` as the file `name` in the table's partition for `date`.
 ///
-/// `flush_id` goes into the file name, so that a checkpoint can tell whether
-/// an interrupted flush reached the disk (see [`crate::checkpoint`]).
+/// `name` is chosen once per flush ([`file_name`]) and kept with rows whose
+/// write failed, so that a retry puts the same file (see
+/// [`crate::checkpoint`]).
 pub fn write_file(
-    data_dir: &Path,
+    store: &Store,
     table: Table,
     date: NaiveDate,
     lg_k: u8,
-    flush_id: u64,
+    name: &str,
     batch: &RecordBatch,
 ) -> Result<Written, Error> {
     let kv = table
@@ -61,77 +63,56 @@ pub fn write_file(
         .into_iter()
         .map(|(k, v)| KeyValue::new(k, v))
         .collect();
-    publish(
-        &partition_dir(data_dir, table, date),
-        &unique_name("part", flush_id),
-        kv,
-        batch,
-    )
+    publish(store, &partition_key(table, date), name, kv, batch)
 }
 
-/// Makes `batch` visible as `dir/name` with this footer metadata, or fails
-/// leaving nothing visible: a hidden temporary, fsynced, renamed (over a
-/// file of that name, atomically), then the folder fsynced.
+/// Makes `batch` visible as `dir/name` with this footer metadata, unless a
+/// file of that name is there already (then it is left as it was).
 pub(crate) fn publish(
-    dir: &Path,
+    store: &Store,
+    dir: &str,
     name: &str,
     kv: Vec<KeyValue>,
     batch: &RecordBatch,
 ) -> Result<Written, Error> {
-    fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
-    // Opened before the file is written: once the rename has made the file
-    // visible, nothing may fail in a way that makes the caller write the
-    // same rows again.
-    let dir_handle = File::open(dir).map_err(Error::io("opening", dir))?;
-    let path = dir.join(name);
-    // Unique, so two writers of one name (two rollup runs) never share a
-    // temporary; the rename makes the last one win, whole.
-    let tmp = dir.join(format!(".{name}.{}.tmp", flush_token(new_flush_id())));
-
-    let bytes = match write_tmp(&tmp, kv, batch).and_then(|bytes| {
-        fs::rename(&tmp, &path)
-            .map(|()| bytes)
-            .map_err(Error::io("renaming into place", &path))
-    }) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    // The rename is durable only once the folder's entry is on disk. If that
-    // sync fails the file is still visible and complete; reporting an error
-    // would make the caller retry and count its rows twice.
-    if let Err(e) = dir_handle.sync_all() {
-        tracing::warn!(error = %e, dir = %dir.display(), "folder sync failed after publishing a file");
-    }
+    let key = format!("{dir}/{name}");
+    let bytes = encode(&key, kv, batch)?;
+    let size = bytes.len() as u64;
+    let created = store.create(&key, bytes)?;
     Ok(Written {
-        path,
+        at: store.show(&key),
         rows: batch.num_rows(),
-        bytes,
+        bytes: size,
+        new: created == Created::New,
     })
 }
 
-/// Removes temporary files that a crash left in a table's partitions
-/// (`.part-….parquet.….tmp`, `.rollup.parquet.….tmp`; `folder` is a table's
-/// name or its daily rollup's): they were never visible and never will be.
-pub fn remove_stale_temporaries(data_dir: &Path, folder: &str) -> usize {
-    let Ok(partitions) = fs::read_dir(data_dir.join(folder)) else {
+/// Removes what a crash left of a write in progress on a local disk:
+/// hidden temporaries of earlier versions (`.part-….parquet.….tmp`) and
+/// the store's staged uploads (`part-….parquet#N`). They were never
+/// visible as `*.parquet` and never will be. An object store keeps no
+/// partial objects.
+pub fn remove_stale_temporaries(store: &Store, folder: &str) -> usize {
+    let Some(root) = store.local_dir() else {
+        return 0;
+    };
+    let Ok(partitions) = std::fs::read_dir(root.join(folder)) else {
         return 0;
     };
     let mut removed = 0;
     for partition in partitions.flatten() {
-        let Ok(files) = fs::read_dir(partition.path()) else {
+        let Ok(files) = std::fs::read_dir(partition.path()) else {
             continue;
         };
         for file in files.flatten() {
             let name = file.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.')
-                && name.ends_with(".tmp")
-                && name.contains(".parquet.")
-                && fs::remove_file(file.path()).is_ok()
-            {
+            let old_tmp =
+                name.starts_with('.') && name.ends_with(".tmp") && name.contains(".parquet.");
+            let staged = name
+                .rsplit_once(".parquet#")
+                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()));
+            if (old_tmp || staged) && std::fs::remove_file(file.path()).is_ok() {
                 removed += 1;
             }
         }
@@ -139,22 +120,15 @@ pub fn remove_stale_temporaries(data_dir: &Path, folder: &str) -> usize {
     removed
 }
 
-fn write_tmp(tmp: &Path, kv: Vec<KeyValue>, batch: &RecordBatch) -> Result<u64, Error> {
-    let file = File::create(tmp).map_err(Error::io("creating", tmp))?;
+fn encode(key: &str, kv: Vec<KeyValue>, batch: &RecordBatch) -> Result<Bytes, Error> {
     let parquet_err = |source| Error::Parquet {
-        path: tmp.to_owned(),
+        path: key.into(),
         source,
     };
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(properties(kv))).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(kv)))
+        .map_err(parquet_err)?;
     writer.write(batch).map_err(parquet_err)?;
-    let file = writer.into_inner().map_err(parquet_err)?;
-    file.sync_all().map_err(Error::io("syncing", tmp))?;
-    let bytes = file
-        .metadata()
-        .map_err(Error::io("reading size of", tmp))?
-        .len();
-    Ok(bytes)
+    Ok(Bytes::from(writer.into_inner().map_err(parquet_err)?))
 }
 
 /// ZSTD, statistics on the key columns, rows declared sorted by (site,
@@ -185,10 +159,15 @@ fn properties(kv: Vec<KeyValue>) -> WriterProperties {
         .build()
 }
 
-/// `<kind>-<unix millis>-<id>.parquet`: unique across flushes, restarts
-/// and collectors sharing a folder (the id is 64 random bits), and in time
-/// order when listed.
-pub(crate) fn unique_name(kind: &str, id: u64) -> String {
+/// `part-<unix millis>-<id>.parquet`, a flush's file name in every
+/// partition it writes: unique across flushes, restarts and collectors
+/// sharing a bucket (the id is 64 random bits), and in time order when
+/// listed.
+pub fn file_name(id: u64) -> String {
+    unique_name("part", id)
+}
+
+fn unique_name(kind: &str, id: u64) -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -221,8 +200,7 @@ mod tests {
     use footfall_schemas::{Visit, VisitorKey};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    #[test]
-    fn round_trips_through_parquet_with_metadata() {
+    fn batch() -> RecordBatch {
         let mut b = Buckets::new(12).unwrap();
         for i in 0..50u64 {
             let key = VisitorKey::from_hash(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -232,21 +210,34 @@ mod tests {
                 ..Visit::landing("a.com", 1_764_079_200 + i as i64, &page, key)
             });
         }
-        let batch = b.to_record_batch(Table::Pages).unwrap();
+        b.to_record_batch(Table::Pages).unwrap()
+    }
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 11, 25).unwrap()
+    }
+
+    #[test]
+    fn round_trips_through_parquet_with_metadata() {
+        let batch = batch();
         let tmp = tempfile::tempdir().unwrap();
-        let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
-        let w = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap();
+        let store = Store::local(tmp.path()).unwrap();
+        let name = file_name(7);
+        let w = write_file(&store, Table::Pages, date(), 12, &name, &batch).unwrap();
         assert_eq!(w.rows, 5);
-        assert!(w.path.starts_with(tmp.path().join("pages/date=2025-11-25")));
-        assert!(w.path.extension().is_some_and(|e| e == "parquet"));
-        let names: Vec<_> = fs::read_dir(w.path.parent().unwrap())
-            .unwrap()
-            .flatten()
-            .collect();
+        assert!(w.new);
+        let dir = tmp.path().join("pages/date=2025-11-25");
+        assert!(
+            w.at.ends_with(&format!("pages/date=2025-11-25/{name}")),
+            "{}",
+            w.at
+        );
+        assert!(name.starts_with("part-") && name.ends_with("-0000000000000007.parquet"));
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "no temporary file is left behind");
 
-        let reader =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&w.path).unwrap()).unwrap();
+        let file = std::fs::File::open(dir.join(&name)).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let kv = reader
             .metadata()
             .file_metadata()
@@ -271,18 +262,26 @@ mod tests {
     }
 
     #[test]
+    fn a_file_put_again_under_its_name_is_found_not_doubled() {
+        let store = Store::in_memory();
+        let name = file_name(new_flush_id());
+        let first = write_file(&store, Table::Pages, date(), 12, &name, &batch()).unwrap();
+        let again = write_file(&store, Table::Pages, date(), 12, &name, &batch()).unwrap();
+        assert!(first.new && !again.new);
+        assert_eq!(store.list("pages/date=2025-11-25").unwrap().files, [name]);
+    }
+
+    #[test]
     fn stale_temporaries_are_removed_and_files_kept() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = partition_dir(
-            tmp.path(),
-            Table::Pages,
-            NaiveDate::from_ymd_opt(2025, 11, 25).unwrap(),
-        );
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(".part-1-2.parquet.tmp"), "torn").unwrap();
-        fs::write(dir.join("part-1-3.parquet"), "kept").unwrap();
-        assert_eq!(remove_stale_temporaries(tmp.path(), Table::Pages.name()), 1);
-        let left: Vec<_> = fs::read_dir(&dir)
+        let dir = tmp.path().join("pages/date=2025-11-25");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".part-1-2.parquet.tmp"), "torn").unwrap();
+        std::fs::write(dir.join("part-1-4.parquet#3"), "staged").unwrap();
+        std::fs::write(dir.join("part-1-3.parquet"), "kept").unwrap();
+        let store = Store::local(tmp.path()).unwrap();
+        assert_eq!(remove_stale_temporaries(&store, Table::Pages.name()), 2);
+        let left: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
             .map(|e| e.file_name())
@@ -294,11 +293,11 @@ mod tests {
     fn unwritable_dirs_are_errors_with_the_path() {
         let tmp = tempfile::tempdir().unwrap();
         let blocker = tmp.path().join("pages");
-        fs::write(&blocker, "a file where a folder should be").unwrap();
+        std::fs::write(&blocker, "a file where a folder should be").unwrap();
+        let store = Store::local(tmp.path()).unwrap();
         let b = Buckets::new(12).unwrap();
         let batch = b.to_record_batch(Table::Pages).unwrap();
-        let date = NaiveDate::from_ymd_opt(2025, 11, 25).unwrap();
-        let e = write_file(tmp.path(), Table::Pages, date, 12, 7, &batch).unwrap_err();
+        let e = write_file(&store, Table::Pages, date(), 12, "part-x.parquet", &batch).unwrap_err();
         assert!(e.to_string().contains("pages"), "{e}");
     }
 }

@@ -103,6 +103,9 @@ pub enum DropReason {
     /// The visitor key sent more than `--max-views-per-minute` views in
     /// this minute.
     RateLimit,
+    /// Collectors share their salts (`--salt-store`) and today's could not
+    /// be fetched: it would be counted apart from the other collectors'.
+    NoSalt,
 }
 
 impl DropReason {
@@ -116,11 +119,12 @@ impl DropReason {
             DropReason::Gpc => "gpc",
             DropReason::Excluded => "excluded",
             DropReason::RateLimit => "rate-limit",
+            DropReason::NoSalt => "no-salt",
         }
     }
 
     /// Every variant, for pre-registering metrics.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::NoVisit,
         DropReason::UnknownSite,
         DropReason::UrlNotOnSite,
@@ -128,5 +132,6 @@ impl DropReason {
         DropReason::Gpc,
         DropReason::Excluded,
         DropReason::RateLimit,
+        DropReason::NoSalt,
     ];
 }

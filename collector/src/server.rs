@@ -137,10 +137,18 @@ impl Collector {
         self.salts.expire(now);
     }
 
-    /// The sink's health, with the reason when unhealthy; a change is
-    /// logged once.
+    /// Fetches shared salts as they are due; see [`SaltStore::refresh`].
+    pub async fn refresh_salts(&self, now: i64) -> Result<(), String> {
+        self.salts.refresh(now).await
+    }
+
+    /// The salt's and the sink's health, with the reason when unhealthy; a
+    /// change is logged once.
     pub fn health(&self) -> Result<(), String> {
-        let now = self.sink.health();
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let now = self.salts.health(clock).and_then(|()| self.sink.health());
         let mut said = lock(&self.health_said);
         let reason = now.as_ref().err();
         if said.as_ref() != reason {
@@ -195,8 +203,13 @@ impl Collector {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let Some(salt) = self.salts.key_for(now) else {
+            // Salts are shared and today's is not here: a salt of our own
+            // would count these visitors apart from the other collectors'.
+            return Ok(Some(DropReason::NoSalt));
+        };
         let cx = Context {
-            salt: self.salts.key_for(now),
+            salt,
             now,
             sites: &self.config.sites,
             geo: self.config.geo.as_deref(),

@@ -47,6 +47,8 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error(transparent)]
+    Store(#[from] footfall_storage::Error),
     #[error("reading {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -160,7 +160,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
                 // One group (the site) or none: nothing matched.
                 let acc = match merged.groups.into_values().next() {
                     Some(acc) => acc,
-                    None => Acc::empty(table, lg_k_of(&lg_k), &q.data_dir)?,
+                    None => Acc::empty(table, lg_k_of(&lg_k), &q.store)?,
                 };
                 groups.push((Some(goal.name()), acc));
             }

@@ -15,8 +15,6 @@
 //! as DuckDB or Spark would: it knows nothing of the collector or the
 //! aggregator's internals.
 
-use std::path::PathBuf;
-
 use chrono::NaiveDate;
 use footfall_schemas::tables::Table;
 
@@ -28,9 +26,19 @@ mod scan;
 mod sites;
 
 pub use error::Error;
+pub use footfall_storage::Store;
 pub use goals::{Goal, PagePattern};
 pub use render::{Format, csv_field, render, render_sites};
 pub use sites::{SiteSpan, only_site, sites};
+
+/// Opens the data location a report reads: a local folder, which must
+/// exist, or an object-store URL (`s3://bucket/prefix`, …).
+pub fn open(data_dir: &str) -> Result<Store, Error> {
+    Store::open(data_dir).map_err(|e| match e {
+        footfall_storage::Error::Missing(path) => Error::DataDirMissing(path),
+        e => Error::Store(e),
+    })
+}
 
 /// What to break the numbers down by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +236,8 @@ impl Metric {
 /// A report request. Dates are UTC and inclusive.
 #[derive(Debug, Clone)]
 pub struct Query {
-    pub data_dir: PathBuf,
+    /// Where the files are: a local folder or an object-store prefix.
+    pub store: footfall_storage::Store,
     pub site: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -316,7 +325,11 @@ mod tests {
     use std::path::Path;
 
     use footfall_aggregator::Buckets;
-    use footfall_aggregator::writer::write_file;
+    use footfall_aggregator::writer::{file_name, write_file};
+
+    fn store(dir: &Path) -> Store {
+        Store::local(dir).unwrap()
+    }
     use footfall_schemas::{Visit, VisitorKey};
 
     const DAY: i64 = 1_764_028_800; // 2025-11-25T00:00:00Z
@@ -347,7 +360,7 @@ mod tests {
         for (d, part) in b.split_by_date() {
             for table in part.tables() {
                 let batch = part.to_record_batch(table).unwrap();
-                write_file(dir, table, d, lg_k, flush_id, &batch).unwrap();
+                write_file(&store(dir), table, d, lg_k, &file_name(flush_id), &batch).unwrap();
             }
         }
     }
@@ -373,7 +386,7 @@ mod tests {
 
     fn query(dir: &Path, by: Option<Dimension>) -> Query {
         Query {
-            data_dir: dir.to_owned(),
+            store: store(dir),
             site: "a.com".into(),
             from: date(25),
             to: date(26),
@@ -470,7 +483,7 @@ mod tests {
         for (d, part) in b.split_by_date() {
             for table in part.tables() {
                 let batch = part.to_record_batch(table).unwrap();
-                write_file(dir, table, d, 12, flush_id, &batch).unwrap();
+                write_file(&store(dir), table, d, 12, &file_name(flush_id), &batch).unwrap();
             }
         }
     }
@@ -685,7 +698,15 @@ mod tests {
         );
         let columns: Vec<ArrayRef> = indices.iter().map(|&i| now.column(i).clone()).collect();
         let old = RecordBatch::try_new(schema, columns).unwrap();
-        write_file(tmp.path(), Table::Pages, date(25), 12, 1, &old).unwrap();
+        write_file(
+            &store(tmp.path()),
+            Table::Pages,
+            date(25),
+            12,
+            &file_name(1),
+            &old,
+        )
+        .unwrap();
         let pages = run(&query(tmp.path(), Some(Dimension::Page))).unwrap();
         assert_eq!(plain(&pages.rows), [row(Some("/"), 1, 1)]);
         assert_eq!(pages.rows[0].metrics, [None, None, None, None]);
@@ -849,7 +870,7 @@ mod tests {
         assert!(before.iter().all(|r| r.stats.rollups == 0));
 
         for d in [date(25), date(26)] {
-            footfall_aggregator::rollup::rollup_date(tmp.path(), d, Some(12)).unwrap();
+            footfall_aggregator::rollup::rollup_date(&store(tmp.path()), d, Some(12)).unwrap();
         }
         for (d, old) in dims.iter().zip(&before) {
             let now = run(&query(tmp.path(), *d)).unwrap();
@@ -867,11 +888,12 @@ mod tests {
             );
         }
 
-        // A late file for the 25th: its rollup no longer covers what is
-        // there, so that day is read hourly (and still adds up).
+        // A late file for the 25th (written after its rollup): read beside
+        // the rollup, which still covers the rest (and it all adds up).
         write(tmp.path(), 12, &[("a.com", DAY + 5, "/late", 999)]);
         let late = run(&query(tmp.path(), Some(Dimension::Page))).unwrap();
-        assert_eq!(late.stats.rollups, 1);
+        assert_eq!(late.stats.rollups, 2);
+        assert_eq!(late.stats.files, 3);
         assert!(late.rows.iter().any(|r| r.key.as_deref() == Some("/late")));
         let views = |r: &Report| r.rows.iter().map(|r| r.count).sum::<i64>();
         assert_eq!(views(&late), views(&before[1]) + 1);
@@ -889,7 +911,7 @@ mod tests {
     #[test]
     fn errors_say_what_to_do() {
         let tmp = tempfile::tempdir().unwrap();
-        let missing = run(&query(&tmp.path().join("nope"), None)).unwrap_err();
+        let missing = open(tmp.path().join("nope").to_str().unwrap()).unwrap_err();
         assert!(matches!(missing, Error::DataDirMissing(_)), "{missing}");
 
         let mut q = query(tmp.path(), None);
@@ -1006,7 +1028,15 @@ mod tests {
         for (d, part) in b.split_by_date() {
             for table in part.tables() {
                 let batch = part.to_record_batch(table).unwrap();
-                write_file(tmp.path(), table, d, 12, flush_id, &batch).unwrap();
+                write_file(
+                    &store(tmp.path()),
+                    table,
+                    d,
+                    12,
+                    &file_name(flush_id),
+                    &batch,
+                )
+                .unwrap();
             }
         }
         let json = |q: &Query| -> serde_json::Value {
@@ -1095,12 +1125,12 @@ mod tests {
     fn sites_lists_every_site_with_its_first_and_last_day() {
         let tmp = tempfile::tempdir().unwrap();
         assert!(matches!(
-            only_site(tmp.path()).unwrap_err(),
+            only_site(&store(tmp.path())).unwrap_err(),
             Error::NoSites { .. }
         ));
-        assert_eq!(sites(tmp.path()).unwrap(), vec![]);
+        assert_eq!(sites(&store(tmp.path())).unwrap(), vec![]);
         write(tmp.path(), 12, &[("b.org", DAY + 86_400, "/", 1)]);
-        assert_eq!(only_site(tmp.path()).unwrap(), "b.org");
+        assert_eq!(only_site(&store(tmp.path())).unwrap(), "b.org");
         write(
             tmp.path(),
             12,
@@ -1113,9 +1143,9 @@ mod tests {
             first: date(first),
             last: date(last),
         };
-        let all = sites(tmp.path()).unwrap();
+        let all = sites(&store(tmp.path())).unwrap();
         assert_eq!(all, vec![span("a.com", 25, 28), span("b.org", 26, 26)]);
-        let which = only_site(tmp.path()).unwrap_err();
+        let which = only_site(&store(tmp.path())).unwrap_err();
         assert!(which.to_string().contains("a.com, b.org"), "{which}");
         assert_eq!(
             render_sites(&all, Format::Csv),
@@ -1130,9 +1160,10 @@ mod tests {
         assert!(render_sites(&all, Format::Table).starts_with("site   first       last"));
         // Rollups answer the same.
         for d in [25, 26, 28] {
-            footfall_aggregator::rollup::rollup_date(tmp.path(), date(d), Some(12)).unwrap();
+            footfall_aggregator::rollup::rollup_date(&store(tmp.path()), date(d), Some(12))
+                .unwrap();
         }
-        assert_eq!(sites(tmp.path()).unwrap(), all);
+        assert_eq!(sites(&store(tmp.path())).unwrap(), all);
     }
 
     #[test]

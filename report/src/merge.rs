@@ -16,6 +16,7 @@ use footfall_schemas::tables::{Count, DEFAULT_LG_K, OVERFLOW, Table};
 use crate::goals::PagePattern;
 use crate::scan::{files_in_range, read};
 use crate::{Dimension, Error, Metric, Query, Report, Row, Stats};
+use footfall_storage::Store;
 
 /// One group's summed counts (in its table's [`Table::counts`] order) and
 /// the union of its sketches.
@@ -26,11 +27,11 @@ pub(crate) struct Acc {
 
 impl Acc {
     /// No counts and no visitors, for a row the table has nothing of.
-    pub(crate) fn empty(table: Table, lg_k: u8, data_dir: &Path) -> Result<Acc, Error> {
+    pub(crate) fn empty(table: Table, lg_k: u8, store: &Store) -> Result<Acc, Error> {
         Ok(Acc {
             counts: vec![0; table.counts().len()],
             union: HllUnion::new(lg_k).map_err(|e| Error::NotOurs {
-                path: data_dir.to_owned(),
+                path: store.to_string().into(),
                 what: format!("lg_k {lg_k}: {e}"),
             })?,
         })
@@ -84,7 +85,7 @@ impl Test<'_> {
 /// (zero, or no rows), so a script reading a day's numbers works on a day
 /// without any; a site with no data at all is more likely a typo.
 pub(crate) fn check_known_site(q: &Query) -> Result<(), Error> {
-    let known: Vec<String> = crate::sites(&q.data_dir)?
+    let known: Vec<String> = crate::sites(&q.store)?
         .into_iter()
         .map(|s| s.site)
         .collect();
@@ -93,16 +94,13 @@ pub(crate) fn check_known_site(q: &Query) -> Result<(), Error> {
     }
     Err(Error::UnknownSite {
         site: q.site.clone(),
-        dir: q.data_dir.clone(),
+        dir: q.store.to_string().into(),
         known,
     })
 }
 
 /// Checks what every report checks before reading a file.
 pub(crate) fn check_range(q: &Query) -> Result<(), Error> {
-    if !q.data_dir.is_dir() {
-        return Err(Error::DataDirMissing(q.data_dir.clone()));
-    }
     if q.from > q.to {
         return Err(Error::EmptyRange {
             from: q.from,
@@ -119,10 +117,9 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     let table = q.by.map_or(Table::Pages, Dimension::table);
     let main = merge_table(q, table, &[])?;
     // No countries data in the range: say why if it was never written.
-    if main.stats.files == 0 && table == Table::Countries && !q.data_dir.join(table.name()).exists()
-    {
+    if main.stats.files == 0 && table == Table::Countries && !has_table(q, table)? {
         return Err(Error::NoCountries {
-            dir: q.data_dir.clone(),
+            dir: q.store.to_string().into(),
         });
     }
     let metrics = Metric::for_report(q.by);
@@ -139,8 +136,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
         (Some(v), _) => v.stats.files > 0,
         (None, Table::Visits) => main.stats.files > 0,
         (None, _) => !metrics.is_empty() && any_visits_file(q)?,
-    } || (main.stats.files == 0
-        && q.data_dir.join(Table::Visits.name()).is_dir());
+    } || (main.stats.files == 0 && has_table(q, Table::Visits)?);
     // (A quiet range of a data dir that counts visits has zero of them.)
     let mut lg_k = main.lg_k.clone();
     if let Some(v) = &visits {
@@ -178,7 +174,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     // Visits that began in an hour without a view of theirs (a visit's
     // counts belong to its start hour) still make their hour's row.
     for (key, acc) in visit_groups {
-        let empty = Acc::empty(table, lg_k, &q.data_dir)?;
+        let empty = Acc::empty(table, lg_k, &q.store)?;
         groups.push((key, empty, Some(acc)));
     }
     let mut rows: Vec<Row> = Vec::with_capacity(groups.len());
@@ -225,7 +221,7 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     // Site totals are always one row: a quiet range's is zero (unless a
     // threshold hides it).
     if q.by.is_none() && rows.is_empty() && min == 0 {
-        let empty = Acc::empty(table, lg_k, &q.data_dir)?;
+        let empty = Acc::empty(table, lg_k, &q.store)?;
         rows.push(row(Some(q.site.clone()), &empty, None, 0));
     }
     if q.by.is_some_and(Dimension::is_time) {
@@ -290,8 +286,13 @@ fn metric(
 /// Whether the range has any `visits` file: then the visit numbers of
 /// pages and sources are known (zero where no visit ended there).
 fn any_visits_file(q: &Query) -> Result<bool, Error> {
-    let (files, _) = files_in_range(&q.data_dir, Table::Visits, q.from, q.to, true)?;
+    let (files, _) = files_in_range(&q.store, Table::Visits, q.from, q.to, true)?;
     Ok(!files.is_empty())
+}
+
+/// Whether the data location has a folder of `table` on any day.
+fn has_table(q: &Query, table: Table) -> Result<bool, Error> {
+    Ok(q.store.list("")?.dirs.iter().any(|d| d == table.name()))
 }
 
 /// Keeps the first `lg_k` seen; another one is an error naming its file.
@@ -325,7 +326,7 @@ pub(crate) fn merge_table(
 ) -> Result<Merged, Error> {
     // An hourly series needs the hours; everything else can use rollups.
     let use_rollups = q.by != Some(Dimension::Hour);
-    let (files, rollups) = files_in_range(&q.data_dir, table, q.from, q.to, use_rollups)?;
+    let (files, rollups) = files_in_range(&q.store, table, q.from, q.to, use_rollups)?;
     // The files are split between the cores; each part is merged on its
     // own and the parts' unions merged at the end. Union is associative
     // and the estimate is settled, so the split changes no number.
@@ -412,7 +413,7 @@ struct Part {
 fn read_part(
     q: &Query,
     table: Table,
-    files: &[PathBuf],
+    files: &[String],
     filters: &[Filter<'_>],
 ) -> Result<Part, Error> {
     let mut part = Part {
@@ -423,15 +424,16 @@ fn read_part(
     for file in files {
         let expected = part.lg_k.as_ref().map(|(k, _)| *k);
         let filtered: Vec<&'static str> = filters.iter().map(|f| f.column).collect();
-        let (file_lg_k, batches) = read(file, expected, q.by, table, &filtered)?;
-        part.lg_k.get_or_insert_with(|| (file_lg_k, file.clone()));
+        let (file_lg_k, batches) = read(&q.store, file, expected, q.by, table, &filtered)?;
+        let shown = PathBuf::from(q.store.show(file));
+        part.lg_k.get_or_insert_with(|| (file_lg_k, shown.clone()));
         for batch in batches {
             let mut folder = Folder {
                 q,
                 table,
                 lg_k: file_lg_k,
                 groups: &mut part.groups,
-                file,
+                file: &shown,
                 filters,
             };
             part.rows += folder.fold(&batch)?;

@@ -2,103 +2,76 @@
 //! (`<table>/date=YYYY-MM-DD/*.parquet`, rollups under `<table>_daily/`)
 //! and each file's metadata, nothing else.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow_array::{Array, RecordBatch, StringArray};
+use bytes::Bytes;
 use chrono::NaiveDate;
 use footfall_schemas::tables::{SCHEMA_VERSION, Table, meta};
+use footfall_storage::Store;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::{Dimension, Error};
 
-/// The files to read for a table from `from` to `to`: for each day, its
-/// daily rollup when one covers exactly the hourly files present (and the
-/// report does not need hours), otherwise those hourly files. Hidden files
-/// (writes in progress) are never read.
+/// The files (keys) to read for a table from `from` to `to`: for each day,
+/// its daily rollup when there is one (and the report does not need
+/// hours) plus the hourly files it does not cover (written after it);
+/// otherwise the hourly files. A rollup whose covered files are not all
+/// present any more (removed by hand) is not used. Hidden files are never
+/// read.
 pub(crate) fn files_in_range(
-    data_dir: &Path,
+    store: &Store,
     table: Table,
     from: NaiveDate,
     to: NaiveDate,
     use_rollups: bool,
-) -> Result<(Vec<PathBuf>, usize), Error> {
+) -> Result<(Vec<String>, usize), Error> {
     let mut files = Vec::new();
     let mut rollups = 0;
     let mut day = from;
     while day <= to {
         let date = format!("date={}", day.format("%Y-%m-%d"));
-        let hourly_dir = data_dir.join(table.name()).join(&date);
-        let hourly = visible_parquet(&hourly_dir)?;
-        let rollup = if use_rollups && !hourly.is_empty() {
-            let daily_dir = data_dir.join(table.daily_name()).join(&date);
-            let covers = hourly.join(",");
-            let mut found = None;
-            for name in visible_parquet(&daily_dir)? {
-                let path = daily_dir.join(name);
-                if rollup_covers(&path)?.as_deref() == Some(covers.as_str()) {
-                    found = Some(path);
+        let hourly_dir = format!("{}/{date}", table.name());
+        let hourly = store.parquet_files(&hourly_dir)?;
+        let mut uncovered: Vec<&String> = hourly.iter().collect();
+        if use_rollups && !hourly.is_empty() {
+            let daily_dir = format!("{}/{date}", table.daily_name());
+            for name in store.parquet_files(&daily_dir)? {
+                let key = format!("{daily_dir}/{name}");
+                let covers = rollup_covers(store, &key)?.unwrap_or_default();
+                let covered: Vec<&str> = covers.split(',').collect();
+                if covered.iter().all(|c| hourly.iter().any(|h| h == c)) {
+                    files.push(key);
+                    rollups += 1;
+                    uncovered.retain(|h| !covered.contains(&h.as_str()));
                     break;
                 }
             }
-            found
-        } else {
-            None
-        };
-        match rollup {
-            Some(path) => {
-                files.push(path);
-                rollups += 1;
-            }
-            None => files.extend(hourly.into_iter().map(|n| hourly_dir.join(n))),
         }
+        files.extend(uncovered.into_iter().map(|n| format!("{hourly_dir}/{n}")));
         let Some(next) = day.succ_opt() else { break };
         day = next;
     }
     Ok((files, rollups))
 }
 
-/// The names of the entries of `dir` (none if it is absent).
-fn entry_names(dir: &Path) -> Result<Vec<String>, Error> {
-    let io = |source| Error::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(io(source)),
-    };
-    entries
-        .map(|e| {
-            e.map(|e| e.file_name().to_string_lossy().into_owned())
-                .map_err(io)
-        })
-        .collect()
-}
-
-/// Sorted names of the visible `*.parquet` files in `dir` (none if absent).
-pub(crate) fn visible_parquet(dir: &Path) -> Result<Vec<String>, Error> {
-    let mut names: Vec<String> = entry_names(dir)?
-        .into_iter()
-        .filter(|n| n.ends_with(".parquet") && !n.starts_with('.'))
-        .collect();
-    names.sort();
-    Ok(names)
+/// The object at `key`, which was listed a moment ago.
+fn fetch(store: &Store, key: &str) -> Result<Bytes, Error> {
+    store.get(key)?.ok_or_else(|| Error::NotOurs {
+        path: store.show(key).into(),
+        what: "listed, then gone".to_owned(),
+    })
 }
 
 /// The hourly files a daily rollup covers, from its footer.
-fn rollup_covers(path: &Path) -> Result<Option<String>, Error> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+fn rollup_covers(store: &Store, key: &str) -> Result<Option<String>, Error> {
+    let bytes = fetch(store, key)?;
     let meta = ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
+        .parse_and_finish(&bytes)
         .map_err(|source| Error::Parquet {
-            path: path.to_owned(),
+            path: store.show(key).into(),
             source,
         })?;
     Ok(meta
@@ -112,7 +85,8 @@ fn rollup_covers(path: &Path) -> Result<Option<String>, Error> {
 /// files read before it, then reads the columns a report needs. Returns the
 /// file's `lg_k` and its batches.
 pub(crate) fn read(
-    path: &Path,
+    store: &Store,
+    key: &str,
     expected: Option<u8>,
     by: Option<Dimension>,
     table: Table,
@@ -131,27 +105,26 @@ pub(crate) fn read(
     ];
     wanted.extend(table.counts().iter().map(|c| c.name()));
     wanted.extend(filtered);
-    read_columns(path, expected, &wanted)
+    read_columns(store, key, expected, &wanted)
 }
 
 /// Opens a file, checks its metadata (see [`check_metadata`]) and reads
 /// the named columns of it.
 fn read_columns(
-    path: &Path,
+    store: &Store,
+    key: &str,
     expected: Option<u8>,
     wanted: &[&str],
 ) -> Result<(u8, Vec<RecordBatch>), Error> {
+    let path = PathBuf::from(store.show(key));
     let parquet_err = |source| Error::Parquet {
-        path: path.to_owned(),
+        path: path.clone(),
         source,
     };
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(fetch(store, key)?).map_err(parquet_err)?;
     let lg_k = check_metadata(
-        path,
+        &path,
         builder.metadata().file_metadata().key_value_metadata(),
         expected,
     )?;
@@ -176,7 +149,7 @@ fn read_columns(
 
 /// Checks schema version and `lg_k`; returns the file's `lg_k`.
 fn check_metadata(
-    path: &Path,
+    path: &std::path::Path,
     kv: Option<&Vec<parquet::file::metadata::KeyValue>>,
     expected: Option<u8>,
 ) -> Result<u8, Error> {
@@ -208,8 +181,10 @@ fn check_metadata(
 
 /// The UTC days that have a `date=YYYY-MM-DD` folder of `table`, sorted.
 /// Folders of another name (a stray copy, `date=x`) are not partitions.
-pub(crate) fn partition_dates(data_dir: &Path, table: Table) -> Result<Vec<NaiveDate>, Error> {
-    let mut dates: Vec<NaiveDate> = entry_names(&data_dir.join(table.name()))?
+pub(crate) fn partition_dates(store: &Store, table: Table) -> Result<Vec<NaiveDate>, Error> {
+    let mut dates: Vec<NaiveDate> = store
+        .list(table.name())?
+        .dirs
         .iter()
         .filter_map(|n| n.strip_prefix("date="))
         .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
@@ -220,15 +195,15 @@ pub(crate) fn partition_dates(data_dir: &Path, table: Table) -> Result<Vec<Naive
 
 /// The distinct sites of one file, after the same metadata checks as
 /// [`read`]; only the `site` column is read.
-pub(crate) fn read_sites(path: &Path) -> Result<Vec<String>, Error> {
-    let (_, batches) = read_columns(path, None, &["site"])?;
+pub(crate) fn read_sites(store: &Store, key: &str) -> Result<Vec<String>, Error> {
+    let (_, batches) = read_columns(store, key, None, &["site"])?;
     let mut sites: Vec<String> = Vec::new();
     for batch in batches {
         let column = batch
             .column_by_name("site")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| Error::NotOurs {
-                path: path.to_owned(),
+                path: store.show(key).into(),
                 what: "no string column site".to_owned(),
             })?;
         for site in column.iter().flatten() {

@@ -1,10 +1,10 @@
 //! Which sites have data, and from which day to which.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use footfall_schemas::tables::Table;
+use footfall_storage::Store;
 
 use crate::Error;
 use crate::scan::{files_in_range, partition_dates, read_sites};
@@ -20,15 +20,12 @@ pub struct SiteSpan {
 /// Every site with views in the `pages` table (every counted view is
 /// there), sorted by name. A day is read from its rollup when one covers
 /// it, as reports read it, and only the `site` column of each file.
-pub fn sites(data_dir: &Path) -> Result<Vec<SiteSpan>, Error> {
-    if !data_dir.is_dir() {
-        return Err(Error::DataDirMissing(data_dir.to_owned()));
-    }
+pub fn sites(store: &Store) -> Result<Vec<SiteSpan>, Error> {
     let mut spans: BTreeMap<String, SiteSpan> = BTreeMap::new();
-    for date in partition_dates(data_dir, Table::Pages)? {
-        let (files, _) = files_in_range(data_dir, Table::Pages, date, date, true)?;
+    for date in partition_dates(store, Table::Pages)? {
+        let (files, _) = files_in_range(store, Table::Pages, date, date, true)?;
         for file in files {
-            for site in read_sites(&file)? {
+            for site in read_sites(store, &file)? {
                 spans
                     .entry(site.clone())
                     .and_modify(|s| s.last = date)
@@ -45,16 +42,16 @@ pub fn sites(data_dir: &Path) -> Result<Vec<SiteSpan>, Error> {
 
 /// The one site with data, for a report that names none. The overflow
 /// site `(other)` (sites past `--max-sites` in an hour) is nobody's site.
-pub fn only_site(data_dir: &Path) -> Result<String, Error> {
-    let mut all = sites(data_dir)?;
+pub fn only_site(store: &Store) -> Result<String, Error> {
+    let mut all = sites(store)?;
     all.retain(|s| s.site != footfall_schemas::tables::OVERFLOW);
     match all.len() {
         0 => Err(Error::NoSites {
-            dir: data_dir.to_owned(),
+            dir: store.to_string().into(),
         }),
         1 => Ok(all.remove(0).site),
         _ => Err(Error::WhichSite {
-            dir: data_dir.to_owned(),
+            dir: store.to_string().into(),
             sites: all.into_iter().map(|s| s.site).collect(),
         }),
     }

@@ -34,8 +34,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 use url::Url;
 
@@ -55,22 +54,8 @@ pub enum Error {
         what: &'static str,
         at: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
-}
-
-impl Error {
-    /// Whether the store could not be reached or answered with an error
-    /// that a retry may cure, as opposed to a bad key.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Error::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }
-        )
-    }
 }
 
 /// What a create-only put found.
@@ -122,8 +107,9 @@ impl fmt::Display for Store {
 
 /// Whether `spec` names an object store rather than a local path.
 pub fn is_url(spec: &str) -> bool {
-    spec.split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()))
+    spec.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 impl Store {
@@ -162,7 +148,8 @@ impl Store {
             "s3" | "s3a" => Arc::new(
                 AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
-                    .with_client_options(client_options())
+                    .with_config(timeout_key!(Aws, ConnectTimeout), "5s")
+                    .with_config(timeout_key!(Aws, Timeout), "30s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
@@ -170,7 +157,8 @@ impl Store {
             "gs" => Arc::new(
                 GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&bucket)
-                    .with_client_options(client_options())
+                    .with_config(timeout_key!(Gcp, ConnectTimeout), "5s")
+                    .with_config(timeout_key!(Gcp, Timeout), "30s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
@@ -178,7 +166,8 @@ impl Store {
             "az" | "azure" | "abfs" | "abfss" => Arc::new(
                 MicrosoftAzureBuilder::from_env()
                     .with_url(url.as_str())
-                    .with_client_options(client_options())
+                    .with_config(timeout_key!(Azure, ConnectTimeout), "5s")
+                    .with_config(timeout_key!(Azure, Timeout), "30s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
@@ -281,7 +270,11 @@ impl Store {
 
     fn err(&self, what: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> Error {
         let at = self.show(key);
-        move |source| Error::Store { what, at, source }
+        move |source| Error::Store {
+            what,
+            at,
+            source: Box::new(source),
+        }
     }
 
     /// Puts `bytes` at `key` unless an object is already there.
@@ -367,6 +360,15 @@ impl Store {
         Ok(listing)
     }
 
+    /// The sorted names of the visible Parquet files directly under `dir`:
+    /// `*.parquet`, not hidden (`.…`, as writes in progress of earlier
+    /// versions were). What every reader of the layout reads.
+    pub fn parquet_files(&self, dir: &str) -> Result<Vec<String>, Error> {
+        let mut names = self.list(dir)?.files;
+        names.retain(|n| n.ends_with(".parquet") && !n.starts_with('.'));
+        Ok(names)
+    }
+
     /// Deletes the object at `key`; one that is not there is not an error.
     pub fn delete(&self, key: &str) -> Result<(), Error> {
         block_on(self.delete_async(key))
@@ -415,14 +417,24 @@ fn shown_url(spec: &str) -> String {
     }
 }
 
-/// Timeouts short enough that a store that stopped answering is noticed
-/// within seconds: the aggregator keeps what it could not write and tries
-/// again with its own backoff.
-fn client_options() -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(30))
+/// A client timeout's key for one backend's builder. Set one by one, on
+/// top of what the builder read from the environment (`AWS_ALLOW_HTTP` and
+/// the rest), which a whole `ClientOptions` would replace. Short enough
+/// that a store that stopped answering is noticed within seconds: the
+/// aggregator keeps what it could not write and tries again with its own
+/// backoff.
+macro_rules! timeout_key {
+    (Aws, $key:ident) => {
+        object_store::aws::AmazonS3ConfigKey::Client(object_store::ClientConfigKey::$key)
+    };
+    (Gcp, $key:ident) => {
+        object_store::gcp::GoogleConfigKey::Client(object_store::ClientConfigKey::$key)
+    };
+    (Azure, $key:ident) => {
+        object_store::azure::AzureConfigKey::Client(object_store::ClientConfigKey::$key)
+    };
 }
+use timeout_key;
 
 /// A few quick retries inside a call; longer outages are the caller's
 /// (the aggregator retries on its tick, the salt fetcher on its own).
@@ -472,12 +484,22 @@ async fn spawn<T: Send + 'static>(
     }
 }
 
-/// Blocks the calling thread on `fut`, driven by the storage runtime. Not
-/// for async contexts (tokio refuses to block a runtime's worker there):
-/// the aggregator calls from its blocking threads, the readers from the
-/// command line's main thread.
-fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    runtime().block_on(fut)
+/// Blocks the calling thread on `fut`, driven by the storage runtime.
+///
+/// Tokio refuses to block a thread that is inside a runtime, even one of
+/// its blocking threads' callers' (an `async fn` that opens a store, a
+/// `#[tokio::test]`), so from there the wait moves to a thread of its own:
+/// a few dozen microseconds, next to a network round trip or an fsync.
+fn block_on<T: Send>(fut: impl Future<Output = T> + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime().block_on(fut);
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime().block_on(fut))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 #[cfg(test)]

@@ -60,15 +60,23 @@ fn a_local_store_writes_plain_files_in_its_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path().to_str().unwrap()).unwrap();
     store
-        .create("pages/date=2026-12-08/part-1.parquet", Bytes::from_static(b"x"))
+        .create(
+            "pages/date=2026-12-08/part-1.parquet",
+            Bytes::from_static(b"x"),
+        )
         .unwrap();
     let file = tmp.path().join("pages/date=2026-12-08/part-1.parquet");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
-    assert_eq!(store.local_dir(), Some(tmp.path().canonicalize().unwrap().as_path()));
+    assert_eq!(
+        store.local_dir(),
+        Some(tmp.path().canonicalize().unwrap().as_path())
+    );
     let url = format!("file://{}", tmp.path().display());
     let same = Store::open(&url).unwrap();
     assert_eq!(
-        same.get("pages/date=2026-12-08/part-1.parquet").unwrap().as_deref(),
+        same.get("pages/date=2026-12-08/part-1.parquet")
+            .unwrap()
+            .as_deref(),
         Some(&b"x"[..])
     );
     std::fs::create_dir(tmp.path().join("salts")).unwrap();
@@ -82,7 +90,9 @@ fn a_local_store_writes_plain_files_in_its_folder() {
 
 #[test]
 fn urls_are_checked_and_shown_without_credentials() {
-    let e = Store::open("s3://key:secret@bucket/data").unwrap_err().to_string();
+    let e = Store::open("s3://key:secret@bucket/data")
+        .unwrap_err()
+        .to_string();
     assert!(!e.contains("secret"), "{e}");
     assert!(e.contains("environment"), "{e}");
     let e = Store::open("ftp://bucket/data").unwrap_err().to_string();
