@@ -968,6 +968,20 @@ async fn start(args: ServeArgs) -> Result<Started> {
             return Err(e);
         }
     };
+    // A shared salt store is checked before anything is written: a refused
+    // one must leave the data location as it was.
+    let shared = match &args.salt_store {
+        Some(spec) => match shared_salts(spec, &store).await {
+            Ok(salts) => Some(salts),
+            Err(e) => {
+                if let Some(dir) = &ours {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let aggregator = Aggregator::open(AggregatorConfig {
         store: store.clone(),
         state_dir: state_dir.clone(),
@@ -1028,8 +1042,8 @@ async fn start(args: ServeArgs) -> Result<Started> {
             "no --site given: counting beacons for any site; set --site to accept only yours"
         );
     }
-    let salts = match &args.salt_store {
-        Some(spec) => shared_salts(spec, &store).await.map_err(undo)?,
+    let salts = match shared {
+        Some(salts) => salts,
         None => SaltStore::persistent(&state_dir).map_err(|e| undo(e.into()))?,
     };
     // A salt left by a run on an earlier day dies now, not at the first beacon.

@@ -103,8 +103,15 @@ pub struct Aggregator {
     /// lives: a second process on the same state would restore and write
     /// the same checkpoint, counting its views twice.
     _lock: fs::File,
+    /// When the write in progress began (Unix seconds), 0 when none is: a
+    /// store that stopped answering holds a write for as long as the
+    /// client's timeouts, and `/healthz` says so before it fails.
+    writing_since: AtomicU64,
     metrics: Metrics,
 }
+
+/// How long a write may take before `/healthz` calls the store slow.
+const SLOW_WRITE_SECS: u64 = 10;
 
 /// See [`Aggregator::unwritten`].
 #[derive(Debug, Default)]
@@ -295,6 +302,7 @@ impl Aggregator {
             dirty: AtomicBool::new(false),
             rollup_due: Mutex::new(recent.collect()),
             _lock: lock,
+            writing_since: AtomicU64::new(0),
             metrics: Metrics::default(),
         })
     }
@@ -398,7 +406,14 @@ impl Aggregator {
 
         let mut failed = Vec::new();
         let mut first_error = None;
+        self.writing_since.store(unix_secs(), Relaxed);
         for part in parts {
+            if first_error.is_some() {
+                // The store failed: the rest waits for the retry rather
+                // than each waiting out the client's timeouts now.
+                failed.push(part);
+                continue;
+            }
             // A table whose write fails keeps only its own rows for the
             // retry, under the same name: the others are in files now.
             let written = part.buckets.to_record_batch(part.table).and_then(|batch| {
@@ -430,6 +445,7 @@ impl Aggregator {
                 }
             }
         }
+        self.writing_since.store(0, Relaxed);
         self.metrics
             .last_flush_micros
             .store(started.elapsed().as_micros() as u64, Relaxed);
@@ -714,10 +730,19 @@ impl VisitSink for Aggregator {
     }
 
     fn health(&self) -> Result<(), String> {
-        match &lock(&self.unwritten).error {
-            None => Ok(()),
-            Some(why) => Err(format!("cannot write aggregates: {why}")),
+        if let Some(why) = &lock(&self.unwritten).error {
+            return Err(format!("cannot write aggregates: {why}"));
         }
+        let since = self.writing_since.load(Relaxed);
+        let taken = unix_secs().saturating_sub(since);
+        if since > 0 && taken > SLOW_WRITE_SECS {
+            return Err(format!(
+                "cannot write aggregates: a write to {} has not finished in {taken} s; \
+                 they are kept in memory and the checkpoint",
+                self.config.store
+            ));
+        }
+        Ok(())
     }
 
     fn render_metrics(&self, out: &mut String) {
@@ -875,6 +900,12 @@ impl VisitSink for Aggregator {
             let _ = writeln!(out, "{name} {value}");
         }
     }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// True once a UTC day and its [`ROLLUP_GRACE`] are over at `now`.

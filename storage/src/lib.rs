@@ -149,7 +149,7 @@ impl Store {
                 AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
                     .with_config(timeout_key!(Aws, ConnectTimeout), "5s")
-                    .with_config(timeout_key!(Aws, Timeout), "30s")
+                    .with_config(timeout_key!(Aws, Timeout), "10s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
@@ -158,7 +158,7 @@ impl Store {
                 GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&bucket)
                     .with_config(timeout_key!(Gcp, ConnectTimeout), "5s")
-                    .with_config(timeout_key!(Gcp, Timeout), "30s")
+                    .with_config(timeout_key!(Gcp, Timeout), "10s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
@@ -167,7 +167,7 @@ impl Store {
                 MicrosoftAzureBuilder::from_env()
                     .with_url(url.as_str())
                     .with_config(timeout_key!(Azure, ConnectTimeout), "5s")
-                    .with_config(timeout_key!(Azure, Timeout), "30s")
+                    .with_config(timeout_key!(Azure, Timeout), "10s")
                     .with_retry(retry_config())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,

@@ -61,20 +61,36 @@ def dims_and_count(table):
     return dims, count
 
 
-def start_server(data_dir, *extra):
+def start_server(data_dir, *extra, env=None, log=None):
+    """Starts `footfall serve` on free loopback ports; returns the process
+    and its beacon listener's host and port. With `log` (a list), every
+    line of its log is appended to it."""
     proc = subprocess.Popen(
         [FOOTFALL, "serve", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0", "--data-dir", data_dir,
          "--trusted-proxy", "127.0.0.1/32", "--site", SITE, "--geoip-db", GEO_DB, *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
     )
+    lines = log if log is not None else []
     for line in proc.stderr:
-        m = re.search(r"addr=(\S+)", line)
+        lines.append(line)
+        m = re.search(r" addr=(\S+)", line)
         if m:
             host, port = m.group(1).rsplit(":", 1)
             # Keep draining the log so the server never blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            threading.Thread(target=lambda: [lines.append(l) for l in proc.stderr], daemon=True).start()
             return proc, host, int(port)
-    raise RuntimeError("footfall did not start")
+    raise RuntimeError("footfall did not start:\n" + "".join(lines))
+
+
+def operator_address(log):
+    """The operator listener's host and port, from a server's log."""
+    for line in log:
+        m = re.search(r"operator endpoints listening.* at=(\S+)", line)
+        if m:
+            host, port = m.group(1).rsplit(":", 1)
+            return host, int(port)
+    raise RuntimeError("no operator listener in the log")
 
 
 @pytest.fixture(scope="session")
