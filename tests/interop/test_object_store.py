@@ -92,12 +92,12 @@ def moto():
 class Collector:
     """One `footfall serve` writing to the bucket, its state on local disk."""
 
-    def __init__(self, moto, state_dir, *extra):
+    def __init__(self, moto, state_dir, *extra, env=None):
         self.log = []
         self.state_dir = str(state_dir)
         self.proc, host, port = start_server(
             "s3://analytics/footfall", "--state-dir", self.state_dir, "--salt-store", "s3://private/salts",
-            *extra, env=moto.env(), log=self.log)
+            *extra, env=env or moto.env(), log=self.log)
         self.conn = http.client.HTTPConnection(host, port, timeout=60)
         self.operator = operator_address(self.log)
 
@@ -294,3 +294,62 @@ def test_a_salt_store_inside_the_data_and_a_remote_data_dir_without_state_are_re
         env=env, capture_output=True, text=True, timeout=60)
     assert no_state.returncode != 0 and "--state-dir" in no_state.stderr, no_state.stderr
     assert moto.objects("analytics") == {}, "a refused start writes nothing"
+
+
+def libfaketime():
+    """Debian's libfaketime (scripts/test.sh installs it)."""
+    for root in ["/usr/lib"] + [os.path.join("/usr/lib", d) for d in os.listdir("/usr/lib")]:
+        path = os.path.join(root, "faketime", "libfaketime.so.1")
+        if os.path.exists(path):
+            return path
+    raise AssertionError("libfaketime.so.1 not found (Debian's faketime; scripts/test.sh installs it)")
+
+
+def test_a_salt_store_unreachable_at_midnight_drops_counts_and_recovers(moto, tmp_path):
+    """The store stops before the next day's salt could be fetched (an hour
+    before midnight): at midnight the collector has no salt, does not make
+    one of its own, answers 202 with no-salt and says so on /healthz; when
+    the store is back it fetches the day's salt and counts again. Under
+    libfaketime at 40 times the speed, so the hour takes 90 s."""
+    env = dict(moto.env(), LD_PRELOAD=libfaketime(), FAKETIME="@2026-12-03 22:58:00 x40", FAKETIME_NO_CACHE="1")
+    c = Collector(moto, tmp_path / "state", env=env)
+    log = c.log
+    moto.proc.send_signal(signal.SIGSTOP)
+
+    before = 0
+    deadline = time.time() + 240
+    while True:
+        assert time.time() < deadline, "midnight never came:\n" + "".join(log[-20:])
+        dropped = c.view(before, "/late")
+        if dropped == "no-salt":
+            break
+        assert dropped is None, dropped
+        before += 1
+        time.sleep(0.2)
+    for v in range(20):
+        assert c.view(10_000 + v, "/dropped") == "no-salt"
+    status, why = c.health()
+    assert status == 503 and "no salt for today" in why, (status, why)
+    assert c.metric('footfall_beacons_dropped_total{reason="no-salt"}') == 21
+
+    moto.proc.send_signal(signal.SIGCONT)
+    deadline = time.time() + 60
+    while c.view(20_000, "/probe") == "no-salt":
+        assert time.time() < deadline, "the salt never came back:\n" + "".join(log[-20:])
+        time.sleep(0.2)
+    for v in range(30):
+        assert c.view(30_000 + v, "/back") is None
+    c.stop()
+
+    def views(day):
+        rows = json.loads(footfall(moto, "report", "--data-dir", "s3://analytics/footfall", "--site", SITE,
+                                   "--from", day, "--to", day, "--by", "page", "--format", "json"))
+        return {r["page"]: r["views"] for r in rows}
+
+    assert views("2026-12-03") == {"/late": before}
+    assert views("2026-12-04") == {"/probe": 1, "/back": 30}
+    # One shared salt a day in the private store, the finished one gone
+    # only after its grace, and never one on the local disk.
+    assert not any("salt" in f for f in os.listdir(tmp_path / "state"))
+    salts = sorted(moto.objects("private"))
+    assert salts and all(k.startswith("salts/salts/2026-12-0") for k in salts), salts
