@@ -92,12 +92,12 @@ def moto():
 class Collector:
     """One `footfall serve` writing to the bucket, its state on local disk."""
 
-    def __init__(self, moto, state_dir, *extra, env=None):
+    def __init__(self, moto, state_dir, *extra, env=None, data="s3://analytics/footfall",
+                 salts=("--salt-store", "s3://private/salts")):
         self.log = []
         self.state_dir = str(state_dir)
         self.proc, host, port = start_server(
-            "s3://analytics/footfall", "--state-dir", self.state_dir, "--salt-store", "s3://private/salts",
-            *extra, env=env or moto.env(), log=self.log)
+            data, "--state-dir", self.state_dir, *salts, *extra, env=env or moto.env(), log=self.log)
         self.conn = http.client.HTTPConnection(host, port, timeout=60)
         self.operator = operator_address(self.log)
 
@@ -142,12 +142,12 @@ def report_totals(moto):
                                "--format", "json"))[0]
 
 
-def pyarrow_pages(moto):
+def pyarrow_pages(moto, prefix="analytics/footfall"):
     """(views, visitors) of the pages table, read by pyarrow straight from
     the bucket and unioned by Apache DataSketches."""
     fs = pyarrow.fs.S3FileSystem(endpoint_override=f"127.0.0.1:{moto.port}", scheme="http",
                                  access_key=ACCESS, secret_key=SECRET, region=REGION)
-    table = ds.dataset("analytics/footfall/pages", filesystem=fs, format="parquet",
+    table = ds.dataset(f"{prefix}/pages", filesystem=fs, format="parquet",
                        partitioning="hive").to_table(columns=["views", "visitors"])
     union = datasketches.hll_union(12)
     for blob in table.column("visitors").to_pylist():
@@ -162,24 +162,37 @@ def pyarrow_pages(moto):
     return sum(table.column("views").to_pylist()), settled.get_estimate()
 
 
-def test_three_collectors_count_each_visitor_once_and_every_reader_agrees(moto, tmp_path):
-    collectors = [Collector(moto, tmp_path / f"state-{i}") for i in range(3)]
-    visitors, views_each = 3000, 2
-    # A round-robin balancer: each visitor's views land on different
-    # collectors, so only a shared salt counts them as one visitor.
+def round_robin(collectors, visitors, views_each):
+    """Each visitor's views over the collectors in turn, as a round-robin
+    balancer spreads them: a visitor's views land on different ones."""
     n = 0
     for v in range(visitors):
-        for k in range(views_each):
-            assert collectors[n % 3].view(v, f"/p/{v % 50}") is None
+        for _ in range(views_each):
+            assert collectors[n % len(collectors)].view(v, f"/p/{v % 50}") is None
             n += 1
     for c in collectors:
         c.stop()
-    sent = visitors * views_each
+    return n
+
+
+def test_three_collectors_count_each_visitor_once_and_every_reader_agrees(moto, tmp_path):
+    visitors = 3000
+    # The control: a salt each, as without --salt-store. Every visitor
+    # reaches two of the three, and is counted by both.
+    apart = [Collector(moto, tmp_path / f"apart-{i}", data="s3://analytics/apart", salts=()) for i in range(3)]
+    round_robin(apart, visitors, 2)
+    _, counted_apart = pyarrow_pages(moto, "analytics/apart")
+    sigma = 1.04 / 64  # lg_k 12
+    assert abs(counted_apart - 2 * visitors) < 3 * sigma * 2 * visitors, counted_apart
+
+    collectors = [Collector(moto, tmp_path / f"state-{i}") for i in range(3)]
+    sent = round_robin(collectors, visitors, 2)
 
     views, estimate = pyarrow_pages(moto)
     assert views == sent
-    sigma = 1.04 / 64 * visitors  # lg_k 12
-    assert abs(estimate - visitors) < 3 * sigma, f"{estimate} visitors, not {visitors} (9,000 without one salt)"
+    assert abs(estimate - visitors) < 3 * sigma * visitors, f"{estimate} visitors, not {visitors}"
+    print(f"3 collectors, {visitors} visitors each on two of them: {counted_apart:.0f} with a salt each, "
+          f"{estimate:.0f} with one shared salt")
 
     storage = {"aws_access_key_id": ACCESS, "aws_secret_access_key": SECRET, "aws_region": REGION,
                "aws_endpoint_url": moto.endpoint, "aws_allow_http": "true"}
@@ -194,7 +207,7 @@ def test_three_collectors_count_each_visitor_once_and_every_reader_agrees(moto, 
 
     # What the bucket holds: table partitions and the lg_k record, each
     # file written once (one per collector and table), no salt.
-    data = moto.objects("analytics")
+    data = moto.objects("analytics", "footfall/")
     tops = {key.split("/")[1] for key in data}
     assert tops <= {"pages", "sources", "devices", "countries", "visits", "_state"}, tops
     assert [k for k in data if k.split("/")[1] == "_state"] == ["footfall/_state/lg_k"]
