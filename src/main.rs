@@ -666,6 +666,7 @@ fn privacy_notice(args: &PrivacyNoticeArgs) {
         event_props: footfall_collector::events::EventProps::only(&serve.event_props)
             .map(|p| p.keys().map(str::to_owned).collect())
             .unwrap_or_else(|_| serve.event_props.clone()),
+        shared_salt: serve.salt_store.is_some(),
     };
     let format = match args.format {
         NoticeFormat::Markdown => privacy_notice::Format::Markdown,

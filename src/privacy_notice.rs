@@ -25,6 +25,8 @@ pub struct Settings {
     pub session_timeout: Option<std::time::Duration>,
     /// `--event-prop`: the custom-event property keys stored.
     pub event_props: Vec<String>,
+    /// `--salt-store`: several collectors share the daily secret.
+    pub shared_salt: bool,
 }
 
 /// How the notice is written.
@@ -85,17 +87,23 @@ fn paragraphs(s: &Settings) -> Vec<String> {
     }
     ps.push(collected);
 
-    ps.push(
+    let secret = if s.shared_salt {
+        "a random secret that changes every day (UTC), shared by the servers that \
+         count visits through one private store and held in their memory only, and \
+         destroyed within minutes after the day ends"
+    } else {
+        "a random secret that changes every day (UTC) and is destroyed within \
+         seconds after the day ends"
+    };
+    ps.push(format!(
         "It never stores your IP address, your browser's User-Agent, a cookie or any \
          identifier, and it sets no cookie. To count distinct visitors, your IP \
-         address and User-Agent are combined with a random secret that changes every \
-         day (UTC) and is destroyed within seconds after the day ends; the result is \
+         address and User-Agent are combined with {secret}; the result is \
          kept only inside a HyperLogLog sketch, a summary that holds no address, \
          User-Agent or identifier. Once a day's secret is gone, no one, the site's operator included, \
          can tell whether you were among that day's visitors. Visits on different \
          days cannot be linked to each other."
-            .to_owned(),
-    );
+    ));
 
     ps.push(match s.session_timeout {
         Some(timeout) => format!(
@@ -198,6 +206,7 @@ mod tests {
             rate_cap: Some(100),
             session_timeout: Some(std::time::Duration::from_secs(1800)),
             event_props: vec![],
+            shared_salt: false,
         }
     }
 
@@ -274,6 +283,16 @@ mod tests {
             "{changed:?}"
         );
         assert!(only_in(&b, &props)[0].contains("No other detail sent with such an action"));
+
+        let shared = Settings {
+            shared_salt: true,
+            ..base()
+        };
+        let changed = only_in(&shared, &b);
+        assert_eq!(changed.len(), 1);
+        assert!(changed[0].contains("shared by the servers"), "{changed:?}");
+        assert!(changed[0].contains("destroyed within minutes"));
+        assert!(only_in(&b, &shared)[0].contains("destroyed within seconds"));
     }
 
     #[test]
@@ -287,13 +306,14 @@ mod tests {
                 sites: vec!["a.org".into()],
                 session_timeout: None,
                 event_props: vec!["plan".into()],
+                shared_salt: true,
             },
         ] {
             let text = render(&s, Format::Markdown);
             for must in [
                 "never stores your IP address",
                 "sets no cookie",
-                "destroyed within seconds after the day ends",
+                "after the day ends",
                 "localStorage.footfall_ignore",
             ] {
                 assert!(text.contains(must), "{must}: {text}");
