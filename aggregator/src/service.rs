@@ -408,9 +408,11 @@ impl Aggregator {
         let mut first_error = None;
         self.writing_since.store(unix_secs(), Relaxed);
         for part in parts {
-            if first_error.is_some() {
-                // The store failed: the rest waits for the retry rather
-                // than each waiting out the client's timeouts now.
+            if first_error.is_some() && self.config.store.local_dir().is_none() {
+                // A remote store failed: the rest waits for the retry
+                // rather than each waiting out the client's timeouts now.
+                // (On a local disk a failure is one folder's, as a full
+                // disk fails fast: the other tables are still written.)
                 failed.push(part);
                 continue;
             }
