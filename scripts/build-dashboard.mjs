@@ -297,6 +297,22 @@ async function build() {
       ) + "\n",
     ),
   );
+  // The table the Rust side embeds (dashboard/src/assets.rs includes it):
+  // every served file with its type, caching and gzipped copy, so the
+  // binary serves exactly what this build wrote.
+  const rust = [
+    "// Written by scripts/build-dashboard.mjs: do not edit; run `node scripts/build-dashboard.mjs`.",
+    "// (path, content type, immutable, bytes, gzipped bytes)",
+    "&[",
+    ...manifest.map(
+      (f) =>
+        `    (${JSON.stringify(f.path)}, ${JSON.stringify(f.content_type)}, ${f.immutable}, ` +
+        `include_bytes!(${JSON.stringify(f.path)}), include_bytes!(${JSON.stringify(f.gzip)})),`,
+    ),
+    "]",
+    "",
+  ].join("\n");
+  files.set("assets.rs", Buffer.from(rust));
   const firstLoad = sizes.filter((s) => !s.name.startsWith("licenses/"));
   return { files, sizes, firstLoad };
 }

@@ -17,9 +17,9 @@ use footfall_aggregator::buckets::Limits;
 use footfall_aggregator::sessions::SessionSettings;
 use footfall_aggregator::{Aggregator, AggregatorConfig};
 use footfall_collector::events::EventProps;
-use footfall_collector::operator::Secret;
 use footfall_collector::shields::Shields;
 use footfall_collector::{Collector, CollectorConfig, SaltStore, SiteFilter};
+use footfall_dashboard::{Dashboard, Operations, Secret};
 use footfall_schemas::VisitSink;
 use footfall_schemas::tables::{DEFAULT_LG_K, STATE_DIR};
 use footfall_storage::Store;
@@ -1117,10 +1117,13 @@ async fn run(started: Started) -> Result<()> {
     let salts = tokio::spawn(refresh_salts(Arc::clone(&collector), stop_rx.clone()));
     let operator = operator.map(|(listener, secret)| {
         let mut stop = stop_rx.clone();
-        tokio::spawn(footfall_collector::operator::serve_operator(
+        tokio::spawn(footfall_dashboard::serve(
             listener,
-            Arc::clone(&collector),
-            secret,
+            Dashboard {
+                store: aggregator.store().clone(),
+                operations: Some(Arc::new(CollectorOperations(Arc::clone(&collector)))),
+                secret,
+            },
             async move {
                 let _ = stop.changed().await;
             },
@@ -1164,6 +1167,20 @@ async fn sweep(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// The collector's counters and health, as the dashboard listener shows
+/// them.
+struct CollectorOperations(Arc<Collector>);
+
+impl Operations for CollectorOperations {
+    fn metrics(&self) -> String {
+        self.0.render_metrics()
+    }
+
+    fn health(&self) -> Result<(), String> {
+        self.0.health()
     }
 }
 

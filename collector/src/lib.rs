@@ -14,9 +14,8 @@
 //! - [`salt`]: one secret salt per UTC day, destroyed when the day ends.
 //! - [`geo`]: the country of an address, from a MaxMind DB held in memory.
 //! - [`server`]: the hyper shell; `serve(listener, collector, shutdown)`.
-//! - [`metrics`]: counters behind `/metrics`.
-//! - [`operator`]: the operator's listener (`/metrics`, `/healthz` with its
-//!   reason), loopback by default, a secret required elsewhere.
+//! - [`metrics`]: the counters the dashboard listener (the
+//!   `footfall-dashboard` crate) shows at `/metrics`.
 //! - [`notices`]: the log line, once an hour per site, that says why a
 //!   site's beacons are not counted.
 //! - [`shields`]: excluded addresses and pages, the cap on views a minute
@@ -38,7 +37,6 @@ pub mod geo;
 pub mod metrics;
 pub mod normalise;
 pub mod notices;
-pub mod operator;
 pub mod salt;
 mod scripts;
 pub mod server;

@@ -26,6 +26,7 @@ mod scan;
 mod sites;
 
 pub use error::Error;
+pub use footfall_schemas::tables::OVERFLOW;
 pub use footfall_storage::Store;
 pub use goals::{Goal, PagePattern};
 pub use render::{Format, csv_field, render, render_sites};

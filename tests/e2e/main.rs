@@ -3,6 +3,7 @@
 
 mod analyst;
 mod browser;
+mod dashboard;
 mod dimensions;
 mod events;
 mod events_browser;

@@ -2,6 +2,7 @@
 //! traffic), the operator's listener and its secret, and the shields
 //! against inflated counts: the rate cap, excluded addresses and pages.
 
+use base64::Engine as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -148,6 +149,31 @@ fn the_operator_listener_off_loopback_needs_its_secret() {
         "{}",
         ok.text()
     );
+    // The dashboard and its API behind the same secret: a browser's own
+    // prompt (HTTP Basic, the secret as the password), or a bearer token.
+    let page = Conn::open(operator).send("GET", "/", &[], b"");
+    assert_eq!(page.status, 401);
+    assert!(!page.text().contains("<html"));
+    let challenge = page.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Basic realm=\"footfall\""),
+        "{challenge}"
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("owner:{secret}"))
+    );
+    let page = Conn::open(operator).send("GET", "/", &[("Authorization", &basic)], b"");
+    assert_eq!(page.status, 200);
+    let api = Conn::open(operator).send(
+        "GET",
+        "/api/footfall/sites",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!((api.status, api.text().as_str()), (200, "{\"sites\":[]}"));
+    let refused = Conn::open(operator).send("GET", "/api/footfall/sites", &[], b"");
+    assert_eq!(refused.status, 401);
     assert!(server.stop().success());
     assert!(!server.log().contains(secret), "the secret is never logged");
 }
