@@ -70,6 +70,7 @@ fn report(dir: &std::path::Path, days: i64) -> (Report, Duration) {
         event: None,
         prop: None,
         goals: Vec::new(),
+        live: None,
     };
     let started = Instant::now();
     let r = run(&q).expect("a report");

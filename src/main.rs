@@ -622,6 +622,7 @@ impl RangeArgs {
             event: None,
             prop: None,
             goals: Vec::new(),
+            live: None,
         })
     }
 }
@@ -1122,6 +1123,7 @@ async fn run(started: Started) -> Result<()> {
             Dashboard {
                 store: aggregator.store().clone(),
                 operations: Some(Arc::new(CollectorOperations(Arc::clone(&collector)))),
+                live: Some(Arc::new(AggregatorLive(Arc::clone(&aggregator)))),
                 secret,
             },
             async move {
@@ -1181,6 +1183,56 @@ impl Operations for CollectorOperations {
 
     fn health(&self) -> Result<(), String> {
         self.0.health()
+    }
+}
+
+/// The aggregates not in any file yet, as the dashboard's answers read
+/// them: every answer is live.
+#[derive(Debug)]
+struct AggregatorLive(Arc<Aggregator>);
+
+impl footfall_report::Live for AggregatorLive {
+    fn hold(&self) -> Box<dyn footfall_report::LiveView + '_> {
+        Box::new(HeldAggregator {
+            _writes: self.0.hold_writes(),
+            aggregator: &self.0,
+        })
+    }
+
+    fn sites(&self) -> Vec<String> {
+        self.0.open_sites()
+    }
+
+    fn counts_visits(&self) -> bool {
+        self.0.counts_visits()
+    }
+}
+
+/// The aggregator with its writes held back.
+struct HeldAggregator<'a> {
+    _writes: std::sync::MutexGuard<'a, ()>,
+    aggregator: &'a Aggregator,
+}
+
+impl footfall_report::LiveView for HeldAggregator<'_> {
+    fn batches(
+        &self,
+        table: footfall_schemas::tables::Table,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Vec<arrow_array::RecordBatch> {
+        self.aggregator
+            .unwritten_batches(table, from, to)
+            .unwrap_or_else(|e| {
+                // Our own schema: a bug, not the data's fault. The files
+                // still answer.
+                tracing::error!(error = %e, "cannot show the open aggregates");
+                Vec::new()
+            })
+    }
+
+    fn lg_k(&self) -> u8 {
+        self.aggregator.lg_k()
     }
 }
 

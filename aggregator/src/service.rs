@@ -350,6 +350,67 @@ impl Aggregator {
         &self.config.store
     }
 
+    /// Holds flushes and checkpoints back while the guard lives: files
+    /// listed meanwhile and [`Aggregator::unwritten_batches`] then hold
+    /// every row exactly once (a flush takes rows out of memory and makes
+    /// their file visible under this lock).
+    pub fn hold_writes(&self) -> MutexGuard<'_, ()> {
+        lock(&self.flushing)
+    }
+
+    /// The rows of `table` not in any file (the open buckets, and rows a
+    /// failed write kept) on the UTC days `from` to `to`, in the hourly
+    /// files' schema: what a reader adds to the files to be live. Call
+    /// under [`Aggregator::hold_writes`].
+    pub fn unwritten_batches(
+        &self,
+        table: Table,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<arrow_array::RecordBatch>, Error> {
+        let mut all = self.open.snapshot();
+        for part in lock(&self.unwritten)
+            .parts
+            .iter()
+            .filter(|p| p.table == table && (from..=to).contains(&p.date))
+        {
+            all.merge(part.buckets.clone());
+        }
+        let mut out = Vec::new();
+        for (date, part) in all.split_by_date() {
+            if (from..=to).contains(&date) {
+                let batch = part.to_record_batch(table)?;
+                if batch.num_rows() > 0 {
+                    out.push(batch);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sites with open rows.
+    pub fn open_sites(&self) -> Vec<String> {
+        let open = self.open.snapshot();
+        let mut sites: Vec<String> = open
+            .rows_of(Table::Pages)
+            .map(|r| r.site.to_owned())
+            .filter(|s| s != footfall_schemas::tables::OVERFLOW)
+            .collect();
+        sites.sort();
+        sites.dedup();
+        sites
+    }
+
+    /// Whether visits are counted (`--sessions on`).
+    pub fn counts_visits(&self) -> bool {
+        self.sessions.is_some()
+    }
+
+    /// The `lg_k` of every sketch.
+    pub fn lg_k(&self) -> u8 {
+        self.config.lg_k
+    }
+
     /// Writes the buckets of every hour that ended by `now` (Unix seconds),
     /// or every bucket when `now` is `None`, plus whatever failed before.
     /// On error the unwritten rows stay in memory for the next try.

@@ -69,6 +69,9 @@ pub struct Dashboard {
     pub store: Store,
     /// The collector's counters and health, inside `serve`.
     pub operations: Option<Arc<dyn Operations>>,
+    /// Rows not in any file yet, inside `serve`: every answer includes
+    /// them, so a beacon is on the dashboard within a second.
+    pub live: Option<Arc<dyn footfall_report::Live>>,
     /// Required of every request when set (off loopback).
     pub secret: Option<Secret>,
 }
@@ -78,6 +81,7 @@ impl std::fmt::Debug for Dashboard {
         f.debug_struct("Dashboard")
             .field("store", &self.store)
             .field("operations", &self.operations.is_some())
+            .field("live", &self.live.is_some())
             .field("secret", &self.secret)
             .finish()
     }
@@ -212,7 +216,8 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Resp 
         },
         (true, "/api/footfall/sites") => {
             let store = shared.dashboard.store.clone();
-            blocking(move || sites(&store)).await
+            let live = shared.dashboard.live.clone();
+            blocking(move || sites(&store, live.as_deref())).await
         }
         (_, "/api/v2/query") if *req.method() == Method::POST => {
             let body = match read_body(req).await {
@@ -220,8 +225,9 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Resp 
                 Err(r) => return r,
             };
             let store = shared.dashboard.store.clone();
+            let live = shared.dashboard.live.clone();
             let today = chrono::Utc::now().date_naive();
-            blocking(move || match query::v2(&store, &body, today) {
+            blocking(move || match query::v2(&store, live, &body, today) {
                 Ok(v) => api_json(StatusCode::OK, &v),
                 Err(e) => api_error(e.status, &e.error),
             })
@@ -259,20 +265,35 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Resp> {
     }
 }
 
-fn sites(store: &Store) -> Resp {
-    match footfall_report::sites(store) {
-        Ok(spans) => api_json(
-            StatusCode::OK,
-            &json!({
-                "sites": spans
-                    .iter()
-                    .filter(|s| s.site != footfall_report::OVERFLOW)
-                    .map(|s| json!({"site": s.site, "first": s.first.to_string(), "last": s.last.to_string()}))
-                    .collect::<Vec<_>>()
+/// The sites with data, in files or (live) in memory, with their first and
+/// last day.
+fn sites(store: &Store, live: Option<&dyn footfall_report::Live>) -> Resp {
+    let mut spans = match footfall_report::sites(store) {
+        Ok(spans) => spans,
+        Err(e) => return api_error(503, &format!("cannot read the data: {e}")),
+    };
+    let today = chrono::Utc::now().date_naive();
+    for site in live.map(|l| l.sites()).unwrap_or_default() {
+        match spans.iter_mut().find(|s| s.site == site) {
+            Some(span) => span.last = span.last.max(today),
+            None => spans.push(footfall_report::SiteSpan {
+                site,
+                first: today,
+                last: today,
             }),
-        ),
-        Err(e) => api_error(503, &format!("cannot read the data: {e}")),
+        }
     }
+    spans.sort_by(|a, b| a.site.cmp(&b.site));
+    api_json(
+        StatusCode::OK,
+        &json!({
+            "sites": spans
+                .iter()
+                .filter(|s| s.site != footfall_report::OVERFLOW)
+                .map(|s| json!({"site": s.site, "first": s.first.to_string(), "last": s.last.to_string()}))
+                .collect::<Vec<_>>()
+        }),
+    )
 }
 
 fn asset(file: assets::File, headers: &HeaderMap) -> Resp {

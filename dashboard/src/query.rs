@@ -46,7 +46,12 @@ const DIMENSIONS: &[(&str, Dimension)] = &[
 
 /// Answers one v2 query over the files in `store`, `today` being the
 /// current UTC day.
-pub fn v2(store: &Store, body: &[u8], today: NaiveDate) -> Result<Value, Refusal> {
+pub fn v2(
+    store: &Store,
+    live: Option<std::sync::Arc<dyn footfall_report::Live>>,
+    body: &[u8],
+    today: NaiveDate,
+) -> Result<Value, Refusal> {
     let q: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     let obj = q
@@ -128,6 +133,7 @@ pub fn v2(store: &Store, body: &[u8], today: NaiveDate) -> Result<Value, Refusal
         event: None,
         prop: None,
         goals: Vec::new(),
+        live,
     };
     if by == Some(Dimension::Goal) {
         // Every custom event is a goal: Plausible's goals are set up in
@@ -514,7 +520,7 @@ mod tests {
     fn what_the_aggregates_cannot_tell_is_refused_with_a_reason() {
         let store = Store::in_memory();
         let today = day("2026-12-08");
-        let ask = |q: Value| v2(&store, q.to_string().as_bytes(), today);
+        let ask = |q: Value| v2(&store, None, q.to_string().as_bytes(), today);
         let base = json!({"site_id": "example.com", "metrics": ["visitors"], "date_range": "day"});
         let with = |k: &str, v: Value| {
             let mut q = base.clone();
@@ -555,7 +561,7 @@ mod tests {
             assert!(e.error.contains(says), "{q}: {}", e.error);
         }
         assert!(
-            v2(&store, b"{", today)
+            v2(&store, None, b"{", today)
                 .unwrap_err()
                 .error
                 .contains("not JSON")

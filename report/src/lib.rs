@@ -32,6 +32,37 @@ pub use goals::{Goal, PagePattern};
 pub use render::{Format, csv_field, render, render_sites};
 pub use sites::{SiteSpan, only_site, sites};
 
+/// Rows not in any file yet (inside `serve`: the open hour and whatever a
+/// flush has not written), read as one more input, so answers are live.
+///
+/// `report` knows nothing of the aggregator: the binary implements this
+/// over it.
+pub trait Live: Send + Sync + std::fmt::Debug {
+    /// Holds writes back while the view lives, so that the files listed
+    /// meanwhile and the view's rows hold every row exactly once: a row is
+    /// either in a file visible then, or in memory.
+    fn hold(&self) -> Box<dyn LiveView + '_>;
+    /// The sites with rows in memory.
+    fn sites(&self) -> Vec<String>;
+    /// Whether visits are counted (sessions on): then the visit numbers
+    /// are known, zero where none ended yet.
+    fn counts_visits(&self) -> bool;
+}
+
+/// What [`Live::hold`] shows.
+pub trait LiveView {
+    /// One table's rows of the UTC days `from` to `to`, as record batches
+    /// in the hourly files' schema.
+    fn batches(
+        &self,
+        table: Table,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<arrow_array::RecordBatch>;
+    /// The `lg_k` of their sketches.
+    fn lg_k(&self) -> u8;
+}
+
 /// Opens the data location a report reads: a local folder, which must
 /// exist, or an object-store URL (`s3://bucket/prefix`, …).
 pub fn open(data_dir: &str) -> Result<Store, Error> {
@@ -256,6 +287,9 @@ pub struct Query {
     pub prop: Option<String>,
     /// The goals `--by goal` lists, in order.
     pub goals: Vec<Goal>,
+    /// Rows not in any file yet, read as one more input (`None`: files
+    /// only, as `footfall report` reads).
+    pub live: Option<std::sync::Arc<dyn Live>>,
 }
 
 /// Reads the range's files and merges them into the report `q` asks for.
@@ -397,6 +431,7 @@ mod tests {
             event: None,
             prop: None,
             goals: Vec::new(),
+            live: None,
         }
     }
 

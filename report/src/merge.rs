@@ -85,6 +85,9 @@ impl Test<'_> {
 /// (zero, or no rows), so a script reading a day's numbers works on a day
 /// without any; a site with no data at all is more likely a typo.
 pub(crate) fn check_known_site(q: &Query) -> Result<(), Error> {
+    if q.live.as_ref().is_some_and(|l| l.sites().contains(&q.site)) {
+        return Ok(());
+    }
     let known: Vec<String> = crate::sites(&q.store)?
         .into_iter()
         .map(|s| s.site)
@@ -286,12 +289,19 @@ fn metric(
 /// Whether the range has any `visits` file: then the visit numbers of
 /// pages and sources are known (zero where no visit ended there).
 fn any_visits_file(q: &Query) -> Result<bool, Error> {
+    if q.live.as_ref().is_some_and(|l| l.counts_visits()) {
+        return Ok(true);
+    }
     let (files, _) = files_in_range(&q.store, Table::Visits, q.from, q.to, true)?;
     Ok(!files.is_empty())
 }
 
-/// Whether the data location has a folder of `table` on any day.
+/// Whether the data location has a folder of `table` on any day (or,
+/// live, counts visits).
 fn has_table(q: &Query, table: Table) -> Result<bool, Error> {
+    if table == Table::Visits && q.live.as_ref().is_some_and(|l| l.counts_visits()) {
+        return Ok(true);
+    }
     Ok(q.store.list("")?.dirs.iter().any(|d| d == table.name()))
 }
 
@@ -326,7 +336,16 @@ pub(crate) fn merge_table(
 ) -> Result<Merged, Error> {
     // An hourly series needs the hours; everything else can use rollups.
     let use_rollups = q.by != Some(Dimension::Hour);
-    let (files, rollups) = files_in_range(&q.store, table, q.from, q.to, use_rollups)?;
+    // With live rows, the files are listed while writes are held back, so
+    // that a row is counted from a file or from memory, never both.
+    let (files, rollups, live) = {
+        let view = q.live.as_ref().map(|l| l.hold());
+        let (files, rollups) = files_in_range(&q.store, table, q.from, q.to, use_rollups)?;
+        let live = view
+            .as_ref()
+            .map(|v| (v.batches(table, q.from, q.to), v.lg_k()));
+        (files, rollups, live)
+    };
     // The files are split between the cores; each part is merged on its
     // own and the parts' unions merged at the end. Union is associative
     // and the estimate is settled, so the split changes no number.
@@ -354,6 +373,9 @@ pub(crate) fn merge_table(
             rows: 0,
         },
     };
+    let parts = parts
+        .into_iter()
+        .chain(live.map(|(batches, lg_k)| live_part(q, table, lg_k, &batches, filters)));
     for part in parts {
         let part = part?;
         check_lg_k(&mut merged.lg_k, part.lg_k)?;
@@ -406,6 +428,34 @@ struct Part {
     lg_k: Option<(u8, PathBuf)>,
     groups: HashMap<Option<String>, Acc>,
     rows: u64,
+}
+
+/// Merges the rows in memory, as one more file.
+fn live_part(
+    q: &Query,
+    table: Table,
+    lg_k: u8,
+    batches: &[RecordBatch],
+    filters: &[Filter<'_>],
+) -> Result<Part, Error> {
+    let shown = PathBuf::from("(open aggregates in memory)");
+    let mut part = Part {
+        lg_k: (!batches.is_empty()).then(|| (lg_k, shown.clone())),
+        groups: HashMap::new(),
+        rows: 0,
+    };
+    for batch in batches {
+        let mut folder = Folder {
+            q,
+            table,
+            lg_k,
+            groups: &mut part.groups,
+            file: &shown,
+            filters,
+        };
+        part.rows += folder.fold(batch)?;
+    }
+    Ok(part)
 }
 
 /// Reads and merges some files, in order; every file must have the `lg_k`

@@ -249,3 +249,68 @@ fn the_page_is_served_whole_with_a_strict_policy_and_no_cookie() {
     assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
     assert!(server.stop().success());
 }
+
+/// Sends `n` views of `/live`, one visitor each (addresses from `first`).
+fn views(server: &Server, first: u32, n: u32) {
+    let mut conn = Conn::open(server.addr);
+    for v in first..first + n {
+        let xff = format!("203.0.113.{}", v % 250 + 1);
+        let body = format!(r#"{{"n":"pageview","u":"https://{SITE}/live","d":"{SITE}"}}"#);
+        assert_eq!(
+            conn.raw(&post(&body, BROWSER_UA, &xff, "text/plain"))
+                .status,
+            202
+        );
+    }
+}
+
+fn totals(server: &Server) -> (i64, i64) {
+    let (status, answer) = query(
+        server,
+        &json!({"site_id": SITE, "date_range": "day", "metrics": ["pageviews", "visitors"]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let m = &answer["results"][0]["metrics"];
+    (m[0].as_i64().unwrap(), m[1].as_i64().unwrap())
+}
+
+#[test]
+fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &["--trusted-proxy", "127.0.0.1"]);
+    views(&server, 0, 5);
+    // No file yet: the answer is the open hour, from memory.
+    assert!(crate::support::parquet_files(&data).is_empty());
+    assert_eq!(totals(&server), (5, 5));
+    let sites = Conn::open(server.operator).send("GET", "/api/footfall/sites", &[], b"");
+    assert!(sites.text().contains(SITE), "{}", sites.text());
+    let (_, pages) = query(
+        &server,
+        &json!({"site_id": SITE, "date_range": "day", "metrics": ["visitors"], "dimensions": ["event:page"]}),
+    );
+    assert_eq!(
+        pages["results"],
+        json!([{"dimensions": ["/live"], "metrics": [5]}])
+    );
+    assert!(server.stop().success());
+
+    // The next run: five in files, three more in memory, none twice.
+    let mut server = Server::start(
+        &data,
+        &["--trusted-proxy", "127.0.0.1", "--flush-interval", "1s"],
+    );
+    views(&server, 5, 3);
+    assert_eq!(totals(&server), (8, 8));
+    // Across the flushes of the next seconds, every answer is the same.
+    for _ in 0..20 {
+        assert_eq!(totals(&server), (8, 8));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(server.stop().success());
+    let r = &report(&data, &[])[0];
+    assert_eq!(
+        (r["views"].as_i64(), r["visitors"].as_i64()),
+        (Some(8), Some(8))
+    );
+}
