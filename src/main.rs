@@ -61,6 +61,27 @@ enum Command {
     /// noise on every count, rare keys held back, the parameters in the
     /// file, and each day's ε spent from a per-site budget.
     Publish(PublishArgs),
+    /// The dashboard and the stats API from files alone, without a
+    /// collector: an analyst's laptop, a copy of the data, a bucket.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DashboardArgs {
+    /// Where `serve` writes: a folder, or an object-store URL
+    /// (`s3://bucket/prefix`, …; credentials from the environment).
+    #[arg(long, env = "FOOTFALL_DATA_DIR", default_value = "./footfall-data")]
+    data_dir: String,
+
+    /// Address to listen on. Anything but loopback needs a secret.
+    #[arg(long, env = "FOOTFALL_DASHBOARD_LISTEN", default_value = "127.0.0.1:8081", value_parser = parse_listen)]
+    listen: SocketAddr,
+
+    /// A file holding the secret (at least 16 characters), required off
+    /// loopback as HTTP Basic's password or `Authorization: Bearer`. Or
+    /// set FOOTFALL_DASHBOARD_PASSWORD.
+    #[arg(long, env = "FOOTFALL_DASHBOARD_PASSWORD_FILE")]
+    dashboard_password_file: Option<PathBuf>,
 }
 
 /// Which files and which site a report or a release reads.
@@ -539,6 +560,9 @@ fn main() -> std::process::ExitCode {
         Command::Publish(args) => {
             publish(args).inspect_err(|e| eprintln!("footfall: error: {}", chain(e)))
         }
+        Command::Dashboard(args) => {
+            dashboard(args).inspect_err(|e| tracing::error!("{}", chain(e)))
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -779,6 +803,44 @@ fn rollup(args: RollupArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn dashboard(args: DashboardArgs) -> Result<()> {
+    let secret = operator_secret(args.dashboard_password_file.as_deref())?;
+    if secret.is_none() && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {} is reachable from other machines: set FOOTFALL_DASHBOARD_PASSWORD \
+             or --dashboard-password-file, or listen on loopback",
+            args.listen
+        );
+    }
+    let store = footfall_report::open(&args.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let at = listener.local_addr().context("reading the bound address")?;
+        tracing::info!(%at, data_dir = %store,
+            secret = if secret.is_some() { "required" } else { "none (loopback)" },
+            "dashboard listening: open http://{at}/");
+        footfall_dashboard::serve(
+            listener,
+            Dashboard {
+                store,
+                operations: None,
+                live: None,
+                secret,
+            },
+            shutdown,
+        )
+        .await
+        .context("serving the dashboard")
+    })
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -1089,7 +1151,8 @@ async fn start(args: ServeArgs) -> Result<Started> {
         tracing::info!(
             at = %at,
             secret = if secret.is_some() { "required" } else { "none (loopback)" },
-            "operator endpoints listening: /metrics, /healthz"
+            "dashboard and operator endpoints listening: the dashboard at http://{at}/, \
+             the stats API under /api/, /metrics, /healthz"
         );
     }
     Ok(Started {

@@ -314,3 +314,70 @@ fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
         (Some(8), Some(8))
     );
 }
+
+#[test]
+fn footfall_dashboard_serves_the_same_answers_from_files_alone() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    traffic(&data);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_footfall"))
+        .args(["dashboard", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("FOOTFALL_DASHBOARD_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let at: std::net::SocketAddr = loop {
+        let line = lines.next().expect("footfall dashboard exited").unwrap();
+        if let Some(rest) = line.split(" at=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let reply = Conn::open(at).send(
+        "POST",
+        "/api/v2/query",
+        &[],
+        json!({"site_id": SITE, "date_range": "day", "metrics": ["pageviews", "visitors"]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer: Value = serde_json::from_str(&reply.text()).unwrap();
+    let r = &report(&data, &[])[0];
+    assert_eq!(
+        answer["results"][0]["metrics"],
+        json!([r["views"], r["visitors"]])
+    );
+    assert_eq!(Conn::open(at).send("GET", "/", &[], b"").status, 200);
+    // No collector here: no counters to show.
+    assert_eq!(Conn::open(at).send("GET", "/metrics", &[], b"").status, 404);
+    terminate(&mut child);
+
+    // Off loopback, not without a secret.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_footfall"))
+        .args(["dashboard", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("FOOTFALL_DASHBOARD_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("FOOTFALL_DASHBOARD_PASSWORD"));
+}
+
+/// Stops a child with SIGTERM, as a person's Ctrl-C or a service manager
+/// would, and checks it exits cleanly.
+fn terminate(child: &mut std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}
