@@ -48,7 +48,8 @@ step "installing the interop suite's Python packages (pinned)"
 # reinstalled only when that lock file changes: Plausible's official
 # tracker (@plausible-analytics/tracker) for the browser test that points it
 # at footfall, and terser, with which a test checks that
-# collector/src/tracker/dist/ is what scripts/build-tracker.mjs builds.
+# collector/src/tracker/dist/ is what scripts/build-tracker.mjs builds
+# (and dashboard/ui/dist/ what scripts/build-dashboard.mjs builds).
 npm_ci() { # folder, what it is for
   if ! cmp -s "$1/package-lock.json" "$1/node_modules/.installed-lock.json"; then
     if ! command -v npm >/dev/null 2>&1; then
@@ -62,6 +63,7 @@ npm_ci() { # folder, what it is for
 }
 npm_ci tests/e2e/plausible "Plausible's tracker for the browser test"
 npm_ci scripts/tracker-build "terser, which builds the tracker"
+npm_ci scripts/dashboard-build "uPlot, the world map's data and terser, from which a test checks the dashboard's dist/"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -300,10 +300,7 @@ fn asset(file: assets::File, headers: &HeaderMap) -> Resp {
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|e| e.trim().split(';').next() == Some("gzip"))
-        });
+        .is_some_and(|v| v.split(',').any(accepts_gzip));
     let body = if gzip { file.gzipped } else { file.bytes };
     let mut r = Response::new(Full::new(Bytes::from_static(body)));
     let h = r.headers_mut();
@@ -324,6 +321,16 @@ fn asset(file: assets::File, headers: &HeaderMap) -> Resp {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     r
+}
+
+/// Whether one item of `Accept-Encoding` accepts gzip (`gzip`, any case,
+/// with no `q=0`). The same rule as the collector's for the tracker.
+fn accepts_gzip(item: &str) -> bool {
+    let mut parts = item.split(';').map(str::trim);
+    parts.next().is_some_and(|e| e.eq_ignore_ascii_case("gzip"))
+        && parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .all(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
 }
 
 fn api_json(status: StatusCode, value: &serde_json::Value) -> Resp {
@@ -356,4 +363,37 @@ fn text(status: StatusCode, body: String) -> Resp {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        assert!(accepts_gzip("gzip") && accepts_gzip(" GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0") && !accepts_gzip("br") && !accepts_gzip("x-gzip"));
+    }
+
+    /// What is embedded is what the page's sources build: a change under
+    /// `dashboard/ui/` without `node scripts/build-dashboard.mjs` fails
+    /// here.
+    #[test]
+    fn the_embedded_page_is_built_from_its_sources() {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-dashboard.mjs");
+        let out = std::process::Command::new("node")
+            .arg(script)
+            .arg("--check")
+            .output()
+            .expect("node (Node.js), which scripts/test.sh needs too");
+        assert!(
+            out.status.success(),
+            "{}{}\ndashboard/ui/dist/ is stale: run `node scripts/build-dashboard.mjs` (its \
+             packages first: `npm ci --prefix scripts/dashboard-build --ignore-scripts`) and \
+             commit what it writes",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
