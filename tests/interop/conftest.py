@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections import defaultdict
 
 import pyarrow as pa
@@ -84,13 +85,17 @@ def start_server(data_dir, *extra, env=None, log=None):
 
 
 def operator_address(log):
-    """The operator listener's host and port, from a server's log."""
-    for line in log:
-        m = re.search(r"operator endpoints listening.* at=(\S+)", line)
-        if m:
-            host, port = m.group(1).rsplit(":", 1)
-            return host, int(port)
-    raise RuntimeError("no operator listener in the log")
+    """The operator listener's host and port, from a server's log (its line
+    comes after the beacon listener's, so it is waited for)."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for line in list(log):
+            m = re.search(r"operator endpoints listening.* at=(\S+)", line)
+            if m:
+                host, port = m.group(1).rsplit(":", 1)
+                return host, int(port)
+        time.sleep(0.05)
+    raise RuntimeError("no operator listener in the log:\n" + "".join(log))
 
 
 @pytest.fixture(scope="session")
