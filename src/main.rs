@@ -1185,7 +1185,10 @@ async fn run(started: Started) -> Result<()> {
             listener,
             Dashboard {
                 store: aggregator.store().clone(),
-                operations: Some(Arc::new(CollectorOperations(Arc::clone(&collector)))),
+                operations: Some(Arc::new(CollectorOperations(
+                    Arc::clone(&collector),
+                    Arc::clone(&aggregator),
+                ))),
                 live: Some(Arc::new(AggregatorLive(Arc::clone(&aggregator)))),
                 secret,
             },
@@ -1237,7 +1240,7 @@ async fn sweep(collector: Arc<Collector>, mut stop: watch::Receiver<()>) {
 
 /// The collector's counters and health, as the dashboard listener shows
 /// them.
-struct CollectorOperations(Arc<Collector>);
+struct CollectorOperations(Arc<Collector>, Arc<Aggregator>);
 
 impl Operations for CollectorOperations {
     fn metrics(&self) -> String {
@@ -1246,6 +1249,10 @@ impl Operations for CollectorOperations {
 
     fn health(&self) -> Result<(), String> {
         self.0.health()
+    }
+
+    fn current_visitors(&self, site: &str) -> u64 {
+        self.1.current_visitors(site, unix_now())
     }
 }
 

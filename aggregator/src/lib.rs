@@ -8,6 +8,8 @@
 //! - [`writer`]: one record batch to one atomically published Parquet file.
 //! - [`checkpoint`]: the unwritten aggregates saved under `_state/`, so a
 //!   crash loses at most one interval, and never counts a row twice.
+//! - [`recent`]: the pure core of "current visitors": per thread, a ring
+//!   of one-minute sketches per site, never written.
 //! - [`rollup`]: each closed day's rows summed per key into
 //!   `<table>_daily/`, recording which hourly files they cover.
 //! - [`service`]: the async shell. [`Aggregator`] is the collector's
@@ -19,6 +21,7 @@
 pub mod buckets;
 pub mod checkpoint;
 pub mod error;
+pub mod recent;
 pub mod rollup;
 pub mod service;
 pub mod sessions;

@@ -77,6 +77,9 @@ pub struct AggregatorConfig {
 pub struct Aggregator {
     config: AggregatorConfig,
     open: Shards,
+    /// Each worker thread's ring of the last minutes' visitors per site
+    /// ("current visitors"), beside its buckets shard: in memory only.
+    recent: Box<[Padded<Mutex<crate::recent::Recent>>]>,
     /// The open visits, if sessions are on, sharded by visitor key (a
     /// visitor's beacons must meet in one visit, whichever thread takes
     /// them). A visits shard is locked before a buckets shard whenever
@@ -179,6 +182,11 @@ thread_local! {
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed);
 }
 
+/// The calling thread's place among `n` shards.
+fn my_shard(n: usize) -> usize {
+    SHARD.with(|i| *i) % n
+}
+
 impl Shards {
     /// `first` (restored from a checkpoint, say) in shard 0, and `n - 1`
     /// empty shards with its settings.
@@ -193,8 +201,7 @@ impl Shards {
 
     /// The calling thread's shard, locked.
     fn mine(&self) -> MutexGuard<'_, Buckets> {
-        let i = SHARD.with(|i| *i) % self.shards.len();
-        lock(&self.shards[i])
+        lock(&self.shards[my_shard(self.shards.len())])
     }
 
     /// What `f` takes out of every shard, merged.
@@ -292,6 +299,9 @@ impl Aggregator {
         });
         Ok(Self {
             open: Shards::new(buckets, shards),
+            recent: (0..shards)
+                .map(|_| Padded(Mutex::new(crate::recent::Recent::new(config.lg_k))))
+                .collect(),
             config,
             sessions,
             unwritten: Mutex::new(Unwritten {
@@ -399,6 +409,22 @@ impl Aggregator {
         sites.sort();
         sites.dedup();
         sites
+    }
+
+    /// The distinct visitors of `site` over the last five minutes before
+    /// `now` (Unix seconds), from every thread's ring.
+    pub fn current_visitors(&self, site: &str, now: i64) -> u64 {
+        let Ok(mut union) = datasketches::hll::HllUnion::new(self.config.lg_k) else {
+            return 0;
+        };
+        for ring in self.recent.iter() {
+            lock(ring).union_into(site, now, &mut union);
+        }
+        union.estimate().round() as u64
+    }
+
+    fn note_recent(&self, site: &str, time: i64, visitor: footfall_schemas::VisitorKey) {
+        lock(&self.recent[my_shard(self.recent.len())]).note(site, time, visitor);
     }
 
     /// Whether visits are counted (`--sessions on`).
@@ -742,6 +768,7 @@ impl Aggregator {
 impl VisitSink for Aggregator {
     fn record(&self, visit: &Visit<'_>) {
         let folded = self.open.mine().fold(visit);
+        self.note_recent(folded.as_counted(visit).site, visit.time, visit.visitor);
         if let Some(sessions) = self.visits_of(visit.visitor) {
             // A view counted under `(other)` is `(other)` in its visit too:
             // the visits hold no text the tables' bounds turned away, so a
@@ -768,6 +795,7 @@ impl VisitSink for Aggregator {
     }
 
     fn event(&self, event: &CustomEvent<'_>) {
+        self.note_recent(event.site, event.time, event.visitor);
         if let Some(sessions) = self.visits_of(event.visitor) {
             lock(sessions).event(event.visitor, event.time, event.interactive);
         }

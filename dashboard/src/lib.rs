@@ -61,6 +61,9 @@ pub trait Operations: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// Healthy, or why not.
     fn health(&self) -> Result<(), String>;
+    /// The distinct visitors of `site` over the last five minutes (from
+    /// memory only, never written).
+    fn current_visitors(&self, site: &str) -> u64;
 }
 
 /// What the listener serves.
@@ -214,6 +217,27 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Resp 
                 format!("unhealthy: {why}\n"),
             ),
         },
+        (true, "/api/v1/stats/realtime/visitors") => {
+            let site = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("site_id="))
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty());
+            match (site, ops) {
+                (None, _) => api_error(400, "site_id is required: ?site_id=example.com"),
+                (Some(site), Some(ops)) => {
+                    api_json(StatusCode::OK, &json!(ops.current_visitors(&site)))
+                }
+                (Some(_), None) => api_error(
+                    404,
+                    "no collector here: current visitors are counted in serve's memory, \
+                     not in the files footfall dashboard reads",
+                ),
+            }
+        }
         (true, "/api/footfall/sites") => {
             let store = shared.dashboard.store.clone();
             let live = shared.dashboard.live.clone();

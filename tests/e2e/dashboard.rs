@@ -293,6 +293,24 @@ fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
         pages["results"],
         json!([{"dimensions": ["/live"], "metrics": [5]}])
     );
+    // Current visitors: the last five minutes, from memory.
+    let now = Conn::open(server.operator).send(
+        "GET",
+        &format!("/api/v1/stats/realtime/visitors?site_id={SITE}"),
+        &[],
+        b"",
+    );
+    assert_eq!((now.status, now.text().as_str()), (200, "5"));
+    let nobody = Conn::open(server.operator).send(
+        "GET",
+        "/api/v1/stats/realtime/visitors?site_id=nobody.example",
+        &[],
+        b"",
+    );
+    assert_eq!(nobody.text(), "0");
+    let unnamed =
+        Conn::open(server.operator).send("GET", "/api/v1/stats/realtime/visitors", &[], b"");
+    assert_eq!(unnamed.status, 400);
     assert!(server.stop().success());
 
     // The next run: five in files, three more in memory, none twice.
@@ -353,8 +371,10 @@ fn footfall_dashboard_serves_the_same_answers_from_files_alone() {
         json!([r["views"], r["visitors"]])
     );
     assert_eq!(Conn::open(at).send("GET", "/", &[], b"").status, 200);
-    // No collector here: no counters to show.
+    // No collector here: no counters and no current visitors to show.
     assert_eq!(Conn::open(at).send("GET", "/metrics", &[], b"").status, 404);
+    let realtime = format!("/api/v1/stats/realtime/visitors?site_id={SITE}");
+    assert_eq!(Conn::open(at).send("GET", &realtime, &[], b"").status, 404);
     terminate(&mut child);
 
     // Off loopback, not without a secret.
