@@ -304,7 +304,9 @@ fn wanted(metric: &str, by: Option<Dimension>) -> Result<Wanted, Refusal> {
         }
         "events" if events => Ok(Wanted::Count),
         "events" => refuse("custom events are counted by event:name and event:goal"),
-        "visits" if by == Some(D::ExitPage) => Ok(Wanted::Count),
+        // An entry page's count is the visits that began there; an exit
+        // page's, the visits that ended there.
+        "visits" if matches!(by, Some(D::ExitPage | D::EntryPage)) => Ok(Wanted::Count),
         "visits" | "views_per_visit" | "bounce_rate" | "visit_duration" if visit_numbers => {
             let m = match metric {
                 "visits" => Metric::Visits,
@@ -315,7 +317,7 @@ fn wanted(metric: &str, by: Option<Dimension>) -> Result<Wanted, Refusal> {
             // Entry pages have no views per visit column in a report.
             if by == Some(D::EntryPage) && !matches!(m, Metric::BounceRate | Metric::VisitDuration)
             {
-                return refuse("entry pages report their bounce rate and visit duration");
+                return refuse("entry pages report their visits, bounce rate and visit duration");
             }
             if matches!(
                 by,

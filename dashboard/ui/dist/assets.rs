@@ -2,7 +2,7 @@
 // (path, content type, immutable, bytes, gzipped bytes)
 &[
     ("app.d15b7dbf.css", "text/css; charset=utf-8", true, include_bytes!("app.d15b7dbf.css"), include_bytes!("app.d15b7dbf.css.gz")),
-    ("app.f67f6a65.js", "text/javascript; charset=utf-8", true, include_bytes!("app.f67f6a65.js"), include_bytes!("app.f67f6a65.js.gz")),
+    ("app.d9f51464.js", "text/javascript; charset=utf-8", true, include_bytes!("app.d9f51464.js"), include_bytes!("app.d9f51464.js.gz")),
     ("favicon.cd7d494e.svg", "image/svg+xml", true, include_bytes!("favicon.cd7d494e.svg"), include_bytes!("favicon.cd7d494e.svg.gz")),
     ("index.html", "text/html; charset=utf-8", false, include_bytes!("index.html"), include_bytes!("index.html.gz")),
     ("licenses/natural-earth.NOTICE.txt", "text/plain; charset=utf-8", false, include_bytes!("licenses/natural-earth.NOTICE.txt"), include_bytes!("licenses/natural-earth.NOTICE.txt.gz")),

@@ -18,6 +18,7 @@ const METRIC_COLUMNS = {
   visit_duration: "Duration",
   events: "Events",
   conversion_rate: "CR",
+  exit_rate: "Exit rate",
 };
 
 const VISITORS = [{ metric: "visitors", label: "Visitors" }];
@@ -37,7 +38,15 @@ const CARDS = [
     tabs: [
       { label: "Top pages", title: "Top pages", dim: "event:page", details: ["visitors", "pageviews"] },
       { label: "Entry pages", title: "Entry pages", dim: "visit:entry_page", details: ["visitors", "visits"] },
-      { label: "Exit pages", title: "Exit pages", dim: "visit:exit_page", details: ["visitors", "visits"] },
+      // footfall counts exits, not exiting visitors: an exit page's sketch
+      // is of the page's viewers (the API refuses visitors here).
+      {
+        label: "Exit pages",
+        title: "Exit pages",
+        dim: "visit:exit_page",
+        cols: [{ metric: "visits", label: "Exits" }],
+        details: ["visits", "exit_rate"],
+      },
     ],
   },
   {
