@@ -20,6 +20,7 @@
 mod access;
 mod assets;
 mod query;
+mod v1;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -237,6 +238,42 @@ async fn route(shared: &Shared, client: IpAddr, req: Request<Incoming>) -> Resp 
                      not in the files footfall dashboard reads",
                 ),
             }
+        }
+        (true, p) if v1::Endpoint::of(p).is_some() => {
+            let endpoint = v1::Endpoint::of(p).expect("matched");
+            let store = shared.dashboard.store.clone();
+            let live = shared.dashboard.live.clone();
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let today = chrono::Utc::now().date_naive();
+            blocking(
+                move || match v1::answer(endpoint, &store, live, &query, today) {
+                    Ok(v) => api_json(StatusCode::OK, &v),
+                    Err(e) => api_error(e.status, &e.error),
+                },
+            )
+            .await
+        }
+        (true, p) if p.starts_with("/api/v1/sites/") => {
+            let site = p["/api/v1/sites/".len()..].to_ascii_lowercase();
+            let store = shared.dashboard.store.clone();
+            let live = shared.dashboard.live.clone();
+            blocking(move || {
+                let mut known: Vec<String> = match footfall_report::sites(&store) {
+                    Ok(spans) => spans.into_iter().map(|s| s.site).collect(),
+                    Err(e) => return api_error(503, &format!("cannot read the data: {e}")),
+                };
+                known.extend(live.map(|l| l.sites()).unwrap_or_default());
+                if known.contains(&site) {
+                    // footfall's days are UTC days.
+                    api_json(
+                        StatusCode::OK,
+                        &json!({"domain": site, "timezone": "Etc/UTC"}),
+                    )
+                } else {
+                    api_error(404, &format!("no data for site {site:?}"))
+                }
+            })
+            .await
         }
         (true, "/api/footfall/sites") => {
             let store = shared.dashboard.store.clone();

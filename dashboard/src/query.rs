@@ -357,6 +357,11 @@ fn hour_label(key: &str) -> String {
     key.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
+/// The inclusive UTC days of a named period ending on `end` (v1's `date`).
+pub(crate) fn range_of(period: &str, end: NaiveDate) -> Result<(NaiveDate, NaiveDate), Refusal> {
+    date_range(Some(&json!(period)), end)
+}
+
 /// The inclusive UTC days of a `date_range`.
 fn date_range(range: Option<&Value>, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), Refusal> {
     let month_start = |d: NaiveDate| d.with_day(1).unwrap_or(d);

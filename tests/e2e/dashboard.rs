@@ -193,6 +193,65 @@ fn the_stats_api_answers_what_footfall_report_answers() {
     assert_eq!(unknown.status, 404);
     assert!(unknown.text().contains("\"error\""));
 
+    // v1, which most existing clients call, answers from the same engine.
+    let v1 = |target: &str| {
+        let reply = Conn::open(server.operator).send("GET", target, &[], b"");
+        (
+            reply.status,
+            serde_json::from_str::<Value>(&reply.text()).unwrap(),
+        )
+    };
+    let (status, agg) = v1(&format!(
+        "/api/v1/stats/aggregate?site_id={SITE}&period=day&metrics=visitors,pageviews,bounce_rate"
+    ));
+    assert_eq!(status, 200, "{agg}");
+    assert_eq!(agg["results"]["visitors"]["value"], r["visitors"]);
+    assert_eq!(agg["results"]["pageviews"]["value"], r["views"]);
+    assert_eq!(
+        agg["results"]["bounce_rate"]["value"].as_f64(),
+        r["bounce_rate"].as_f64()
+    );
+    let (_, custom) = v1(&format!(
+        "/api/v1/stats/aggregate?site_id={SITE}&period=custom&date={today},{today}&metrics=pageviews"
+    ));
+    assert_eq!(custom["results"]["pageviews"]["value"], r["views"]);
+    let (_, series) = v1(&format!(
+        "/api/v1/stats/timeseries?site_id={SITE}&period=day&metrics=pageviews"
+    ));
+    let series = series["results"].as_array().unwrap().clone();
+    assert!(series[0]["date"].as_str().unwrap().starts_with(&today));
+    let total: i64 = series
+        .iter()
+        .map(|p| p["pageviews"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 79);
+    let (_, first) = v1(&format!(
+        "/api/v1/stats/breakdown?site_id={SITE}&period=day&property=event:page&metrics=visitors&limit=3&page=1"
+    ));
+    let (_, second) = v1(&format!(
+        "/api/v1/stats/breakdown?site_id={SITE}&period=day&property=event:page&metrics=visitors&limit=3&page=2"
+    ));
+    let first = first["results"].as_array().unwrap().clone();
+    let second = second["results"].as_array().unwrap().clone();
+    assert_eq!(
+        (first.len(), second.len()),
+        (3, 1),
+        "four pages, three a page"
+    );
+    assert!(first[0]["page"].as_str().unwrap().starts_with("/p"));
+    assert!(first[0]["visitors"].as_i64().is_some());
+    let (status, filtered) = v1(&format!(
+        "/api/v1/stats/aggregate?site_id={SITE}&period=day&filters=event:page%3D%3D/p1"
+    ));
+    assert_eq!(status, 400);
+    assert!(filtered["error"].as_str().unwrap().contains("filters"));
+    let (status, site) = v1(&format!("/api/v1/sites/{SITE}"));
+    assert_eq!(
+        (status, site),
+        (200, json!({"domain": SITE, "timezone": "Etc/UTC"}))
+    );
+    assert_eq!(v1("/api/v1/sites/nobody.example").0, 404);
+
     // The sites the picker offers.
     let sites = Conn::open(server.operator).send("GET", "/api/footfall/sites", &[], b"");
     assert_eq!(
