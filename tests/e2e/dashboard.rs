@@ -43,7 +43,17 @@ fn query(server: &Server, q: &Value) -> (u16, Value) {
         q.to_string().as_bytes(),
     );
     assert_eq!(reply.header("content-type"), Some("application/json"));
+    private(&reply.text());
     (reply.status, serde_json::from_str(&reply.text()).unwrap())
+}
+
+/// The privacy scan of an answer or a log: no visitor's address (the
+/// traffic's come from 198.51.100.0/24 and 203.0.113.0/24) and no
+/// User-Agent.
+fn private(text: &str) {
+    for needle in ["198.51.100.", "203.0.113.", "Mozilla/", "Chrome/"] {
+        assert!(!text.contains(needle), "{needle} in {text}");
+    }
 }
 
 fn report(data: &std::path::Path, args: &[&str]) -> Value {
@@ -196,6 +206,7 @@ fn the_stats_api_answers_what_footfall_report_answers() {
     // v1, which most existing clients call, answers from the same engine.
     let v1 = |target: &str| {
         let reply = Conn::open(server.operator).send("GET", target, &[], b"");
+        private(&reply.text());
         (
             reply.status,
             serde_json::from_str::<Value>(&reply.text()).unwrap(),
@@ -259,6 +270,7 @@ fn the_stats_api_answers_what_footfall_report_answers() {
         json!({"sites": [{"site": SITE, "first": today, "last": today}]})
     );
     assert!(server.stop().success());
+    private(&server.log());
 }
 
 #[test]
