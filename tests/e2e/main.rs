@@ -4,6 +4,7 @@
 mod analyst;
 mod browser;
 mod dashboard;
+mod dashboard_browser;
 mod dimensions;
 mod events;
 mod events_browser;
