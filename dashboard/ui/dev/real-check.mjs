@@ -11,10 +11,10 @@
 //
 //   node dashboard/ui/dev/real-check.mjs --url http://127.0.0.1:8081/ \
 //     [--site example.com] [--out /tmp/dashboard-real-shots] \
-//     [--auth "Bearer secret"] [--shot-period today]
+//     [--auth "Bearer secret"] [--shot-view "period=30d&compare=1"]
 //
-// --shot-period is the period of the screenshots (a period picker id:
-// today, 7d, 30d, …). tests/e2e/dashboard_browser.rs runs this against a
+// --shot-view is the view of the screenshots, as the page's URL says it
+// (default period=today). tests/e2e/dashboard_browser.rs runs this against a
 // server it has just fed; it prints `ok`/`FAIL` lines and exits 1 on any
 // failure. Unlike check.mjs, nothing is canned and no clock is fixed: the
 // numbers are whatever the server holds, compared with its own answers.
@@ -31,14 +31,14 @@ const arg = (name, dflt) => {
 };
 const URL_ARG = arg("url");
 if (!URL_ARG) {
-  console.error("usage: real-check.mjs --url http://127.0.0.1:PORT/ [--site S] [--out DIR] [--auth 'Bearer …'] [--shot-period today]");
+  console.error("usage: real-check.mjs --url http://127.0.0.1:PORT/ [--site S] [--out DIR] [--auth 'Bearer …'] [--shot-view period=today]");
   process.exit(2);
 }
 const BASE = URL_ARG.endsWith("/") ? URL_ARG : `${URL_ARG}/`;
 const SITE = arg("site", "example.com");
 const OUT = arg("out", "/tmp/dashboard-real-shots");
 const AUTH = arg("auth", null);
-const SHOT_PERIOD = arg("shot-period", "today");
+const SHOT_VIEW = arg("shot-view", "period=today");
 const { chromium } = createRequire(join(here, "../../../scripts/dashboard-build/package.json"))("playwright-core");
 
 mkdirSync(OUT, { recursive: true });
@@ -405,7 +405,7 @@ try {
   ]) {
     const name = `dashboard-${w}`;
     const s = await openPage({ width: w, height: h, scheme: "light" });
-    await s.page.goto(`${BASE}?site=${encodeURIComponent(SITE)}&period=${SHOT_PERIOD}`);
+    await s.page.goto(`${BASE}?site=${encodeURIComponent(SITE)}&${SHOT_VIEW}`);
     await ready(s.page);
     await s.page.waitForSelector("#graph canvas");
     check((await s.page.$$("#toprow .stat")).length === 6, `${name}: six numbers in the top row`);
