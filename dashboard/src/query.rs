@@ -149,6 +149,10 @@ pub fn v2(
             .filter(|name| *name != footfall_report::OVERFLOW)
             .map(|name| footfall_report::Goal::Event(name.to_owned()))
             .collect();
+        if query.goals.is_empty() {
+            // No custom event in the range: no goal to list, and no error.
+            return Ok(answer(&site, &metrics, from, to, &dimensions, Vec::new()));
+        }
     }
     let report = run(&query)?;
     let mut rows: Vec<(Value, Vec<Value>)> = Vec::with_capacity(report.rows.len());
@@ -183,7 +187,19 @@ pub fn v2(
     } else {
         results
     };
-    Ok(json!({
+    Ok(answer(&site, &metrics, from, to, &dimensions, results))
+}
+
+/// Plausible's answer: the results, and the query as understood.
+fn answer(
+    site: &str,
+    metrics: &[&str],
+    from: NaiveDate,
+    to: NaiveDate,
+    dimensions: &[&str],
+    results: Vec<Value>,
+) -> Value {
+    json!({
         "results": results,
         "meta": {},
         "query": {
@@ -193,7 +209,7 @@ pub fn v2(
             "dimensions": dimensions,
             "filters": [],
         },
-    }))
+    })
 }
 
 fn run(q: &Query) -> Result<Report, Refusal> {

@@ -120,7 +120,11 @@ pub(crate) fn run(q: &Query) -> Result<Report, Error> {
     let table = q.by.map_or(Table::Pages, Dimension::table);
     let main = merge_table(q, table, &[])?;
     // No countries data in the range: say why if it was never written.
-    if main.stats.files == 0 && table == Table::Countries && !has_table(q, table)? {
+    if main.stats.files == 0
+        && main.groups.is_empty()
+        && table == Table::Countries
+        && !has_table(q, table)?
+    {
         return Err(Error::NoCountries {
             dir: q.store.to_string().into(),
         });

@@ -364,6 +364,12 @@ fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
         pages["results"],
         json!([{"dimensions": ["/live"], "metrics": [5]}])
     );
+    // No custom event yet: no goal, and no error.
+    let (status, goals) = query(
+        &server,
+        &json!({"site_id": SITE, "date_range": "day", "metrics": ["visitors", "events"], "dimensions": ["event:goal"]}),
+    );
+    assert_eq!((status, goals["results"].clone()), (200, json!([])));
     // Current visitors: the last five minutes, from memory.
     let now = Conn::open(server.operator).send(
         "GET",
