@@ -379,6 +379,15 @@ impl Aggregator {
         to: NaiveDate,
     ) -> Result<Vec<arrow_array::RecordBatch>, Error> {
         let mut all = self.open.snapshot();
+        // Open visits as if they ended now: today's visits, bounces and
+        // durations so far, not half an hour late. Only into this copy,
+        // and only for the tables a visit's end adds to. (A pass over the
+        // open visits for each such query: a cost that grows with them.)
+        if matches!(table, Table::Visits | Table::Pages | Table::Sources) {
+            for shard in self.sessions.iter().flat_map(|s| s.iter()) {
+                lock(shard).as_if_ended(|ended| all.fold_ended(ended));
+            }
+        }
         for part in lock(&self.unwritten)
             .parts
             .iter()

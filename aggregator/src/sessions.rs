@@ -403,14 +403,23 @@ impl Sessions {
         self.texts.collect();
     }
 
-    /// Hands the visit in `slot` to `ended` and frees the slot (whose index
-    /// entry is already gone).
-    fn end(&mut self, slot: u32, ended: impl FnOnce(&Ended<'_>)) {
-        let open = std::mem::replace(&mut self.slab[slot as usize], Open::vacant());
+    /// Hands every open visit to `f` as if it ended now, and keeps it open:
+    /// for a live answer, whose counts are folded into a copy of the
+    /// buckets that is answered from and dropped (never written, never
+    /// checkpointed). A visit is either open or ended, so a live answer
+    /// counts each once.
+    pub fn as_if_ended(&self, mut f: impl FnMut(&Ended<'_>)) {
+        for open in self.slab.iter().filter(|o| o.live) {
+            f(&self.ended(open));
+        }
+    }
+
+    /// What `open` adds to the tables when it ends.
+    fn ended(&self, open: &Open) -> Ended<'_> {
         let t = &self.texts;
         let text = |id: Id| (id != NONE).then(|| t.get(id));
         let pageviews = u32::from(open.pageviews);
-        ended(&Ended {
+        Ended {
             site: t.get(open.site),
             start: i64::from(open.start),
             entry_page: t.get(open.entry),
@@ -421,7 +430,14 @@ impl Sessions {
             bounce: pageviews < 2 && !open.interacted,
             duration_s: i64::from(open.last - open.start),
             visitor: VisitorKey::from_hash(open.key),
-        });
+        }
+    }
+
+    /// Hands the visit in `slot` to `ended` and frees the slot (whose index
+    /// entry is already gone).
+    fn end(&mut self, slot: u32, ended: impl FnOnce(&Ended<'_>)) {
+        let open = std::mem::replace(&mut self.slab[slot as usize], Open::vacant());
+        ended(&self.ended(&open));
         for id in [open.site, open.entry, open.exit]
             .into_iter()
             .chain(open.source)
@@ -632,6 +648,30 @@ mod tests {
             e.landed,
             e.source[0].map(Into::into),
         )
+    }
+
+    #[test]
+    fn open_visits_show_as_if_ended_and_stay_open() {
+        let mut s = Sessions::new(SessionSettings::default());
+        s.pageview(&view(T0, "/a", 1), |_| panic!("nothing ends"));
+        s.pageview(&view(T0 + 10, "/b", 1), |_| panic!("nothing ends"));
+        s.pageview(&view(T0 + 20, "/c", 2), |_| panic!("nothing ends"));
+        let mut seen = Vec::new();
+        s.as_if_ended(|e| seen.push(summary(e)));
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("/a".into(), "/b".into(), 2, false, 10, true, None),
+                ("/c".into(), "/c".into(), 1, true, 0, true, None),
+            ]
+        );
+        assert_eq!(s.len(), 2, "still open");
+        // When they do end, they end once, as they were shown.
+        let mut ended = Vec::new();
+        s.end_all(|e| ended.push(summary(e)));
+        ended.sort();
+        assert_eq!(ended, seen);
     }
 
     fn view(time: i64, page: &str, visitor: u64) -> Visit<'_> {

@@ -354,6 +354,13 @@ fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
     // No file yet: the answer is the open hour, from memory.
     assert!(crate::support::parquet_files(&data).is_empty());
     assert_eq!(totals(&server), (5, 5));
+    // Visits still open count as if they ended now: five visits of one
+    // view each, all bounces so far.
+    let (_, visits) = query(
+        &server,
+        &json!({"site_id": SITE, "date_range": "day", "metrics": ["visits", "bounce_rate"]}),
+    );
+    assert_eq!(visits["results"][0]["metrics"], json!([5, 100.0]));
     let sites = Conn::open(server.operator).send("GET", "/api/footfall/sites", &[], b"");
     assert!(sites.text().contains(SITE), "{}", sites.text());
     let (_, pages) = query(
@@ -402,6 +409,12 @@ fn a_beacon_is_on_the_dashboard_at_once_and_counted_once_after_a_flush() {
         assert_eq!(totals(&server), (8, 8));
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Five visits ended by the first run's stop, in files; three open.
+    let (_, visits) = query(
+        &server,
+        &json!({"site_id": SITE, "date_range": "day", "metrics": ["visits"]}),
+    );
+    assert_eq!(visits["results"][0]["metrics"], json!([8]));
     assert!(server.stop().success());
     let r = &report(&data, &[])[0];
     assert_eq!(
