@@ -161,11 +161,10 @@ fn the_dashboard_in_chromium_shows_what_the_api_answers() {
 /// clock libfaketime sets to that day or hour (written to files when it
 /// stops), then a live run for this hour, left running while
 /// real-check.mjs checks the page and shoots the last 30 days into
-/// `target/dashboard-shots/month/`. Not a check of anything the test
-/// above does not check: ignored, run on purpose.
+/// `target/dashboard-shots/month/`: a month of files (and their daily
+/// rollups) beside a live hour, read alike by the page and the API.
 #[test]
-#[ignore = "makes docs/dashboard.png: cargo nextest run -p footfall --test e2e dashboard_browser --run-ignored only"]
-fn a_month_of_traffic_for_the_screenshot() {
+fn a_month_of_traffic_reads_the_same_in_chromium_as_in_the_api() {
     // Each past day's clock runs this many times fast, so the GAP between
     // a visitor's views is a minute or two of the server's time.
     const FAST: u32 = 200;
