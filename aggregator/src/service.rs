@@ -804,7 +804,9 @@ impl VisitSink for Aggregator {
     }
 
     fn event(&self, event: &CustomEvent<'_>) {
-        self.note_recent(event.site, event.time, event.visitor);
+        // Not noted among current visitors: a visitor's events follow a
+        // view, which is, and an event's site is not bounded as a view's
+        // is (a view past `--max-sites` is noted under `(other)`).
         if let Some(sessions) = self.visits_of(event.visitor) {
             lock(sessions).event(event.visitor, event.time, event.interactive);
         }
