@@ -8,6 +8,7 @@ Polars' object-store reader, Apache DataSketches and `footfall report`.
 """
 
 import json
+import re
 import os
 import signal
 import socket
@@ -366,3 +367,33 @@ def test_a_salt_store_unreachable_at_midnight_drops_counts_and_recovers(moto, tm
     assert not any("salt" in f for f in os.listdir(tmp_path / "state"))
     salts = sorted(moto.objects("private"))
     assert salts and all(k.startswith("salts/salts/2026-12-0") for k in salts), salts
+
+
+def test_footfall_dashboard_reads_the_bucket_as_report_does(moto, tmp_path):
+    c = Collector(moto, tmp_path / "state")
+    for v in range(40):
+        assert c.view(v, f"/p/{v % 4}") is None
+    c.stop()
+    proc = subprocess.Popen(
+        [FOOTFALL, "dashboard", "--listen", "127.0.0.1:0", "--data-dir", "s3://analytics/footfall"],
+        env=moto.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        at = None
+        for line in proc.stderr:
+            m = re.search(r" at=(\S+)", line)
+            if m:
+                at = m.group(1)
+                break
+        assert at, "footfall dashboard did not start"
+        host, port = at.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("POST", "/api/v2/query", body=json.dumps(
+            {"site_id": SITE, "date_range": "day", "metrics": ["pageviews", "visitors"]}))
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+        assert resp.status == 200, answer
+        totals = report_totals(moto)
+        assert answer["results"][0]["metrics"] == [totals["views"], totals["visitors"]] == [40, 40]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
