@@ -218,7 +218,13 @@ fn run(q: &Query) -> Result<Report, Refusal> {
             status: 503,
             error: format!("cannot read the data: {e}"),
         },
-        e => bad(e.to_string()),
+        footfall_report::Error::NoCountries { .. } => bad(
+            "no countries data: footfall writes the countries table only when serve runs \
+             with --geoip-db",
+        ),
+        // The command line's sentences name the data dir; a browser is
+        // told "the data" instead.
+        e => bad(e.to_string().replace(&q.store.to_string(), "the data")),
     })
 }
 
