@@ -777,13 +777,14 @@ impl Aggregator {
 impl VisitSink for Aggregator {
     fn record(&self, visit: &Visit<'_>) {
         let folded = self.open.mine().fold(visit);
-        self.note_recent(folded.as_counted(visit).site, visit.time, visit.visitor);
+        // A view counted under `(other)` is `(other)` in its visit and
+        // among current visitors too: neither holds text the tables'
+        // bounds turned away, so a flood of new pages or sites costs them
+        // nothing.
+        let counted = folded.as_counted(visit);
+        self.note_recent(counted.site, visit.time, visit.visitor);
         if let Some(sessions) = self.visits_of(visit.visitor) {
-            // A view counted under `(other)` is `(other)` in its visit too:
-            // the visits hold no text the tables' bounds turned away, so a
-            // flood of new pages costs them nothing.
-            let visit = folded.as_counted(visit);
-            lock(sessions).pageview(&visit, |ended| self.open.mine().fold_ended(ended));
+            lock(sessions).pageview(&counted, |ended| self.open.mine().fold_ended(ended));
         }
         // After the visit that the view may have ended was folded too, so
         // a checkpoint that cleared the flag meanwhile is followed by one
